@@ -1,0 +1,90 @@
+"""gpuimage: one trusted way to hand a GPU image between PyTorch, CuPy and OpenCV's CUDA GpuMat.
+
+No copies, no dangling pointers, layouts checked by mypy. ``import gpuimage`` needs only NumPy,
+pydantic and typing_extensions; torch, CuPy and OpenCV are imported when a view needs them.
+"""
+
+from ._device import CPU, Device, DeviceLike
+from ._dtypes import (
+    AnyDType,
+    BFloat16,
+    Bool,
+    DTypeLike,
+    DTypeName,
+    Float16,
+    Float32,
+    Float64,
+    Int8,
+    Int16,
+    Int32,
+    Int64,
+    UInt8,
+    UInt16,
+    UInt32,
+)
+from ._errors import (
+    BoundsError,
+    DeviceError,
+    DTypeError,
+    ExportError,
+    GpuImageError,
+    HostMemoryError,
+    InteropError,
+    LayoutError,
+    LifetimeError,
+    MissingBackendError,
+    PitchError,
+    SpecError,
+    StrideError,
+)
+from ._image import GpuImage
+from ._layout import CHW, HWC, AnyLayout, CHWLike, HWCLike, Layout, LayoutLike
+from ._spec import ImageSpec
+from ._streams import StreamLike
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CHW",
+    "CPU",
+    "HWC",
+    "AnyDType",
+    "AnyLayout",
+    "BFloat16",
+    "Bool",
+    "BoundsError",
+    "CHWLike",
+    "DTypeError",
+    "DTypeLike",
+    "DTypeName",
+    "Device",
+    "DeviceError",
+    "DeviceLike",
+    "ExportError",
+    "Float16",
+    "Float32",
+    "Float64",
+    "GpuImage",
+    "GpuImageError",
+    "HWCLike",
+    "HostMemoryError",
+    "ImageSpec",
+    "Int8",
+    "Int16",
+    "Int32",
+    "Int64",
+    "InteropError",
+    "Layout",
+    "LayoutError",
+    "LayoutLike",
+    "LifetimeError",
+    "MissingBackendError",
+    "PitchError",
+    "SpecError",
+    "StreamLike",
+    "StrideError",
+    "UInt8",
+    "UInt16",
+    "UInt32",
+    "__version__",
+]

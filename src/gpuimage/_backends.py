@@ -1,0 +1,33 @@
+"""Optional libraries: install hints, and a check that does not import them.
+
+Each spoke module imports its library at its top, inside ``try``, and raises ``missing_backend()``
+from the ``ImportError``; the hub imports a spoke only when a method needs it. So ``import gpuimage``
+never imports torch, CuPy or OpenCV.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Literal
+
+from ._errors import MissingBackendError
+
+__all__ = ["Backend", "is_installed", "missing_backend"]
+
+Backend = Literal["torch", "cupy", "cv2"]
+
+_HINTS: dict[Backend, str] = {
+    "torch": "pip install 'gpuimage[torch]'",
+    "cupy": "pip install 'gpuimage[cupy]' (or cupy-cuda12x for a CUDA 12 driver)",
+    "cv2": "pip install 'gpuimage[opencv]' (one OpenCV distribution only)",
+}
+
+
+def missing_backend(name: Backend) -> MissingBackendError:
+    """The error for a library that failed to import, naming the extra to install."""
+    return MissingBackendError(f"this needs {name}, which is not installed: {_HINTS[name]}.")
+
+
+def is_installed(name: Backend) -> bool:
+    """True if the library can be found (without importing it)."""
+    return importlib.util.find_spec(name) is not None

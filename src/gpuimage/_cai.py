@@ -1,0 +1,135 @@
+"""The array-interface protocols: ``__cuda_array_interface__`` (v3) in both directions, and the
+host ``__array_interface__`` that NumPy views are built from."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ._device import Device
+from ._dtypes import DTypeName, dtype_from_cai_typestr, dtype_info
+from ._errors import DTypeError, InteropError
+from ._layout import Layout
+from ._source import Imported, spec_from_strided
+from ._spec import ImageSpec
+
+__all__ = ["ArrayExport", "CudaArrayExport", "cuda_array_interface", "host_array_interface", "parse"]
+
+# CAI v3: stream 0 is forbidden (ambiguous); 1 names the legacy default stream.
+_LEGACY_DEFAULT_STREAM = 1
+
+
+def _typestr(dtype: DTypeName, *, where: str) -> str:
+    typestr = dtype_info(dtype).cai_typestr
+    if typestr is None:
+        raise DTypeError(
+            f"{where}: {dtype} has no array-interface typestr (torch would read it back as float16). "
+            "Use DLPack (__dlpack__ / as_torch()) for bfloat16 images."
+        )
+    return typestr
+
+
+def cuda_array_interface(
+    ptr: int, spec: ImageSpec, *, stream: int | None, readonly: bool, as_dtype: DTypeName | None = None
+) -> dict[str, Any]:
+    """The v3 ``__cuda_array_interface__`` dict of an image (strides always explicit, in bytes).
+
+    ``as_dtype`` reinterprets the elements as another dtype of the same size (bfloat16 as uint16).
+    """
+    return {
+        "shape": spec.shape,
+        "typestr": _typestr(as_dtype or spec.dtype, where="__cuda_array_interface__"),
+        "data": (ptr, readonly),
+        "strides": spec.strides,
+        "version": 3,
+        "stream": _LEGACY_DEFAULT_STREAM if stream == 0 else stream,
+    }
+
+
+def host_array_interface(
+    ptr: int, spec: ImageSpec, *, readonly: bool, as_dtype: DTypeName | None = None
+) -> dict[str, Any]:
+    """The ``__array_interface__`` (v3) dict of an image in host memory."""
+    return {
+        "shape": spec.shape,
+        "typestr": _typestr(as_dtype or spec.dtype, where="__array_interface__"),
+        "data": (ptr, readonly),
+        "strides": spec.strides,
+        "version": 3,
+    }
+
+
+class CudaArrayExport:
+    """A CAI exporter that keeps the memory's owner alive (torch.as_tensor and CuPy hold on to it)."""
+
+    __slots__ = ("__cuda_array_interface__", "owner")
+
+    def __init__(self, interface: dict[str, Any], owner: object) -> None:
+        self.__cuda_array_interface__ = interface
+        self.owner = owner
+
+
+class ArrayExport:
+    """An ``__array_interface__`` exporter that keeps the memory's owner alive (NumPy's ``.base``)."""
+
+    __slots__ = ("__array_interface__", "owner")
+
+    def __init__(self, interface: dict[str, Any], owner: object) -> None:
+        self.__array_interface__ = interface
+        self.owner = owner
+
+
+def _int_tuple(value: object, *, key: str, where: str) -> tuple[int, ...]:
+    if not isinstance(value, tuple | list) or not all(type(item) is int for item in value):
+        raise InteropError(f"{where}: expected '{key}' to be a tuple of ints, got {key}={value!r}.")
+    return tuple(value)
+
+
+def parse(
+    obj: object, *, layout: Layout | None, device: Device, stream: int | None, where: str
+) -> Imported:
+    """Read an object's ``__cuda_array_interface__`` (versions 0 to 3).
+
+    The stream the data is ready on is ``stream`` if given, else the interface's own ``stream``.
+    """
+    try:
+        interface = obj.__cuda_array_interface__  # type: ignore[attr-defined]  # the protocol
+    except AttributeError as exc:
+        raise InteropError(f"{where}: {type(obj).__name__} has no __cuda_array_interface__.") from exc
+    if not isinstance(interface, Mapping):
+        raise InteropError(f"{where}: __cuda_array_interface__ is a {type(interface).__name__}, not a dict.")
+    version = interface.get("version")
+    if type(version) is not int or not 0 <= version <= 3:
+        raise InteropError(f"{where}: expected __cuda_array_interface__ version 0 to 3, got version={version!r}.")
+    if interface.get("mask") is not None:
+        raise InteropError(f"{where}: masked arrays (a CAI 'mask') are not images; fill the mask first.")
+    data = interface.get("data")
+    if not isinstance(data, tuple | list) or len(data) != 2 or type(data[0]) is not int:
+        raise InteropError(f"{where}: expected 'data' to be a (pointer, readonly) pair, got data={data!r}.")
+    ptr, readonly = data[0], bool(data[1])
+    shape = _int_tuple(interface.get("shape"), key="shape", where=where)
+    dtype = dtype_from_cai_typestr(interface.get("typestr"), where=where)
+    itemsize = dtype_info(dtype).itemsize
+    raw_strides = interface.get("strides")
+    if raw_strides is None:
+        strides = _c_contiguous_strides(shape, itemsize)
+    else:
+        strides = _int_tuple(raw_strides, key="strides", where=where)
+    interface_stream = interface.get("stream")
+    if interface_stream is not None and (type(interface_stream) is not int or interface_stream <= 0):
+        raise InteropError(
+            f"{where}: CAI 'stream' must be None or a positive handle (0 is forbidden), "
+            f"got stream={interface_stream!r}."
+        )
+    spec = spec_from_strided(ptr, shape, strides, dtype, layout, device, where=where)
+    ready_on = stream if stream is not None else interface_stream
+    return Imported(ptr, spec, obj, ready_on, readonly)
+
+
+def _c_contiguous_strides(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
+    strides: list[int] = []
+    step = itemsize
+    for size in reversed(shape):
+        strides.append(step)
+        step *= max(size, 1)
+    return tuple(reversed(strides))

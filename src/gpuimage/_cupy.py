@@ -1,0 +1,96 @@
+"""CuPy spoke: ``cupy.ndarray`` in, ``cupy.ndarray`` out. Everything gpuimage knows about CuPy is here.
+
+Views are built as headers (``UnownedMemory`` + ``MemoryPointer`` + ``ndarray``): no CUDA call, no
+host synchronization (``cupy.asarray`` on a CAI with a stream would block the host), and it works on
+machines without a GPU, which is how CPU-only tests check them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._backends import missing_backend
+
+try:
+    import cupy
+except ImportError as exc:  # pragma: no cover - exercised only where CuPy is absent
+    raise missing_backend("cupy") from exc
+
+import numpy as np
+import numpy.typing as npt
+
+from ._device import Device
+from ._dtypes import parse_dtype
+from ._errors import DeviceError, DTypeError, InteropError
+from ._layout import Layout
+from ._source import Imported, spec_from_strided
+from ._spec import ImageSpec
+
+__all__ = ["allocate", "copy", "gpu_available", "parse", "pointer_device", "view"]
+
+
+def parse(array: object, *, layout: Layout | None, stream: int | None, where: str) -> Imported:
+    """Wrap a ``cupy.ndarray`` (2-D, or 3-D with a layout) as it is, strided or sliced."""
+    if not isinstance(array, cupy.ndarray):
+        raise InteropError(f"{where}: expected a cupy.ndarray, got {type(array).__name__}.")
+    dtype = parse_dtype(array.dtype, where=where)
+    memory = array.data.mem
+    spec = spec_from_strided(
+        array.data.ptr,
+        array.shape,
+        array.strides,
+        dtype,
+        layout,
+        Device("cuda", array.device.id),
+        where=where,
+        allocation=(memory.ptr, memory.size),
+    )
+    return Imported(array.data.ptr, spec, array, stream, False)
+
+
+def view(ptr: int, spec: ImageSpec, owner: object) -> cupy.ndarray:
+    """A ``cupy.ndarray`` header over the image (same pointer, same byte strides) keeping ``owner`` alive."""
+    if not spec.device.is_cuda:
+        raise DeviceError(
+            "as_cupy(): the image is in host memory; CuPy arrays live on a GPU. Call image.cuda() first, "
+            "or use as_numpy()."
+        )
+    if spec.dtype == "bfloat16":
+        raise DTypeError("as_cupy(): CuPy has no bfloat16 dtype. Use as_torch(), or convert with astype().")
+    memory = cupy.cuda.UnownedMemory(ptr, spec.nbytes, owner, device_id=spec.device.index)
+    return cupy.ndarray(
+        spec.shape, np.dtype(spec.dtype), cupy.cuda.MemoryPointer(memory, 0), strides=spec.strides
+    )
+
+
+def gpu_available() -> bool:
+    """True when CuPy can reach a GPU."""
+    return bool(cupy.is_available())
+
+
+def pointer_device(ptr: int) -> int | None:
+    """The CUDA ordinal that owns ``ptr``, or None when CuPy cannot tell (no GPU, host pointer)."""
+    if not gpu_available():
+        return None
+    try:
+        attributes = cupy.cuda.runtime.pointerGetAttributes(ptr)
+    except cupy.cuda.runtime.CUDARuntimeError:
+        return None
+    return int(attributes.device) if attributes.type in (2, 3) else None  # device or managed memory
+
+
+def allocate(nbytes: int, device: Device) -> tuple[int, cupy.ndarray]:
+    """``nbytes`` bytes from CuPy's memory pool on ``device``; returns (pointer, owner)."""
+    with cupy.cuda.Device(device.index):
+        buffer = cupy.empty(nbytes, dtype=cupy.uint8)
+    return buffer.data.ptr, buffer
+
+
+
+def copy(source: cupy.ndarray | npt.NDArray[Any], target: cupy.ndarray | npt.NDArray[Any], device: Device) -> None:
+    """``target[...] = source`` across host and device; a copy into host memory has completed on return."""
+    with cupy.cuda.Device(device.index):
+        if isinstance(target, cupy.ndarray):
+            target[...] = source if isinstance(source, cupy.ndarray) else cupy.asarray(source)
+        else:
+            target[...] = cupy.asnumpy(source)

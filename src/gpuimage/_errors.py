@@ -1,0 +1,95 @@
+"""The exceptions gpuimage raises. One ``except GpuImageError`` catches all of them.
+
+Each class also derives from the builtin a caller would naturally expect, so that code written
+against torch or NumPy conventions (``except ValueError``) keeps working::
+
+    GpuImageError
+    ├── SpecError (ValueError)              an ImageSpec that describes impossible memory
+    │   └── PitchError                      a pitch or stride that is too small, unaligned or overlapping
+    ├── LayoutError (ValueError)            a layout that is missing, unknown or does not fit the target
+    ├── DTypeError (TypeError)              a dtype the source or the target cannot represent
+    ├── DeviceError (ValueError)            the wrong device, or host memory where device memory is needed
+    │   └── HostMemoryError (AttributeError)  a device-only protocol asked of a host image
+    ├── BoundsError (IndexError)            a crop or a view that would point outside its memory
+    ├── StrideError (ValueError)            strides that a target library cannot express
+    ├── InteropError (TypeError)            a foreign object that is not what its protocol promises
+    ├── ExportError (BufferError)           a DLPack export that cannot be made as asked
+    ├── LifetimeError (RuntimeError)        memory whose owner is gone or was already consumed
+    └── MissingBackendError (ImportError)   an optional library that is not installed or lacks CUDA
+
+Messages follow one pattern: what was asked, what was expected, what was got, what to do instead.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BoundsError",
+    "DTypeError",
+    "DeviceError",
+    "ExportError",
+    "GpuImageError",
+    "HostMemoryError",
+    "InteropError",
+    "LayoutError",
+    "LifetimeError",
+    "MissingBackendError",
+    "PitchError",
+    "SpecError",
+    "StrideError",
+]
+
+
+class GpuImageError(Exception):
+    """The root of every exception gpuimage raises."""
+
+
+class SpecError(GpuImageError, ValueError):
+    """An image description that no memory can satisfy (sizes, dtype, device)."""
+
+
+class PitchError(SpecError):
+    """A row pitch, plane pitch or stride that is too small, unaligned, or makes elements overlap."""
+
+
+class LayoutError(GpuImageError, ValueError):
+    """A layout that is missing, unknown, or not accepted by the operation."""
+
+
+class DTypeError(GpuImageError, TypeError):
+    """A dtype that the source or the target library cannot represent."""
+
+
+class DeviceError(GpuImageError, ValueError):
+    """A device mismatch, or host memory where device memory is needed (or the reverse)."""
+
+
+class HostMemoryError(DeviceError, AttributeError):
+    """A device-only protocol (``__cuda_array_interface__``) asked of an image in host memory.
+
+    It is an ``AttributeError`` so that ``hasattr(image, "__cuda_array_interface__")`` is False for
+    host images, as the protocol expects.
+    """
+
+
+class BoundsError(GpuImageError, IndexError):
+    """A crop, offset or view that would reach outside the memory it came from."""
+
+
+class StrideError(GpuImageError, ValueError):
+    """Strides that the target library cannot express; ``contiguous()`` makes a packed copy."""
+
+
+class InteropError(GpuImageError, TypeError):
+    """A foreign object of the wrong type, or one whose protocol data is malformed."""
+
+
+class ExportError(GpuImageError, BufferError):
+    """A DLPack export that cannot be made as requested (device, copy or stream arguments)."""
+
+
+class LifetimeError(GpuImageError, RuntimeError):
+    """Memory whose owner is gone, or a DLPack capsule that was already consumed."""
+
+
+class MissingBackendError(GpuImageError, ImportError):
+    """An optional library that is not installed, or is installed without the CUDA support needed."""

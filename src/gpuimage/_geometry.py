@@ -1,0 +1,230 @@
+"""Pure stride, pitch, extent and bounds arithmetic. No GPU calls, no foreign libraries.
+
+Every stride and pitch here is in BYTES. An image has three of them, whatever its layout:
+
+- ``row_pitch``: from one row to the next (``y`` + 1),
+- ``pixel_stride``: from one pixel to the next in a row (``x`` + 1),
+- ``channel_stride``: from one channel to the next (``c`` + 1); for CHW this is the plane pitch.
+
+A packed HWC image has ``(row_pitch, pixel_stride, channel_stride) = (W*C*s, C*s, s)``; a packed
+CHW image has ``(W*s, s, H*W*s)``, for an item size ``s``. Permuted views (a CHW view of HWC memory)
+and ROIs simply carry other values.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import NamedTuple
+
+from ._errors import BoundsError, LayoutError, PitchError, SpecError, StrideError
+from ._layout import Layout
+
+__all__ = [
+    "MAX_EXTENT",
+    "Geometry",
+    "byte_extent",
+    "check_geometry",
+    "check_within",
+    "crop_offset",
+    "geometry_from_strided",
+    "layout_shape",
+    "layout_strides",
+    "packed_geometry",
+]
+
+MAX_EXTENT = 2**63
+"""Byte extents must stay below this: DLPack, torch and CUDA use signed 64-bit sizes."""
+
+
+class Geometry(NamedTuple):
+    """Sizes (in elements) and strides (in bytes) of one image, independent of layout order."""
+
+    height: int
+    width: int
+    channels: int
+    row_pitch: int
+    pixel_stride: int
+    channel_stride: int
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+def packed_geometry(
+    layout: Layout, height: int, width: int, channels: int, itemsize: int, *, row_alignment: int = 1
+) -> Geometry:
+    """The geometry of a packed image whose rows start every ``row_alignment`` bytes.
+
+    ``row_alignment`` pads each row as ``cudaMallocPitch`` would (256 bytes, say); pitches are
+    rounded up to a multiple of both it and the item size. For CHW, each plane holds ``height``
+    padded rows.
+    """
+    if type(row_alignment) is not int or row_alignment <= 0:
+        raise PitchError(f"row_alignment: expected a positive int of bytes, got row_alignment={row_alignment!r}.")
+    row_alignment = math.lcm(row_alignment, itemsize)
+    if layout is Layout.HWC:
+        row_pitch = _round_up(width * channels * itemsize, row_alignment)
+        return Geometry(height, width, channels, row_pitch, channels * itemsize, itemsize)
+    row_pitch = _round_up(width * itemsize, row_alignment)
+    return Geometry(height, width, channels, row_pitch, itemsize, row_pitch * height)
+
+
+def layout_shape(layout: Layout, height: int, width: int, channels: int) -> tuple[int, int, int]:
+    """The shape in layout order: ``(H, W, C)`` or ``(C, H, W)``."""
+    return (height, width, channels) if layout is Layout.HWC else (channels, height, width)
+
+
+def layout_strides(
+    layout: Layout, row_pitch: int, pixel_stride: int, channel_stride: int
+) -> tuple[int, int, int]:
+    """The strides in bytes, in layout order: ``(row, pixel, channel)`` or ``(channel, row, pixel)``."""
+    if layout is Layout.HWC:
+        return (row_pitch, pixel_stride, channel_stride)
+    return (channel_stride, row_pitch, pixel_stride)
+
+
+def byte_extent(sizes: Sequence[int], strides: Sequence[int], itemsize: int) -> int:
+    """Bytes from the first element to one past the last one (non-negative strides)."""
+    return sum((size - 1) * stride for size, stride in zip(sizes, strides, strict=True)) + itemsize
+
+
+_STRIDE_NAMES = ("row_pitch", "pixel_stride", "channel_stride")
+_UNIT_NAMES = ("rows", "pixels", "channels")
+
+
+def check_geometry(geometry: Geometry, itemsize: int, *, where: str = "ImageSpec") -> None:
+    """Raise ``SpecError``/``PitchError`` unless the geometry describes distinct, addressable elements.
+
+    Sizes must be positive; strides positive multiples of the item size; and, ignoring dimensions
+    of size 1, each stride must step over everything the smaller strides span (so that no two
+    elements share a byte). The extent must stay below 2**63 bytes.
+    """
+    height, width, channels, *strides = geometry
+    for name, size in (("height", height), ("width", width), ("channels", channels)):
+        if type(size) is not int or size <= 0:
+            raise SpecError(f"{where}: expected a positive int {name}, got {name}={size!r}.")
+    for name, stride in zip(_STRIDE_NAMES, strides, strict=True):
+        if type(stride) is not int or stride <= 0:
+            raise PitchError(f"{where}: expected a positive int {name} in bytes, got {name}={stride!r}.")
+        if stride % itemsize:
+            raise PitchError(
+                f"{where}: {name}={stride} bytes is not a multiple of the item size ({itemsize} bytes); "
+                "every element must start on an item boundary."
+            )
+    dims = sorted(
+        (stride, size, index)
+        for index, (size, stride) in enumerate(zip((height, width, channels), strides, strict=True))
+        if size > 1
+    )
+    span = itemsize
+    inner: list[str] = []
+    for stride, size, index in dims:
+        if stride < span:
+            raise PitchError(
+                f"{where}: {_STRIDE_NAMES[index]}={stride} bytes is smaller than the {span} bytes spanned by "
+                f"the {' and '.join(inner) or 'element'} it steps over, so {_UNIT_NAMES[index]} would "
+                f"overlap. Use a {_STRIDE_NAMES[index]} of at least {span} bytes."
+            )
+        span += (size - 1) * stride
+        inner.append(f"{size} {_UNIT_NAMES[index]}")
+    extent = byte_extent((height, width, channels), strides, itemsize)
+    if extent >= MAX_EXTENT:
+        raise SpecError(
+            f"{where}: the image spans {extent} bytes, beyond the 2**63-byte limit of CUDA, DLPack and torch."
+        )
+
+
+def geometry_from_strided(
+    shape: Sequence[int],
+    strides: Sequence[int],
+    layout: Layout | None,
+    itemsize: int,
+    *,
+    where: str,
+) -> tuple[Layout, Geometry]:
+    """Read an image's geometry off an array's shape and byte strides.
+
+    A 2-D ``(H, W)`` array is a one-channel image, and takes ``layout`` (HWC when None). A 3-D array
+    needs ``layout``: gpuimage never guesses whether ``(3, 480, 640)`` is CHW or a 3-row HWC image.
+    Strides of dimensions of size 1 carry no information; unusable ones are replaced by packed
+    values. The result is checked with ``check_geometry``.
+    """
+    if len(shape) != len(strides):
+        raise StrideError(f"{where}: shape {tuple(shape)} and strides {tuple(strides)} differ in length.")
+    if len(shape) == 2:
+        layout = Layout.HWC if layout is None else layout
+        height, width = shape
+        row_pitch, pixel_stride = strides
+        channels, channel_stride = 1, itemsize
+        if layout is Layout.CHW:
+            channel_stride = max(row_pitch * height, itemsize)
+    elif len(shape) == 3:
+        if layout is None:
+            raise LayoutError(
+                f"{where}: a 3-D array of shape {tuple(shape)} can be HWC or CHW; pass layout='HWC' or "
+                "layout='CHW' (gpuimage never guesses a layout)."
+            )
+        if layout is Layout.HWC:
+            height, width, channels = shape
+            row_pitch, pixel_stride, channel_stride = strides
+        else:
+            channels, height, width = shape
+            channel_stride, row_pitch, pixel_stride = strides
+    else:
+        raise LayoutError(
+            f"{where}: expected a 2-D (H, W) or 3-D image array, got shape {tuple(shape)}. "
+            "Batches and multi-plane formats are not single images; index one image first."
+        )
+    for name, stride in zip(_STRIDE_NAMES, (row_pitch, pixel_stride, channel_stride), strict=True):
+        if stride < 0:
+            raise StrideError(
+                f"{where}: {name}={stride} is negative (a flipped view); no GPU image library can take "
+                "negative strides. Make a copy in the source library first."
+            )
+    packed = packed_geometry(layout, height, width, channels, itemsize)
+    geometry = Geometry(
+        height,
+        width,
+        channels,
+        _usable(row_pitch, height, packed.row_pitch, itemsize),
+        _usable(pixel_stride, width, packed.pixel_stride, itemsize),
+        _usable(channel_stride, channels, packed.channel_stride, itemsize),
+    )
+    check_geometry(geometry, itemsize, where=where)
+    return layout, geometry
+
+
+def _usable(stride: int, size: int, packed: int, itemsize: int) -> int:
+    """Keep a stride unless its dimension has size 1 and the stride is not a positive item multiple."""
+    if size == 1 and (stride <= 0 or stride % itemsize):
+        return packed
+    return stride
+
+
+def crop_offset(geometry: Geometry, x: int, y: int, width: int, height: int) -> int:
+    """The byte offset of the crop's first element; raises ``BoundsError`` if it leaves the image."""
+    for name, value in (("x", x), ("y", y), ("width", width), ("height", height)):
+        if type(value) is not int:
+            raise BoundsError(f"crop(): expected an int {name}, got {name}={value!r}.")
+    if x < 0 or y < 0 or width <= 0 or height <= 0:
+        raise BoundsError(
+            f"crop(): expected x, y >= 0 and width, height > 0, got x={x}, y={y}, width={width}, height={height}."
+        )
+    if x + width > geometry.width or y + height > geometry.height:
+        raise BoundsError(
+            f"crop(): the rectangle x={x}, y={y}, width={width}, height={height} reaches outside the "
+            f"{geometry.width}x{geometry.height} image (x + width <= {geometry.width} and "
+            f"y + height <= {geometry.height} are required)."
+        )
+    return y * geometry.row_pitch + x * geometry.pixel_stride
+
+
+def check_within(start: int, extent: int, base: int, size: int, *, where: str) -> None:
+    """Raise ``BoundsError`` unless ``[start, start + extent)`` lies inside ``[base, base + size)``."""
+    if start < base or start + extent > base + size:
+        raise BoundsError(
+            f"{where}: the image spans bytes [{start:#x}, {start + extent:#x}) but its source allocation "
+            f"is [{base:#x}, {base + size:#x}); the view would point outside the memory it came from."
+        )

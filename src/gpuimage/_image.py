@@ -1,0 +1,673 @@
+"""``GpuImage``: the hub. A pointer, an ``ImageSpec``, a stream, and the owner that keeps memory alive.
+
+Foreign objects come in through a spoke's ``parse`` (one module per library) and go out through a
+spoke's ``view``; the hub itself never imports torch, CuPy or OpenCV.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Generic, Self, cast, overload
+
+from typing_extensions import TypeVar
+
+from ._device import CPU, Device, DeviceLike, parse_device
+from ._dtypes import AnyDType, DTypeLike
+from ._errors import DeviceError, ExportError, HostMemoryError, LayoutError
+from ._geometry import crop_offset
+from ._layout import CHW, HWC, AnyLayout, CHWLike, HWCLike, Layout, LayoutLike, parse_layout
+from ._source import Imported, check_pointer
+from ._spec import ImageSpec
+from ._streams import stream_handle
+
+if TYPE_CHECKING:
+    import cupy
+    import cv2
+    import numpy.typing as npt
+    import torch
+
+__all__ = ["GpuImage"]
+
+L = TypeVar("L", bound=AnyLayout, covariant=True, default=AnyLayout)
+D = TypeVar("D", bound=AnyDType, covariant=True, default=AnyDType)
+
+_TORCH, _CUPY, _GPUMAT, _NUMPY = "torch", "cupy", "gpumat", "numpy"
+
+
+class GpuImage(Generic[L, D]):
+    """An image in GPU (or host) memory, shared without copying between torch, CuPy and OpenCV.
+
+    ``GpuImage[HWC, UInt8]`` is an interleaved uint8 image; ``GpuImage[CHW]`` a planar image of any
+    dtype. Build one with a ``from_*`` constructor or ``GpuImage.empty``; look at it through the
+    ``as_*`` views, which are made on first use, cached, and share the image's pointer and strides.
+
+    Notes:
+        Lifetime: the image keeps the owner of its memory alive (the tensor, array, GpuMat or DLPack
+        capsule it came from), and every view keeps that owner alive too, so memory outlives
+        whichever of them is used last. ``from_pointer`` without ``owner`` is a borrow: the caller
+        keeps the memory alive.
+
+        Streams: ``stream`` is the raw ``cudaStream_t`` on which the data is ready (None when it was
+        not given). It is carried along and exported through the CUDA Array Interface.
+    """
+
+    __slots__ = ("__weakref__", "_owner", "_ptr", "_readonly", "_spec", "_stream", "_views")
+
+    _ptr: int
+    _spec: ImageSpec
+    _owner: object
+    _stream: int | None
+    _readonly: bool
+    _views: dict[str, Any]
+
+    def __init__(self) -> None:
+        raise TypeError(
+            "GpuImage() cannot be called directly; use GpuImage.from_torch(), .from_cupy(), .from_gpumat(), "
+            ".from_dlpack(), .from_cuda_array_interface(), .from_numpy(), .from_pointer() or .empty()."
+        )
+
+    @classmethod
+    def _wrap(
+        cls, ptr: int, spec: ImageSpec, owner: object, stream: int | None, readonly: bool
+    ) -> GpuImage[Any, Any]:
+        """The one construction path: no checks here, every caller passes checked values."""
+        image: GpuImage[Any, Any] = object.__new__(GpuImage)
+        image._ptr = ptr
+        image._spec = spec
+        image._owner = owner
+        image._stream = stream
+        image._readonly = readonly
+        image._views = {}
+        return image
+
+    @classmethod
+    def _from_imported(cls, imported: Imported) -> GpuImage[Any, Any]:
+        return cls._wrap(imported.ptr, imported.spec, imported.owner, imported.stream, imported.readonly)
+
+    # -- constructors ---------------------------------------------------------------------------
+
+    @overload
+    @classmethod
+    def from_torch(
+        cls, tensor: torch.Tensor, *, layout: HWCLike | None = None, stream: object = None
+    ) -> GpuImage[HWC]: ...
+    @overload
+    @classmethod
+    def from_torch(cls, tensor: torch.Tensor, *, layout: CHWLike, stream: object = None) -> GpuImage[CHW]: ...
+    @overload
+    @classmethod
+    def from_torch(cls, tensor: torch.Tensor, *, layout: LayoutLike, stream: object = None) -> GpuImage: ...
+    @classmethod
+    def from_torch(
+        cls, tensor: torch.Tensor, *, layout: LayoutLike | None = None, stream: object = None
+    ) -> GpuImage[Any, Any]:
+        """Wrap a CUDA (or CPU) tensor without copying, strided, permuted and sliced views included.
+
+        Parameters:
+            tensor: a 2-D ``(H, W)`` or 3-D tensor.
+            layout: required for 3-D tensors: ``"HWC"`` for ``(H, W, C)``, ``"CHW"`` for ``(C, H, W)``.
+            stream: where the tensor's data is ready (any stream-like); stored as ``image.stream``.
+
+        Raises:
+            LayoutError: a 3-D tensor without ``layout``, or a tensor that is not 2-D or 3-D.
+            DTypeError: a dtype that is not an image dtype (complex, for example).
+            StrideError: negative strides; PitchError: overlapping elements (an ``expand``).
+            BoundsError: a view that reaches outside its storage.
+        """
+        from . import _torch
+
+        where = "GpuImage.from_torch()"
+        layout_value = None if layout is None else parse_layout(layout, where=where)
+        return cls._from_imported(
+            _torch.parse(tensor, layout=layout_value, stream=stream_handle(stream, where=where), where=where)
+        )
+
+    @overload
+    @classmethod
+    def from_cupy(
+        cls, array: cupy.ndarray, *, layout: HWCLike | None = None, stream: object = None
+    ) -> GpuImage[HWC]: ...
+    @overload
+    @classmethod
+    def from_cupy(cls, array: cupy.ndarray, *, layout: CHWLike, stream: object = None) -> GpuImage[CHW]: ...
+    @overload
+    @classmethod
+    def from_cupy(cls, array: cupy.ndarray, *, layout: LayoutLike, stream: object = None) -> GpuImage: ...
+    @classmethod
+    def from_cupy(
+        cls, array: cupy.ndarray, *, layout: LayoutLike | None = None, stream: object = None
+    ) -> GpuImage[Any, Any]:
+        """Wrap a ``cupy.ndarray`` without copying (sliced and transposed arrays as they are).
+
+        ``layout`` is required for 3-D arrays; see ``from_torch`` for the parameters and errors.
+        """
+        from . import _cupy
+
+        where = "GpuImage.from_cupy()"
+        layout_value = None if layout is None else parse_layout(layout, where=where)
+        return cls._from_imported(
+            _cupy.parse(array, layout=layout_value, stream=stream_handle(stream, where=where), where=where)
+        )
+
+    @classmethod
+    def from_gpumat(
+        cls, mat: cv2.cuda.GpuMat, *, device: DeviceLike | None = None, stream: object = None
+    ) -> GpuImage[HWC]:
+        """Wrap a ``cv2.cuda.GpuMat`` (always HWC), pitch and ROI included, without copying.
+
+        ``device`` defaults to OpenCV's current CUDA device (``cuda:0`` on builds without CUDA).
+        The image keeps the mat alive, and with it memory that OpenCV allocated.
+        """
+        from . import _opencv
+
+        where = "GpuImage.from_gpumat()"
+        return cast(
+            "GpuImage[HWC]",
+            cls._from_imported(
+                _opencv.parse(mat, device=device, stream=stream_handle(stream, where=where), where=where)
+            ),
+        )
+
+    @overload
+    @classmethod
+    def from_dlpack(cls, obj: object, *, layout: HWCLike | None = None, stream: object = None) -> GpuImage[HWC]: ...
+    @overload
+    @classmethod
+    def from_dlpack(cls, obj: object, *, layout: CHWLike, stream: object = None) -> GpuImage[CHW]: ...
+    @overload
+    @classmethod
+    def from_dlpack(cls, obj: object, *, layout: LayoutLike, stream: object = None) -> GpuImage: ...
+    @classmethod
+    def from_dlpack(
+        cls, obj: object, *, layout: LayoutLike | None = None, stream: object = None
+    ) -> GpuImage[Any, Any]:
+        """Consume an object's ``__dlpack__`` (or a DLPack capsule) without copying.
+
+        Asks for a versioned (DLPack 1.x) capsule and falls back to a legacy one. ``stream`` is
+        passed to the producer, which orders its pending work before it (array API semantics); the
+        image is then ready on ``stream``. The producer's deleter runs when the image and all its
+        views are gone.
+        """
+        from . import _dlpack
+
+        where = "GpuImage.from_dlpack()"
+        layout_value = None if layout is None else parse_layout(layout, where=where)
+        return cls._from_imported(
+            _dlpack.parse(obj, layout=layout_value, stream=stream_handle(stream, where=where), where=where)
+        )
+
+    @overload
+    @classmethod
+    def from_cuda_array_interface(
+        cls,
+        obj: object,
+        *,
+        layout: HWCLike | None = None,
+        device: DeviceLike | None = None,
+        stream: object = None,
+    ) -> GpuImage[HWC]: ...
+    @overload
+    @classmethod
+    def from_cuda_array_interface(
+        cls, obj: object, *, layout: CHWLike, device: DeviceLike | None = None, stream: object = None
+    ) -> GpuImage[CHW]: ...
+    @overload
+    @classmethod
+    def from_cuda_array_interface(
+        cls, obj: object, *, layout: LayoutLike, device: DeviceLike | None = None, stream: object = None
+    ) -> GpuImage: ...
+    @classmethod
+    def from_cuda_array_interface(
+        cls,
+        obj: object,
+        *,
+        layout: LayoutLike | None = None,
+        device: DeviceLike | None = None,
+        stream: object = None,
+    ) -> GpuImage[Any, Any]:
+        """Wrap any object with ``__cuda_array_interface__`` (v0 to v3) without copying; keeps it alive.
+
+        CAI has no device field: ``device`` defaults to the device CUDA reports for the pointer
+        (through CuPy when it sees a GPU), else ``cuda:0``. The data is ready on ``stream`` if given,
+        else on the interface's own ``stream``.
+        """
+        from . import _cai
+
+        where = "GpuImage.from_cuda_array_interface()"
+        layout_value = None if layout is None else parse_layout(layout, where=where)
+        device_value = parse_device(device, where=where) if device is not None else _locate(obj)
+        return cls._from_imported(
+            _cai.parse(
+                obj,
+                layout=layout_value,
+                device=device_value,
+                stream=stream_handle(stream, where=where),
+                where=where,
+            )
+        )
+
+    @overload
+    @classmethod
+    def from_numpy(cls, array: npt.NDArray[Any], *, layout: HWCLike | None = None) -> GpuImage[HWC]: ...
+    @overload
+    @classmethod
+    def from_numpy(cls, array: npt.NDArray[Any], *, layout: CHWLike) -> GpuImage[CHW]: ...
+    @overload
+    @classmethod
+    def from_numpy(cls, array: npt.NDArray[Any], *, layout: LayoutLike) -> GpuImage: ...
+    @classmethod
+    def from_numpy(cls, array: npt.NDArray[Any], *, layout: LayoutLike | None = None) -> GpuImage[Any, Any]:
+        """Wrap a NumPy array as a host image without copying (for staging, and machines without a GPU).
+
+        A read-only array gives a read-only image.
+        """
+        from . import _numpy
+
+        where = "GpuImage.from_numpy()"
+        layout_value = None if layout is None else parse_layout(layout, where=where)
+        return cls._from_imported(_numpy.parse(array, layout=layout_value, where=where))
+
+    @classmethod
+    def from_pointer(
+        cls,
+        ptr: int,
+        spec: ImageSpec,
+        *,
+        owner: object = None,
+        stream: object = None,
+        readonly: bool = False,
+    ) -> GpuImage:
+        """Wrap raw memory described by ``spec`` (device or host, per ``spec.device``).
+
+        ``owner`` is kept alive as long as the image or any view of it; without one the image is a
+        borrow and the caller must keep the memory alive. Narrow the static layout with
+        ``expect()``.
+        """
+        where = "GpuImage.from_pointer()"
+        if not isinstance(spec, ImageSpec):
+            raise TypeError(f"{where}: expected an ImageSpec, got {type(spec).__name__}.")
+        check_pointer(ptr, spec.itemsize, where=where)
+        return cast(
+            "GpuImage", cls._wrap(ptr, spec, owner, stream_handle(stream, where=where), bool(readonly))
+        )
+
+    @overload
+    @classmethod
+    def empty(
+        cls,
+        height: int,
+        width: int,
+        channels: int = 1,
+        dtype: DTypeLike = "uint8",
+        *,
+        layout: HWCLike = Layout.HWC,
+        device: DeviceLike = 0,
+        row_alignment: int = 1,
+        stream: object = None,
+    ) -> GpuImage[HWC]: ...
+    @overload
+    @classmethod
+    def empty(
+        cls,
+        height: int,
+        width: int,
+        channels: int = 1,
+        dtype: DTypeLike = "uint8",
+        *,
+        layout: CHWLike,
+        device: DeviceLike = 0,
+        row_alignment: int = 1,
+        stream: object = None,
+    ) -> GpuImage[CHW]: ...
+    @overload
+    @classmethod
+    def empty(
+        cls,
+        height: int,
+        width: int,
+        channels: int = 1,
+        dtype: DTypeLike = "uint8",
+        *,
+        layout: LayoutLike,
+        device: DeviceLike = 0,
+        row_alignment: int = 1,
+        stream: object = None,
+    ) -> GpuImage: ...
+    @classmethod
+    def empty(
+        cls,
+        height: int,
+        width: int,
+        channels: int = 1,
+        dtype: DTypeLike = "uint8",
+        *,
+        layout: LayoutLike = Layout.HWC,
+        device: DeviceLike = 0,
+        row_alignment: int = 1,
+        stream: object = None,
+    ) -> GpuImage[Any, Any]:
+        """Allocate an uninitialized image; rows start every ``row_alignment`` bytes (256 pads like
+        ``cudaMallocPitch``). Device memory comes from torch's caching allocator, or CuPy's pool when
+        torch is absent; host memory (``device="cpu"``) from NumPy.
+        """
+        spec = ImageSpec.packed(
+            height=height,
+            width=width,
+            channels=channels,
+            dtype=dtype,
+            layout=layout,
+            device=device,
+            row_alignment=row_alignment,
+        )
+        from ._allocate import allocate
+
+        ptr, owner = allocate(spec.nbytes, spec.device, alignment=max(row_alignment, spec.itemsize))
+        return cls._wrap(ptr, spec, owner, stream_handle(stream, where="GpuImage.empty()"), False)
+
+    # -- metadata -------------------------------------------------------------------------------
+
+    @property
+    def ptr(self) -> int:
+        """Address of the first element (pixel (0, 0), channel 0)."""
+        return self._ptr
+
+    @property
+    def spec(self) -> ImageSpec:
+        """The full, validated description of the memory."""
+        return self._spec
+
+    @property
+    def height(self) -> int:
+        """Rows."""
+        return self._spec.height
+
+    @property
+    def width(self) -> int:
+        """Columns."""
+        return self._spec.width
+
+    @property
+    def channels(self) -> int:
+        """Channels per pixel."""
+        return self._spec.channels
+
+    @property
+    def dtype(self) -> str:
+        """Element type name (``"uint8"``, ``"float32"``, ...)."""
+        return self._spec.dtype
+
+    @property
+    def layout(self) -> Layout:
+        """``Layout.HWC`` or ``Layout.CHW``."""
+        return self._spec.layout
+
+    @property
+    def row_pitch(self) -> int:
+        """Bytes from one row to the next."""
+        return self._spec.row_pitch
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """Sizes in layout order: ``(H, W, C)`` or ``(C, H, W)``."""
+        return self._spec.shape
+
+    @property
+    def strides(self) -> tuple[int, int, int]:
+        """Strides in **bytes**, in layout order."""
+        return self._spec.strides
+
+    @property
+    def device(self) -> Device:
+        """Where the memory lives."""
+        return self._spec.device
+
+    @property
+    def stream(self) -> int | None:
+        """The raw ``cudaStream_t`` on which the data is ready, or None when not given."""
+        return self._stream
+
+    @property
+    def owner(self) -> object:
+        """The object kept alive for the memory's sake (None for a borrowed pointer)."""
+        return self._owner
+
+    @property
+    def readonly(self) -> bool:
+        """True when the source said the memory must not be written (propagated to DLPack and CAI)."""
+        return self._readonly
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes from the first element to one past the last, padding included."""
+        return self._spec.nbytes
+
+    @property
+    def is_contiguous(self) -> bool:
+        """True when packed in layout order, without padding."""
+        return self._spec.is_contiguous
+
+    def __repr__(self) -> str:
+        spec = self._spec
+        return (
+            f"GpuImage({spec.height}x{spec.width}x{spec.channels} {spec.dtype} {spec.layout.value}, "
+            f"{spec.device}, row_pitch={spec.row_pitch}, strides={spec.strides}, ptr={self._ptr:#x})"
+        )
+
+    # -- views ----------------------------------------------------------------------------------
+
+    def as_torch(self) -> torch.Tensor:
+        """A tensor over the image: same pointer, same strides, on the image's device. Cached.
+
+        Shape and strides follow the layout (``(H, W, C)`` or ``(C, H, W)``). bfloat16 is supported.
+        """
+        view = self._views.get(_TORCH)
+        if view is None:
+            from . import _torch
+
+            made = _torch.view(self._ptr, self._spec, self._owner, stream=self._stream, readonly=self._readonly)
+            view = self._views.setdefault(_TORCH, made)
+        return cast("torch.Tensor", view)
+
+    def as_cupy(self) -> cupy.ndarray:
+        """A ``cupy.ndarray`` header over the image (no CUDA call, no host sync). Cached."""
+        view = self._views.get(_CUPY)
+        if view is None:
+            from . import _cupy
+
+            view = self._views.setdefault(_CUPY, _cupy.view(self._ptr, self._spec, self._owner))
+        return cast("cupy.ndarray", view)
+
+    def as_gpumat(self: GpuImage[HWC, AnyDType]) -> cv2.cuda.GpuMat:
+        """A ``cv2.cuda.GpuMat`` header over an HWC image with 1 to 4 channels. Cached.
+
+        Notes:
+            OpenCV keeps no reference to memory it did not allocate. gpuimage registers the mat with
+            the memory's owner and releases the owner only once no Python reference to the mat is
+            left, so the mat stays valid as long as you hold it. Headers OpenCV derives from it
+            (``rowRange``, ROI constructors) are not tracked: use ``crop()`` for ROIs.
+        """
+        view = self._views.get(_GPUMAT)
+        if view is None:
+            from . import _opencv
+
+            view = self._views.setdefault(_GPUMAT, _opencv.view(self._ptr, self._spec, self._owner))
+        return cast("cv2.cuda.GpuMat", view)
+
+    def as_numpy(self) -> npt.NDArray[Any]:
+        """A NumPy array over a host image (read-only if the image is). Cached."""
+        view = self._views.get(_NUMPY)
+        if view is None:
+            from . import _numpy
+
+            made = _numpy.view(self._ptr, self._spec, self._owner, readonly=self._readonly)
+            view = self._views.setdefault(_NUMPY, made)
+        return cast("npt.NDArray[Any]", view)
+
+    def __array__(self, dtype: object = None, copy: bool | None = None) -> npt.NDArray[Any]:
+        """NumPy's conversion hook: host images only; device images must be copied with ``cpu()``."""
+        if self._spec.device.is_cuda:
+            raise DeviceError(
+                f"numpy.asarray(image): the image is on {self._spec.device}. Call image.cpu().as_numpy() "
+                "for a host copy."
+            )
+        array = self.as_numpy()
+        if dtype is not None and array.dtype != dtype:
+            if copy is False:
+                raise ValueError("numpy.asarray(image, dtype=..., copy=False): a dtype change copies.")
+            return array.astype(dtype)  # type: ignore[call-overload, no-any-return]  # dtype is numpy's
+        return array.copy() if copy else array
+
+    # -- protocols ------------------------------------------------------------------------------
+
+    @property
+    def __cuda_array_interface__(self) -> dict[str, Any]:
+        """CAI v3 (strides in bytes; ``stream`` is the image's ready stream). Device images only."""
+        if not self._spec.device.is_cuda:
+            raise HostMemoryError(
+                "__cuda_array_interface__: the image is in host memory; use as_numpy() or __dlpack__."
+            )
+        from ._cai import cuda_array_interface
+
+        return cuda_array_interface(self._ptr, self._spec, stream=self._stream, readonly=self._readonly)
+
+    def __dlpack_device__(self) -> tuple[int, int]:
+        """``(kDLCUDA, ordinal)`` for device images, ``(kDLCPU, 0)`` for host images."""
+        return self._spec.device.dlpack
+
+    def __dlpack__(
+        self,
+        *,
+        stream: int | None = None,
+        max_version: tuple[int, int] | None = None,
+        dl_device: tuple[int, int] | None = None,
+        copy: bool | None = None,
+    ) -> object:
+        """Export a DLPack capsule (versioned when ``max_version >= (1, 0)``), per the array API.
+
+        ``dl_device`` may name the image's own device, or the CPU (a host copy, unless ``copy`` is
+        False). ``copy=True`` exports a packed copy. The capsule keeps the memory alive until the
+        consumer calls its deleter.
+        """
+        source: GpuImage[Any, Any] = self
+        copied = False
+        if self._spec.device.is_cuda and stream is not None and (type(stream) is not int or stream in (0, -2)):
+            raise ExportError(
+                f"__dlpack__(): expected stream None, -1, 1, 2 or a stream handle, got stream={stream!r}."
+            )
+        if not self._spec.device.is_cuda and stream is not None:
+            raise ExportError(f"__dlpack__(): a host image takes no stream, got stream={stream!r}.")
+        if dl_device is not None and tuple(dl_device) != self.__dlpack_device__():
+            if tuple(dl_device) != CPU.dlpack:
+                raise ExportError(
+                    f"__dlpack__(): cannot export a {self._spec.device} image to DLPack device {dl_device}."
+                )
+            if copy is False:
+                raise ExportError("__dlpack__(): dl_device is the CPU, which needs a copy, but copy=False.")
+            source, copied = self.cpu(), True
+        elif copy:
+            source, copied = self.copy(), True
+        from ._dlpack import export_capsule
+
+        versioned = max_version is not None and tuple(max_version) >= (1, 0)
+        return export_capsule(
+            source._ptr,
+            source._spec,
+            source._owner,
+            versioned=versioned,
+            readonly=source._readonly,
+            copied=copied,
+        )
+
+    # -- regions, layouts and copies -----------------------------------------------------------
+
+    def crop(self, x: int, y: int, width: int, height: int) -> Self:
+        """A zero-copy region of interest: offset pointer, same pitch and strides, same owner.
+
+        Raises:
+            BoundsError: a rectangle that is empty or reaches outside the image.
+        """
+        offset = crop_offset(self._spec.geometry, x, y, width, height)
+        geometry = self._spec.geometry._replace(height=height, width=width)
+        spec = ImageSpec._trusted(geometry, self._spec.dtype, self._spec.layout, self._spec.device)
+        return cast(Self, self._wrap(self._ptr + offset, spec, self._owner, self._stream, self._readonly))
+
+    @overload
+    def expect(self, layout: HWCLike) -> GpuImage[HWC, D]: ...
+    @overload
+    def expect(self, layout: CHWLike) -> GpuImage[CHW, D]: ...
+    def expect(self, layout: LayoutLike) -> GpuImage[Any, D]:
+        """Return this image, typed with ``layout``; raise ``LayoutError`` if its layout differs.
+
+        The checked narrowing from ``GpuImage`` (layout known at run time) to ``GpuImage[HWC]``.
+        """
+        wanted = parse_layout(layout, where="expect()")
+        if wanted is not self._spec.layout:
+            raise LayoutError(
+                f"expect(): expected a {wanted.value} image, got layout={self._spec.layout.value}. Convert "
+                f"with to_layout('{wanted.value}')."
+            )
+        return self
+
+    def copy(self) -> Self:
+        """A packed copy (same layout and dtype) on the same device, in new memory."""
+        from ._ops import copy_to_new
+
+        return cast(Self, copy_to_new(self, self._spec.layout, self._spec.device))
+
+    def contiguous(self) -> Self:
+        """This image if it is already packed, else a packed copy (like ``torch.Tensor.contiguous``)."""
+        return self if self._spec.is_contiguous else self.copy()
+
+    @overload
+    def to_layout(self, layout: HWCLike) -> GpuImage[HWC, D]: ...
+    @overload
+    def to_layout(self, layout: CHWLike) -> GpuImage[CHW, D]: ...
+    @overload
+    def to_layout(self, layout: LayoutLike) -> GpuImage[AnyLayout, D]: ...
+    def to_layout(self, layout: LayoutLike) -> GpuImage[Any, D]:
+        """This image if it already has ``layout``, else a packed copy converted to it."""
+        from ._ops import copy_to_new
+
+        target = parse_layout(layout, where="to_layout()")
+        if target is self._spec.layout:
+            return self
+        return cast("GpuImage[Any, D]", copy_to_new(self, target, self._spec.device))
+
+    def cuda(self, device: DeviceLike | None = None) -> Self:
+        """This image if it is on ``device`` (default: its own GPU, or cuda:0 for host images), else a
+        packed copy there."""
+        from ._ops import copy_to_new
+
+        if device is None:
+            target = self._spec.device if self._spec.device.is_cuda else Device("cuda", 0)
+        else:
+            target = parse_device(device, where="cuda()")
+            if not target.is_cuda:
+                raise DeviceError(f"cuda(): expected a CUDA device, got device={device!r}; use cpu().")
+        if target == self._spec.device:
+            return self
+        return cast(Self, copy_to_new(self, self._spec.layout, target))
+
+    def cpu(self) -> Self:
+        """This image if it is in host memory, else a packed host copy (waits for the copy)."""
+        from ._ops import copy_to_new
+
+        if not self._spec.device.is_cuda:
+            return self
+        return cast(Self, copy_to_new(self, self._spec.layout, CPU))
+
+
+def _locate(obj: object) -> Device:
+    """The device of a CAI pointer, as CUDA reports it; cuda:0 when no GPU runtime can tell."""
+    interface = getattr(obj, "__cuda_array_interface__", None)
+    data = interface.get("data") if isinstance(interface, dict) else None
+    if isinstance(data, tuple) and data and type(data[0]) is int and data[0] > 0:
+        from ._backends import is_installed
+
+        if is_installed("cupy"):
+            from . import _cupy
+
+            ordinal = _cupy.pointer_device(data[0])
+            if ordinal is not None:
+                return Device("cuda", ordinal)
+    return Device("cuda", 0)
+

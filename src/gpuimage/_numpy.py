@@ -1,0 +1,53 @@
+"""NumPy spoke: host images, for staging and for machines without a GPU."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ._cai import ArrayExport, host_array_interface
+from ._device import CPU
+from ._dtypes import DTypeName, parse_dtype
+from ._errors import DeviceError, DTypeError, InteropError
+from ._layout import Layout
+from ._source import Imported, spec_from_strided
+from ._spec import ImageSpec
+
+__all__ = ["allocate", "parse", "view"]
+
+
+def parse(array: object, *, layout: Layout | None, where: str) -> Imported:
+    """Wrap a NumPy array (2-D, or 3-D with a layout) as a host image, without copying."""
+    if not isinstance(array, np.ndarray):
+        raise InteropError(f"{where}: expected a numpy.ndarray, got {type(array).__name__}.")
+    dtype = parse_dtype(array.dtype, where=where)
+    ptr = int(array.__array_interface__["data"][0])
+    spec = spec_from_strided(ptr, array.shape, array.strides, dtype, layout, CPU, where=where)
+    return Imported(ptr, spec, array, None, not array.flags.writeable)
+
+
+def view(
+    ptr: int, spec: ImageSpec, owner: object, *, readonly: bool, as_dtype: DTypeName | None = None
+) -> npt.NDArray[Any]:
+    """A NumPy array over a host image (same pointer, same byte strides) that keeps ``owner`` alive."""
+    if spec.device.is_cuda:
+        raise DeviceError(
+            f"as_numpy(): the image is on {spec.device}; NumPy only sees host memory. Call image.cpu() "
+            "for a host copy, or use as_cupy()/as_torch() for a device view."
+        )
+    if spec.dtype == "bfloat16" and as_dtype is None:
+        raise DTypeError(
+            "as_numpy(): NumPy has no bfloat16. Use as_torch() (a CPU tensor) or image.astype() first."
+        )
+    interface = host_array_interface(ptr, spec, readonly=readonly, as_dtype=as_dtype)
+    return np.asarray(ArrayExport(interface, owner))
+
+
+def allocate(nbytes: int, alignment: int) -> tuple[int, npt.NDArray[np.uint8]]:
+    """Host bytes whose first byte is aligned to ``alignment``; returns (pointer, owner)."""
+    buffer = np.empty(nbytes + alignment, dtype=np.uint8)
+    base = int(buffer.__array_interface__["data"][0])
+    offset = (-base) % alignment
+    return base + offset, buffer

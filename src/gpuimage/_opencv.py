@@ -1,0 +1,200 @@
+"""OpenCV spoke: ``cv2.cuda.GpuMat`` in and out. Everything gpuimage knows about OpenCV is here.
+
+Facts this module is built on (OpenCV 4.8 to 5.x):
+
+- ``createGpuMatFromCudaMemory``, ``cudaPtr()``, ``step``, ``size()`` (which is ``(cols, rows)``)
+  and ROIs are pure headers: they work on builds without CUDA, which is every PyPI wheel.
+- On builds without CUDA, ``cv2.cuda.wrapStream`` and ``cv2.cuda.Stream.Null()`` abort the process,
+  so nothing here touches OpenCV streams unless ``getCudaEnabledDeviceCount() > 0``.
+- Type codes changed in 5.0 (``CV_8UC3`` is 64 there, 16 in 4.x): codes come from ``CV_MAKETYPE``.
+- A GpuMat is one interleaved (HWC) plane with a positive step, 1 to 4 channels.
+- A GpuMat made over foreign memory keeps no reference to it, and cv2 objects take neither
+  attributes nor weak references (and subclassing GpuMat crashes the interpreter at exit).
+
+Lifetime of ``as_gpumat()`` views: each mat is entered in a registry together with the owner of its
+memory. The registry drops an entry once nothing but the registry refers to the mat (it reads the
+reference count on every new mat and after each garbage collection). So the memory stays valid as
+long as any Python reference to the mat exists. Headers OpenCV derives from it (``rowRange``,
+``GpuMat(mat, roi)``) are not tracked: take ROIs with ``GpuImage.crop()`` instead.
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+import threading
+from typing import Any
+
+from ._backends import missing_backend
+
+try:
+    import cv2
+except ImportError as exc:  # pragma: no cover - exercised only where OpenCV is absent
+    raise missing_backend("cv2") from exc
+
+from ._device import Device, parse_device
+from ._dtypes import DTypeName
+from ._errors import DeviceError, DTypeError, InteropError, LayoutError, SpecError, StrideError
+from ._layout import Layout
+from ._source import Imported, spec_from_strided
+from ._spec import ImageSpec
+
+__all__ = ["DEPTHS", "cuda_enabled", "held_mats", "parse", "view"]
+
+_DEPTH_NAMES: dict[DTypeName, str] = {
+    "bool": "CV_Bool",  # 5.0+
+    "uint8": "CV_8U",
+    "int8": "CV_8S",
+    "uint16": "CV_16U",
+    "int16": "CV_16S",
+    "uint32": "CV_32U",  # 5.0+
+    "int32": "CV_32S",
+    "int64": "CV_64S",  # 5.0+
+    "float16": "CV_16F",
+    "bfloat16": "CV_16BF",  # not exported to Python as of 5.0
+    "float32": "CV_32F",
+    "float64": "CV_64F",
+}
+DEPTHS: dict[DTypeName, int] = {
+    dtype: getattr(cv2, name) for dtype, name in _DEPTH_NAMES.items() if hasattr(cv2, name)
+}
+"""OpenCV depth code of each dtype that this OpenCV has."""
+_DTYPES_BY_DEPTH: dict[int, DTypeName] = {depth: dtype for dtype, depth in DEPTHS.items()}
+
+_cuda_device_count: int | None = None
+
+
+def cuda_enabled() -> bool:
+    """True when this OpenCV build has CUDA and sees a GPU (only then are its streams safe to touch)."""
+    global _cuda_device_count
+    if _cuda_device_count is None:
+        _cuda_device_count = int(cv2.cuda.getCudaEnabledDeviceCount())
+    return _cuda_device_count > 0
+
+
+def parse(mat: object, *, device: object, stream: int | None, where: str) -> Imported:
+    """Wrap a GpuMat (always HWC) as it is, pitch and ROI included."""
+    if not isinstance(mat, cv2.cuda.GpuMat):
+        raise InteropError(f"{where}: expected a cv2.cuda.GpuMat, got {type(mat).__name__}.")
+    if mat.empty():
+        raise SpecError(f"{where}: the GpuMat is empty (no rows or columns); there is no image to wrap.")
+    dtype = _DTYPES_BY_DEPTH.get(mat.depth())
+    if dtype is None:
+        raise DTypeError(f"{where}: OpenCV depth {mat.depth()} has no gpuimage dtype.")
+    cols, rows = mat.size()
+    ptr = mat.cudaPtr()
+    spec = spec_from_strided(
+        ptr,
+        (rows, cols, mat.channels()),
+        (mat.step, mat.elemSize(), mat.elemSize1()),
+        dtype,
+        Layout.HWC,
+        _mat_device(device, where=where),
+        where=where,
+    )
+    _keepalive.sweep()
+    return Imported(ptr, spec, mat, stream, False)
+
+
+def _mat_device(device: object, *, where: str) -> Device:
+    if device is not None:
+        return parse_device(device, where=where)
+    if cuda_enabled():
+        return Device("cuda", int(cv2.cuda.getDevice()))
+    return Device("cuda", 0)  # headers without CUDA: OpenCV's own default device
+
+
+def view(ptr: int, spec: ImageSpec, owner: object) -> cv2.cuda.GpuMat:
+    """A GpuMat header over the image, registered so that ``owner`` outlives it (see module doc)."""
+    if not spec.device.is_cuda:
+        raise DeviceError(
+            "as_gpumat(): the image is in host memory; a GpuMat needs device memory. Call image.cuda() "
+            "first, or use as_numpy() with cv2 host functions."
+        )
+    if spec.layout is not Layout.HWC:
+        raise LayoutError(
+            "as_gpumat(): a GpuMat holds one interleaved plane, got layout=CHW. Call "
+            "image.to_layout('HWC') first, or use as_torch()/as_cupy()."
+        )
+    if not 1 <= spec.channels <= 4:
+        raise LayoutError(f"as_gpumat(): a GpuMat has 1 to 4 channels, got channels={spec.channels}.")
+    depth = DEPTHS.get(spec.dtype)
+    if depth is None:
+        raise DTypeError(
+            f"as_gpumat(): OpenCV {cv2.__version__} has no {spec.dtype} depth; it has "
+            f"{', '.join(DEPTHS)}. Convert with astype() first."
+        )
+    packed_pixel = spec.channels * spec.itemsize
+    if spec.pixel_stride != packed_pixel or spec.channel_stride != spec.itemsize:
+        raise StrideError(
+            f"as_gpumat(): a GpuMat needs interleaved pixels (pixel_stride={packed_pixel}, "
+            f"channel_stride={spec.itemsize} bytes), got pixel_stride={spec.pixel_stride}, "
+            f"channel_stride={spec.channel_stride} (a permuted or channel-sliced view). "
+            "Call image.contiguous() first."
+        )
+    if spec.height > 1 and spec.row_pitch < spec.width * packed_pixel:
+        raise StrideError(
+            f"as_gpumat(): a GpuMat's step must cover a row ({spec.width * packed_pixel} bytes), got "
+            f"row_pitch={spec.row_pitch} (a transposed view). Call image.contiguous() first."
+        )
+    if cuda_enabled() and int(cv2.cuda.getDevice()) != spec.device.index:
+        raise DeviceError(
+            f"as_gpumat(): the image is on {spec.device} but OpenCV's current device is "
+            f"cuda:{cv2.cuda.getDevice()}; call cv2.cuda.setDevice({spec.device.index}) first."
+        )
+    step = spec.row_pitch if spec.height > 1 else spec.width * packed_pixel
+    mat = cv2.cuda.createGpuMatFromCudaMemory(
+        spec.height, spec.width, cv2.CV_MAKETYPE(depth, spec.channels), ptr, step
+    )
+    _keepalive.hold(mat, owner)
+    return mat
+
+
+class _MatKeepAlive:
+    """Holds each mat's memory owner while anything besides this registry refers to the mat."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: list[tuple[Any, object]] = []
+        probe = object()
+        self._entries.append((probe, None))
+        self._baseline = self._count_references(0)
+        self._entries.clear()
+
+    def _count_references(self, index: int) -> int:
+        entry = self._entries[index]
+        return sys.getrefcount(entry[0])
+
+    def hold(self, mat: object, owner: object) -> None:
+        with self._lock:
+            self._sweep_locked()
+            self._entries.append((mat, owner))
+
+    def sweep(self) -> None:
+        with self._lock:
+            self._sweep_locked()
+
+    def _sweep_locked(self) -> None:
+        self._entries = [
+            entry for index, entry in enumerate(self._entries) if self._count_references(index) > self._baseline
+        ]
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+_keepalive = _MatKeepAlive()
+
+
+def _sweep_after_collection(phase: str, info: dict[str, int]) -> None:
+    if phase == "stop":
+        _keepalive.sweep()
+
+
+gc.callbacks.append(_sweep_after_collection)
+
+
+def held_mats() -> int:
+    """How many GpuMat views still hold their memory's owner (after a sweep)."""
+    _keepalive.sweep()
+    return len(_keepalive)

@@ -1,0 +1,70 @@
+"""Stream-likes: everything a ``stream=`` parameter accepts, reduced to a raw ``cudaStream_t`` handle.
+
+This module only reads handles; ordering work between streams comes with the streams module's
+events. It never imports a foreign library, and never touches OpenCV streams on builds without CUDA
+(they abort the interpreter there).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, TypeAlias, runtime_checkable
+
+from ._errors import InteropError
+
+__all__ = ["CudaStreamProtocol", "StreamLike", "stream_handle"]
+
+
+@runtime_checkable
+class CudaStreamProtocol(Protocol):
+    """The cuda.core stream protocol: ``__cuda_stream__()`` returns ``(version, handle)``."""
+
+    def __cuda_stream__(self) -> tuple[int, int]: ...
+
+
+StreamLike: TypeAlias = object
+"""A ``torch.cuda.Stream``, ``cupy.cuda.Stream``, ``cv2.cuda.Stream`` (CUDA builds only), an object
+with ``__cuda_stream__``, a raw ``cudaStream_t`` handle (int), or None."""
+
+
+def stream_handle(stream: object, *, where: str) -> int | None:
+    """The raw ``cudaStream_t`` of a stream-like, or None for None."""
+    if stream is None:
+        return None
+    if type(stream) is int:
+        if stream < 0:
+            raise InteropError(f"{where}: expected a non-negative stream handle, got stream={stream}.")
+        return stream
+    protocol = getattr(stream, "__cuda_stream__", None)
+    if protocol is not None:
+        version_and_handle = protocol()
+        if (
+            not isinstance(version_and_handle, tuple)
+            or len(version_and_handle) != 2
+            or type(version_and_handle[1]) is not int
+        ):
+            raise InteropError(
+                f"{where}: {type(stream).__name__}.__cuda_stream__() returned {version_and_handle!r}; "
+                "expected a (version, handle) tuple."
+            )
+        return version_and_handle[1]
+    for attribute in ("cuda_stream", "ptr"):  # torch.cuda.Stream, cupy.cuda.Stream
+        handle = getattr(stream, attribute, None)
+        if type(handle) is int:
+            return handle
+    if type(stream).__module__.startswith("cv2"):
+        return _opencv_stream_handle(stream, where=where)
+    raise InteropError(
+        f"{where}: expected a stream (torch.cuda.Stream, cupy.cuda.Stream, cv2.cuda.Stream, an object "
+        f"with __cuda_stream__, an int handle or None), got {type(stream).__name__}."
+    )
+
+
+def _opencv_stream_handle(stream: object, *, where: str) -> int:
+    import cv2  # only reached with a cv2 object in hand
+
+    if cv2.cuda.getCudaEnabledDeviceCount() <= 0:
+        raise InteropError(f"{where}: this OpenCV build has no CUDA, so a cv2.cuda.Stream has no handle.")
+    handle = stream.cudaPtr()  # type: ignore[attr-defined]  # cv2.cuda.Stream on CUDA builds
+    if type(handle) is not int:
+        raise InteropError(f"{where}: cv2.cuda.Stream.cudaPtr() returned {handle!r}, not an int.")
+    return handle

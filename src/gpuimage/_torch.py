@@ -1,0 +1,107 @@
+"""PyTorch spoke: tensors in, tensors out. Everything gpuimage knows about torch is here."""
+
+from __future__ import annotations
+
+from ._backends import missing_backend
+
+try:
+    import torch
+except ImportError as exc:  # pragma: no cover - exercised only where torch is absent
+    raise missing_backend("torch") from exc
+
+from ._cai import CudaArrayExport, cuda_array_interface
+from ._device import CPU, Device
+from ._dtypes import DTypeName
+from ._errors import DeviceError, DTypeError, InteropError, MissingBackendError
+from ._layout import Layout
+from ._numpy import view as numpy_view
+from ._source import Imported, spec_from_strided
+from ._spec import ImageSpec
+
+__all__ = ["DTYPES", "allocate", "cuda_available", "parse", "view"]
+
+DTYPES: dict[DTypeName, torch.dtype] = {
+    "bool": torch.bool,
+    "uint8": torch.uint8,
+    "int8": torch.int8,
+    "uint16": torch.uint16,
+    "int16": torch.int16,
+    "uint32": torch.uint32,
+    "int32": torch.int32,
+    "int64": torch.int64,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "float32": torch.float32,
+    "float64": torch.float64,
+}
+_NAMES: dict[torch.dtype, DTypeName] = {value: key for key, value in DTYPES.items()}
+
+
+def parse(tensor: object, *, layout: Layout | None, stream: int | None, where: str) -> Imported:
+    """Wrap a strided tensor (2-D, or 3-D with a layout) as it is: permuted and sliced views too."""
+    if not isinstance(tensor, torch.Tensor):
+        raise InteropError(f"{where}: expected a torch.Tensor, got {type(tensor).__name__}.")
+    if tensor.layout != torch.strided or tensor.is_quantized or tensor.is_meta:
+        raise InteropError(
+            f"{where}: expected a dense strided tensor, got layout={tensor.layout}, "
+            f"quantized={tensor.is_quantized}, meta={tensor.is_meta}. Call .to_dense() first."
+        )
+    dtype = _NAMES.get(tensor.dtype)
+    if dtype is None:
+        raise DTypeError(f"{where}: torch dtype {tensor.dtype} is not an image dtype.")
+    device = _device_of(tensor.device, where=where)
+    itemsize = tensor.element_size()
+    storage = tensor.untyped_storage()
+    spec = spec_from_strided(
+        tensor.data_ptr(),
+        tensor.shape,
+        [stride * itemsize for stride in tensor.stride()],
+        dtype,
+        layout,
+        device,
+        where=where,
+        allocation=(storage.data_ptr(), storage.nbytes()),
+    )
+    return Imported(tensor.data_ptr(), spec, tensor, stream, False)
+
+
+def _device_of(device: torch.device, *, where: str) -> Device:
+    if device.type == "cuda":
+        return Device("cuda", device.index if device.index is not None else torch.cuda.current_device())
+    if device.type == "cpu":
+        return CPU
+    raise DeviceError(f"{where}: tensors on {device} are not supported; use a CUDA or CPU tensor.")
+
+
+def view(ptr: int, spec: ImageSpec, owner: object, *, stream: int | None, readonly: bool) -> torch.Tensor:
+    """A tensor over the image's memory (same pointer, same strides) that keeps ``owner`` alive.
+
+    bfloat16 has no array-interface code, so its elements travel as int16 and the tensor is
+    reinterpreted (``Tensor.view(dtype)``, no copy).
+    """
+    carrier: DTypeName | None = "int16" if spec.dtype == "bfloat16" else None
+    if spec.device.is_cuda:
+        if not torch.cuda.is_available():
+            raise MissingBackendError(
+                f"as_torch(): the image is on {spec.device}, but this torch build has no CUDA or sees no "
+                "GPU. Install a CUDA build of torch, or call image.cpu() for a host copy."
+            )
+        # torch rejects read-only CAI buffers; torch tensors cannot be read-only anyway.
+        interface = cuda_array_interface(ptr, spec, stream=stream, readonly=False, as_dtype=carrier)
+        tensor = torch.as_tensor(CudaArrayExport(interface, owner), device=f"cuda:{spec.device.index}")
+    else:
+        host = numpy_view(ptr, spec, owner, readonly=False, as_dtype=carrier)
+        tensor = torch.from_numpy(host)
+    return tensor.view(torch.bfloat16) if carrier is not None else tensor
+
+
+def cuda_available() -> bool:
+    """True when this torch build has CUDA and sees a GPU."""
+    return bool(torch.cuda.is_available())
+
+
+def allocate(nbytes: int, device: Device) -> tuple[int, torch.Tensor]:
+    """``nbytes`` bytes from torch's caching allocator on ``device``; returns (pointer, owner)."""
+    buffer = torch.empty(nbytes, dtype=torch.uint8, device=str(device))
+    return buffer.data_ptr(), buffer
+
