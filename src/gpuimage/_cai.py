@@ -85,9 +85,7 @@ def _int_tuple(value: object, *, key: str, where: str) -> tuple[int, ...]:
     return tuple(value)
 
 
-def parse(
-    obj: object, *, layout: Layout | None, device: Device, stream: int | None, where: str
-) -> Imported:
+def parse(obj: object, *, layout: Layout | None, device: Device, stream: int | None, where: str) -> Imported:
     """Read an object's ``__cuda_array_interface__`` (versions 0 to 3).
 
     The stream the data is ready on is ``stream`` if given, else the interface's own ``stream``.
@@ -100,7 +98,9 @@ def parse(
         raise InteropError(f"{where}: __cuda_array_interface__ is a {type(interface).__name__}, not a dict.")
     version = interface.get("version")
     if type(version) is not int or not 0 <= version <= 3:
-        raise InteropError(f"{where}: expected __cuda_array_interface__ version 0 to 3, got version={version!r}.")
+        raise InteropError(
+            f"{where}: expected __cuda_array_interface__ version 0 to 3, got version={version!r}."
+        )
     if interface.get("mask") is not None:
         raise InteropError(f"{where}: masked arrays (a CAI 'mask') are not images; fill the mask first.")
     data = interface.get("data")

@@ -56,7 +56,7 @@ def view(ptr: int, spec: ImageSpec, owner: object) -> cupy.ndarray:
             "or use as_numpy()."
         )
     if spec.dtype == "bfloat16":
-        raise DTypeError("as_cupy(): CuPy has no bfloat16 dtype. Use as_torch(), or convert with astype().")
+        raise DTypeError("as_cupy(): CuPy has no bfloat16 dtype. Use as_torch() instead.")
     memory = cupy.cuda.UnownedMemory(ptr, spec.nbytes, owner, device_id=spec.device.index)
     return cupy.ndarray(
         spec.shape, np.dtype(spec.dtype), cupy.cuda.MemoryPointer(memory, 0), strides=spec.strides
@@ -86,8 +86,9 @@ def allocate(nbytes: int, device: Device) -> tuple[int, cupy.ndarray]:
     return buffer.data.ptr, buffer
 
 
-
-def copy(source: cupy.ndarray | npt.NDArray[Any], target: cupy.ndarray | npt.NDArray[Any], device: Device) -> None:
+def copy(
+    source: cupy.ndarray | npt.NDArray[Any], target: cupy.ndarray | npt.NDArray[Any], device: Device
+) -> None:
     """``target[...] = source`` across host and device; a copy into host memory has completed on return."""
     with cupy.cuda.Device(device.index):
         if isinstance(target, cupy.ndarray):

@@ -66,6 +66,4 @@ def parse_device(value: object, *, where: str) -> Device:
                 return CPU
             if kind == "cuda":
                 return Device("cuda", int(index or 0))
-    raise DeviceError(
-        f"{where}: expected a device such as 0, 'cuda:0' or 'cpu', got device={value!r}."
-    )
+    raise DeviceError(f"{where}: expected a device such as 0, 'cuda:0' or 'cpu', got device={value!r}.")

@@ -29,6 +29,8 @@ from ctypes import (
 )
 from typing import Any
 
+from typing_extensions import CapsuleType
+
 from ._device import CPU, DLPACK_CPU, DLPACK_CUDA, DLPACK_CUDA_HOST, Device
 from ._dtypes import dtype_from_dlpack, dtype_info
 from ._errors import DeviceError, InteropError, LifetimeError
@@ -85,7 +87,9 @@ class DLManagedTensorVersioned(Structure):
 
 
 _CapsuleDestructor = CFUNCTYPE(None, c_void_p)
-_capsule_new = PYFUNCTYPE(py_object, c_void_p, c_char_p, _CapsuleDestructor)(("PyCapsule_New", ctypes.pythonapi))
+_capsule_new = PYFUNCTYPE(py_object, c_void_p, c_char_p, _CapsuleDestructor)(
+    ("PyCapsule_New", ctypes.pythonapi)
+)
 _capsule_is_valid = PYFUNCTYPE(c_int, py_object, c_char_p)(("PyCapsule_IsValid", ctypes.pythonapi))
 _capsule_pointer = PYFUNCTYPE(c_void_p, py_object, c_char_p)(("PyCapsule_GetPointer", ctypes.pythonapi))
 _capsule_set_name = PYFUNCTYPE(c_int, py_object, c_char_p)(("PyCapsule_SetName", ctypes.pythonapi))
@@ -130,7 +134,7 @@ _DESTRUCTOR = _immortal(_CapsuleDestructor(_destroy_unconsumed))
 
 def export_capsule(
     ptr: int, spec: ImageSpec, owner: object, *, versioned: bool, readonly: bool, copied: bool
-) -> object:
+) -> CapsuleType:
     """A DLPack capsule of the image (non-NULL strides, in elements) that keeps ``owner`` alive."""
     itemsize = spec.itemsize
     info = dtype_info(spec.dtype)
@@ -156,7 +160,8 @@ def export_capsule(
     managed.deleter = _DELETER
     address = ctypes.addressof(managed)
     _exports[address] = (managed, shape, strides, owner)
-    return _capsule_new(address, name, _DESTRUCTOR)
+    capsule: CapsuleType = _capsule_new(address, name, _DESTRUCTOR)
+    return capsule
 
 
 class DLPackOwner:
@@ -250,9 +255,7 @@ def _spec_of(tensor: DLTensor, layout: Layout | None, *, where: str) -> ImageSpe
     if tensor.strides:
         strides = tuple(tensor.strides[index] * itemsize for index in range(ndim))
     else:  # NULL strides mean compact row-major (DLPack < 1.2 allowed it)
-        strides = tuple(
-            itemsize * _product(shape[index + 1 :]) for index in range(ndim)
-        )
+        strides = tuple(itemsize * _product(shape[index + 1 :]) for index in range(ndim))
     ptr = (tensor.data or 0) + tensor.byte_offset
     return spec_from_strided(ptr, shape, strides, dtype, layout, device, where=where)
 

@@ -62,7 +62,9 @@ def packed_geometry(
     padded rows.
     """
     if type(row_alignment) is not int or row_alignment <= 0:
-        raise PitchError(f"row_alignment: expected a positive int of bytes, got row_alignment={row_alignment!r}.")
+        raise PitchError(
+            f"row_alignment: expected a positive int of bytes, got row_alignment={row_alignment!r}."
+        )
     row_alignment = math.lcm(row_alignment, itemsize)
     if layout is Layout.HWC:
         row_pitch = _round_up(width * channels * itemsize, row_alignment)
@@ -105,7 +107,13 @@ def check_geometry(geometry: Geometry, itemsize: int, *, where: str = "ImageSpec
     for name, size in (("height", height), ("width", width), ("channels", channels)):
         if type(size) is not int or size <= 0:
             raise SpecError(f"{where}: expected a positive int {name}, got {name}={size!r}.")
-    for name, stride in zip(_STRIDE_NAMES, strides, strict=True):
+    for name, stride, size in zip(_STRIDE_NAMES, strides, (height, width, channels), strict=True):
+        if stride == 0 and size > 1:
+            raise PitchError(
+                f"{where}: {name}=0 makes all {size} {_UNIT_NAMES[_STRIDE_NAMES.index(name)]} share one "
+                "address (a broadcast or expanded view), so they would overlap. Make a copy in the "
+                "source library first."
+            )
         if type(stride) is not int or stride <= 0:
             raise PitchError(f"{where}: expected a positive int {name} in bytes, got {name}={stride!r}.")
         if stride % itemsize:
@@ -210,7 +218,8 @@ def crop_offset(geometry: Geometry, x: int, y: int, width: int, height: int) -> 
             raise BoundsError(f"crop(): expected an int {name}, got {name}={value!r}.")
     if x < 0 or y < 0 or width <= 0 or height <= 0:
         raise BoundsError(
-            f"crop(): expected x, y >= 0 and width, height > 0, got x={x}, y={y}, width={width}, height={height}."
+            "crop(): expected x, y >= 0 and width, height > 0, "
+            f"got x={x}, y={y}, width={width}, height={height}."
         )
     if x + width > geometry.width or y + height > geometry.height:
         raise BoundsError(

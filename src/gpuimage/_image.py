@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Generic, Self, cast, overload
 
-from typing_extensions import TypeVar
+from typing_extensions import CapsuleType, TypeVar
 
 from ._device import CPU, Device, DeviceLike, parse_device
 from ._dtypes import AnyDType, DTypeLike
@@ -169,7 +169,9 @@ class GpuImage(Generic[L, D]):
 
     @overload
     @classmethod
-    def from_dlpack(cls, obj: object, *, layout: HWCLike | None = None, stream: object = None) -> GpuImage[HWC]: ...
+    def from_dlpack(
+        cls, obj: object, *, layout: HWCLike | None = None, stream: object = None
+    ) -> GpuImage[HWC]: ...
     @overload
     @classmethod
     def from_dlpack(cls, obj: object, *, layout: CHWLike, stream: object = None) -> GpuImage[CHW]: ...
@@ -190,7 +192,7 @@ class GpuImage(Generic[L, D]):
         from . import _dlpack
 
         where = "GpuImage.from_dlpack()"
-        layout_value = None if layout is None else parse_layout(layout, where=where)
+        layout_value = _source_layout(obj, layout, where=where)
         return cls._from_imported(
             _dlpack.parse(obj, layout=layout_value, stream=stream_handle(stream, where=where), where=where)
         )
@@ -233,7 +235,7 @@ class GpuImage(Generic[L, D]):
         from . import _cai
 
         where = "GpuImage.from_cuda_array_interface()"
-        layout_value = None if layout is None else parse_layout(layout, where=where)
+        layout_value = _source_layout(obj, layout, where=where)
         device_value = parse_device(device, where=where) if device is not None else _locate(obj)
         return cls._from_imported(
             _cai.parse(
@@ -463,7 +465,9 @@ class GpuImage(Generic[L, D]):
         if view is None:
             from . import _torch
 
-            made = _torch.view(self._ptr, self._spec, self._owner, stream=self._stream, readonly=self._readonly)
+            made = _torch.view(
+                self._ptr, self._spec, self._owner, stream=self._stream, readonly=self._readonly
+            )
             view = self._views.setdefault(_TORCH, made)
         return cast("torch.Tensor", view)
 
@@ -540,7 +544,7 @@ class GpuImage(Generic[L, D]):
         max_version: tuple[int, int] | None = None,
         dl_device: tuple[int, int] | None = None,
         copy: bool | None = None,
-    ) -> object:
+    ) -> CapsuleType:
         """Export a DLPack capsule (versioned when ``max_version >= (1, 0)``), per the array API.
 
         ``dl_device`` may name the image's own device, or the CPU (a host copy, unless ``copy`` is
@@ -549,7 +553,11 @@ class GpuImage(Generic[L, D]):
         """
         source: GpuImage[Any, Any] = self
         copied = False
-        if self._spec.device.is_cuda and stream is not None and (type(stream) is not int or stream in (0, -2)):
+        if (
+            self._spec.device.is_cuda
+            and stream is not None
+            and (type(stream) is not int or stream in (0, -2))
+        ):
             raise ExportError(
                 f"__dlpack__(): expected stream None, -1, 1, 2 or a stream handle, got stream={stream!r}."
             )
@@ -656,6 +664,16 @@ class GpuImage(Generic[L, D]):
         return cast(Self, copy_to_new(self, self._spec.layout, CPU))
 
 
+def _source_layout(obj: object, layout: LayoutLike | None, *, where: str) -> Layout | None:
+    """The layout asked for, or the one a GpuImage source already knows (they must agree)."""
+    asked = None if layout is None else parse_layout(layout, where=where)
+    if isinstance(obj, GpuImage):
+        if asked is not None and asked is not obj.layout:
+            raise LayoutError(f"{where}: the source is a {obj.layout.value} image, got layout={asked.value}.")
+        return obj.layout
+    return asked
+
+
 def _locate(obj: object) -> Device:
     """The device of a CAI pointer, as CUDA reports it; cuda:0 when no GPU runtime can tell."""
     interface = getattr(obj, "__cuda_array_interface__", None)
@@ -670,4 +688,3 @@ def _locate(obj: object) -> Device:
             if ordinal is not None:
                 return Device("cuda", ordinal)
     return Device("cuda", 0)
-

@@ -57,9 +57,8 @@ def parse_layout(value: object, *, where: str) -> Layout:
             pass
     elif isinstance(value, type) and issubclass(value, AnyLayout) and value.layout is not None:
         return value.layout
-    raise LayoutError(
-        f"{where}: expected layout 'HWC' or 'CHW' (or gpuimage.Layout), got layout={value!r}."
-    )
+    raise LayoutError(f"{where}: expected layout 'HWC' or 'CHW' (or gpuimage.Layout), got layout={value!r}.")
+
 
 HWCLike: TypeAlias = Literal[Layout.HWC, "HWC"] | type[HWC]
 """A ``layout=`` argument that statically means HWC."""

@@ -38,9 +38,7 @@ def view(
             "for a host copy, or use as_cupy()/as_torch() for a device view."
         )
     if spec.dtype == "bfloat16" and as_dtype is None:
-        raise DTypeError(
-            "as_numpy(): NumPy has no bfloat16. Use as_torch() (a CPU tensor) or image.astype() first."
-        )
+        raise DTypeError("as_numpy(): NumPy has no bfloat16. Use as_torch() (a CPU tensor) instead.")
     interface = host_array_interface(ptr, spec, readonly=readonly, as_dtype=as_dtype)
     return np.asarray(ArrayExport(interface, owner))
 

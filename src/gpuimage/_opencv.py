@@ -122,8 +122,9 @@ def view(ptr: int, spec: ImageSpec, owner: object) -> cv2.cuda.GpuMat:
     if depth is None:
         raise DTypeError(
             f"as_gpumat(): OpenCV {cv2.__version__} has no {spec.dtype} depth; it has "
-            f"{', '.join(DEPTHS)}. Convert with astype() first."
+            f"{', '.join(DEPTHS)}. Convert the data in torch or CuPy first."
         )
+    # With interleaved pixels, ImageSpec's overlap check already ensures row_pitch >= a row.
     packed_pixel = spec.channels * spec.itemsize
     if spec.pixel_stride != packed_pixel or spec.channel_stride != spec.itemsize:
         raise StrideError(
@@ -131,11 +132,6 @@ def view(ptr: int, spec: ImageSpec, owner: object) -> cv2.cuda.GpuMat:
             f"channel_stride={spec.itemsize} bytes), got pixel_stride={spec.pixel_stride}, "
             f"channel_stride={spec.channel_stride} (a permuted or channel-sliced view). "
             "Call image.contiguous() first."
-        )
-    if spec.height > 1 and spec.row_pitch < spec.width * packed_pixel:
-        raise StrideError(
-            f"as_gpumat(): a GpuMat's step must cover a row ({spec.width * packed_pixel} bytes), got "
-            f"row_pitch={spec.row_pitch} (a transposed view). Call image.contiguous() first."
         )
     if cuda_enabled() and int(cv2.cuda.getDevice()) != spec.device.index:
         raise DeviceError(
@@ -156,8 +152,9 @@ class _MatKeepAlive:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._entries: list[tuple[Any, object]] = []
-        probe = object()
-        self._entries.append((probe, None))
+        # The count an entry has when only this registry refers to its mat, measured rather than
+        # assumed (it differs between Python versions).
+        self._entries.append((object(), None))
         self._baseline = self._count_references(0)
         self._entries.clear()
 
@@ -176,7 +173,9 @@ class _MatKeepAlive:
 
     def _sweep_locked(self) -> None:
         self._entries = [
-            entry for index, entry in enumerate(self._entries) if self._count_references(index) > self._baseline
+            entry
+            for index, entry in enumerate(self._entries)
+            if self._count_references(index) > self._baseline
         ]
 
     def __len__(self) -> int:

@@ -32,7 +32,9 @@ class Imported(NamedTuple):
 def check_pointer(ptr: object, itemsize: int, *, where: str) -> int:
     """Return ``ptr`` if it is a non-NULL int aligned to the item size, else raise ``SpecError``."""
     if type(ptr) is not int or ptr <= 0 or ptr >= 2**64:
-        raise SpecError(f"{where}: expected a non-NULL pointer (a positive int below 2**64), got ptr={ptr!r}.")
+        raise SpecError(
+            f"{where}: expected a non-NULL pointer (a positive int below 2**64), got ptr={ptr!r}."
+        )
     if ptr % itemsize:
         raise SpecError(
             f"{where}: ptr={ptr:#x} is not aligned to the item size ({itemsize} bytes); CUDA loads of "

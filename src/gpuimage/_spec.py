@@ -19,7 +19,7 @@ from pydantic import (
 
 from ._device import Device, DeviceLike, parse_device
 from ._dtypes import DTypeLike, DTypeName, dtype_info, parse_dtype
-from ._errors import GpuImageError, SpecError
+from ._errors import GpuImageError, PitchError, SpecError
 from ._geometry import (
     Geometry,
     byte_extent,
@@ -163,7 +163,12 @@ class ImageSpec(BaseModel):
             if type(size) is not int or size <= 0:
                 raise SpecError(f"ImageSpec.packed(): expected a positive int {name}, got {name}={size!r}.")
         geometry = packed_geometry(
-            layout_value, height, width, channels, dtype_info(dtype_name).itemsize, row_alignment=row_alignment
+            layout_value,
+            height,
+            width,
+            channels,
+            dtype_info(dtype_name).itemsize,
+            row_alignment=row_alignment,
         )
         return cls(
             height=height,
@@ -280,4 +285,5 @@ def _translate(exc: ValidationError) -> GpuImageError:
     if isinstance(original, GpuImageError):
         return original
     location = ".".join(str(part) for part in first["loc"]) or "spec"
-    return SpecError(f"ImageSpec: {location}: {first['msg']}, got {location}={first.get('input')!r}.")
+    error = PitchError if location in _STRIDE_FIELDS else SpecError
+    return error(f"ImageSpec: {location}: {first['msg']}, got {location}={first.get('input')!r}.")

@@ -104,4 +104,3 @@ def allocate(nbytes: int, device: Device) -> tuple[int, torch.Tensor]:
     """``nbytes`` bytes from torch's caching allocator on ``device``; returns (pointer, owner)."""
     buffer = torch.empty(nbytes, dtype=torch.uint8, device=str(device))
     return buffer.data_ptr(), buffer
-

@@ -1,0 +1,156 @@
+"""Hypothesis strategies for gpuimage, for your own property tests (and ours).
+
+``image_specs()`` draws valid ``ImageSpec`` values (every dtype, both layouts, padded pitches);
+``crops()`` draws a rectangle inside a spec; ``images()`` builds real images over fresh memory, in
+host memory by default or on a CUDA device. Importing this module registers ``images()`` for
+``st.from_type(GpuImage)``.
+
+Bounds are keyword-only ``min_*``/``max_*`` pairs; each argument takes a value or a strategy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from hypothesis import strategies as st
+
+from ._device import Device, DeviceLike, parse_device
+from ._dtypes import DTYPES, DTypeName
+from ._geometry import packed_geometry
+from ._image import GpuImage
+from ._layout import Layout
+from ._spec import ImageSpec
+
+__all__ = ["crops", "image_specs", "images"]
+
+ALL_DTYPES: tuple[DTypeName, ...] = tuple(DTYPES)
+ALL_LAYOUTS: tuple[Layout, ...] = (Layout.HWC, Layout.CHW)
+
+
+def _check_bounds(name: str, low: int, high: int) -> None:
+    if low < 1:
+        raise ValueError(f"min_{name}={low} must be at least 1.")
+    if low > high:
+        raise ValueError(f"min_{name}={low} is larger than max_{name}={high}.")
+
+
+@st.composite
+def _specs(
+    draw: st.DrawFn,
+    dtypes: Sequence[DTypeName],
+    layouts: Sequence[Layout],
+    side: tuple[int, int],
+    channel_range: tuple[int, int],
+    max_padding_items: int,
+    device: Device,
+) -> ImageSpec:
+    dtype = draw(st.sampled_from(dtypes))
+    layout = draw(st.sampled_from(layouts))
+    height = draw(st.integers(*side))
+    width = draw(st.integers(*side))
+    channels = draw(st.integers(*channel_range))
+    itemsize = DTYPES[dtype].itemsize
+    packed = packed_geometry(layout, height, width, channels, itemsize)
+    row_padding = draw(st.integers(0, max_padding_items)) * itemsize
+    row_pitch = packed.row_pitch + row_padding
+    if layout is Layout.HWC:
+        channel_stride = packed.channel_stride
+    else:
+        channel_stride = row_pitch * height + draw(st.integers(0, max_padding_items)) * itemsize
+    return ImageSpec(
+        height=height,
+        width=width,
+        channels=channels,
+        dtype=dtype,
+        layout=layout,
+        row_pitch=row_pitch,
+        pixel_stride=packed.pixel_stride,
+        channel_stride=channel_stride,
+        device=device,
+    )
+
+
+def image_specs(
+    *,
+    dtypes: Sequence[DTypeName] = ALL_DTYPES,
+    layouts: Sequence[Layout] = ALL_LAYOUTS,
+    min_side: int = 1,
+    max_side: int = 48,
+    min_channels: int = 1,
+    max_channels: int = 4,
+    max_padding_items: int = 9,
+    device: DeviceLike = 0,
+) -> st.SearchStrategy[ImageSpec]:
+    """Valid specs: sizes in ``[min_side, max_side]``, rows (and CHW planes) padded by up to
+    ``max_padding_items`` elements. ``device`` is recorded in the spec; no memory is allocated."""
+    _check_bounds("side", min_side, max_side)
+    _check_bounds("channels", min_channels, max_channels)
+    if max_padding_items < 0:
+        raise ValueError(f"max_padding_items={max_padding_items} must be non-negative.")
+    if not dtypes or not layouts:
+        raise ValueError("dtypes and layouts must not be empty.")
+    return _specs(
+        tuple(dtypes),
+        tuple(layouts),
+        (min_side, max_side),
+        (min_channels, max_channels),
+        max_padding_items,
+        parse_device(device, where="image_specs()"),
+    )
+
+
+@st.composite
+def _crops(draw: st.DrawFn, spec: ImageSpec) -> tuple[int, int, int, int]:
+    x = draw(st.integers(0, spec.width - 1))
+    y = draw(st.integers(0, spec.height - 1))
+    width = draw(st.integers(1, spec.width - x))
+    height = draw(st.integers(1, spec.height - y))
+    return x, y, width, height
+
+
+def crops(spec: ImageSpec) -> st.SearchStrategy[tuple[int, int, int, int]]:
+    """``(x, y, width, height)`` rectangles that lie inside ``spec`` (at any offset, odd ones too)."""
+    return _crops(spec)
+
+
+def fill_pattern(image: GpuImage[Any, Any], seed: int) -> None:
+    """Write a deterministic, exactly representable pattern into every element of ``image``."""
+    count = image.height * image.width * image.channels
+    values = (np.arange(count, dtype=np.int64) * 7 + seed) % 101
+    if image.dtype == "bool":
+        values %= 2
+    pattern = values.reshape(image.shape)
+    if image.device.is_cuda or image.dtype == "bfloat16":
+        import torch
+
+        from ._torch import DTYPES as TORCH_DTYPES
+
+        image.as_torch().copy_(torch.from_numpy(pattern).to(TORCH_DTYPES[image.spec.dtype]))
+    else:
+        image.as_numpy()[...] = pattern.astype(image.spec.dtype)
+
+
+@st.composite
+def _images(draw: st.DrawFn, specs: st.SearchStrategy[ImageSpec]) -> GpuImage:
+    from ._allocate import allocate
+
+    spec = draw(specs)
+    ptr, owner = allocate(spec.nbytes, spec.device, alignment=256)
+    image = GpuImage.from_pointer(ptr, spec, owner=owner)
+    fill_pattern(image, draw(st.integers(0, 100)))
+    return image
+
+
+def images(
+    specs: st.SearchStrategy[ImageSpec] | None = None, *, device: DeviceLike = "cpu"
+) -> st.SearchStrategy[GpuImage]:
+    """Real images over fresh memory with the drawn spec's exact pitches, filled with a pattern.
+
+    ``device="cpu"`` (the default) works everywhere; a CUDA device needs torch or CuPy and a GPU.
+    """
+    return _images(specs if specs is not None else image_specs(device=device))
+
+
+st.register_type_strategy(GpuImage, images())

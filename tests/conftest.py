@@ -1,0 +1,40 @@
+"""Shared test set-up: the ``cuda`` marker skips unless a GPU is reachable; hypothesis profiles."""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile("ci", max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("dev", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+
+
+@functools.cache
+def gpu_available() -> bool:
+    """True when torch (or CuPy) sees a CUDA GPU."""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return True
+    except ImportError:
+        pass
+    try:
+        import cupy
+
+        return bool(cupy.is_available())
+    except ImportError:
+        return False
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if gpu_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (none is reachable here)")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)

@@ -1,0 +1,91 @@
+"""The exception tree: one root, natural builtins, and the exported names."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+import gpuimage
+from gpuimage import _errors
+
+ERRORS = [cls for _, cls in inspect.getmembers(_errors, inspect.isclass) if issubclass(cls, Exception)]
+
+
+@pytest.mark.parametrize("error", ERRORS, ids=lambda cls: cls.__name__)
+def test_every_error_is_under_the_root_and_exported(error: type[Exception]) -> None:
+    assert issubclass(error, gpuimage.GpuImageError)
+    assert getattr(gpuimage, error.__name__) is error
+    assert error.__doc__
+
+
+@pytest.mark.parametrize(
+    ("error", "builtin"),
+    [
+        (gpuimage.SpecError, ValueError),
+        (gpuimage.PitchError, ValueError),
+        (gpuimage.LayoutError, ValueError),
+        (gpuimage.DTypeError, TypeError),
+        (gpuimage.DeviceError, ValueError),
+        (gpuimage.HostMemoryError, AttributeError),
+        (gpuimage.BoundsError, IndexError),
+        (gpuimage.StrideError, ValueError),
+        (gpuimage.InteropError, TypeError),
+        (gpuimage.ExportError, BufferError),
+        (gpuimage.LifetimeError, RuntimeError),
+        (gpuimage.MissingBackendError, ImportError),
+    ],
+)
+def test_errors_are_also_their_natural_builtin(error: type[Exception], builtin: type[Exception]) -> None:
+    assert issubclass(error, builtin)
+
+
+def test_exported_names_are_pinned() -> None:
+    assert sorted(gpuimage.__all__) == sorted(
+        [
+            "AnyDType",
+            "AnyLayout",
+            "BFloat16",
+            "Bool",
+            "BoundsError",
+            "CHW",
+            "CHWLike",
+            "CPU",
+            "DTypeError",
+            "DTypeLike",
+            "DTypeName",
+            "Device",
+            "DeviceError",
+            "DeviceLike",
+            "ExportError",
+            "Float16",
+            "Float32",
+            "Float64",
+            "GpuImage",
+            "GpuImageError",
+            "HWC",
+            "HWCLike",
+            "HostMemoryError",
+            "ImageSpec",
+            "Int8",
+            "Int16",
+            "Int32",
+            "Int64",
+            "InteropError",
+            "Layout",
+            "LayoutError",
+            "LayoutLike",
+            "LifetimeError",
+            "MissingBackendError",
+            "PitchError",
+            "SpecError",
+            "StreamLike",
+            "StrideError",
+            "UInt8",
+            "UInt16",
+            "UInt32",
+            "__version__",
+        ]
+    )
+    for name in gpuimage.__all__:
+        assert hasattr(gpuimage, name), name

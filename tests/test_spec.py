@@ -1,0 +1,181 @@
+"""ImageSpec: validation, derived values and JSON, checked against NumPy's own stride arithmetic."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gpuimage import (
+    CPU,
+    Device,
+    DeviceError,
+    DTypeError,
+    ImageSpec,
+    Layout,
+    LayoutError,
+    PitchError,
+    SpecError,
+)
+from gpuimage.strategies import image_specs
+
+
+@given(image_specs(dtypes=("uint8", "int16", "float32", "float64")))
+def test_shape_strides_and_extent_match_numpy(spec: ImageSpec) -> None:
+    buffer = np.zeros(spec.nbytes, dtype=np.uint8)
+    view = np.lib.stride_tricks.as_strided(
+        buffer.view(spec.dtype)[:1], shape=spec.shape, strides=spec.strides
+    )
+    assert view.shape == spec.shape
+    assert view.strides == spec.strides
+    # The last element ends exactly at nbytes: the extent is tight.
+    last = view[tuple(slice(size - 1, size) for size in spec.shape)]
+    assert last.__array_interface__["data"][0] - buffer.ctypes.data + spec.itemsize == spec.nbytes
+
+
+@given(image_specs())
+def test_elements_never_share_bytes(spec: ImageSpec) -> None:
+    offsets = (
+        np.arange(spec.shape[0])[:, None, None] * spec.strides[0]
+        + np.arange(spec.shape[1])[None, :, None] * spec.strides[1]
+        + np.arange(spec.shape[2])[None, None, :] * spec.strides[2]
+    ).ravel()
+    starts = np.sort(offsets)
+    assert np.all(np.diff(starts) >= spec.itemsize)
+    assert starts[-1] + spec.itemsize <= spec.nbytes
+
+
+@given(image_specs())
+def test_json_round_trip(spec: ImageSpec) -> None:
+    text = spec.model_dump_json()
+    assert ImageSpec.from_json(text) == spec
+    assert ImageSpec.model_validate_json(text) == spec
+
+
+def test_defaults_are_packed_per_layout() -> None:
+    hwc = ImageSpec(height=4, width=5, channels=3, dtype="float32")
+    assert (hwc.shape, hwc.strides, hwc.nbytes) == ((4, 5, 3), (60, 12, 4), 240)
+    assert hwc.is_contiguous
+    chw = ImageSpec(height=4, width=5, channels=3, dtype="float32", layout="CHW")
+    assert (chw.shape, chw.strides, chw.plane_pitch) == ((3, 4, 5), (80, 20, 4), 80)
+    assert chw.is_contiguous
+
+
+def test_packed_with_row_alignment_pads_rows_and_planes() -> None:
+    spec = ImageSpec.packed(height=3, width=5, channels=3, layout="CHW", dtype="uint16", row_alignment=256)
+    assert spec.row_pitch == 256
+    assert spec.plane_pitch == 256 * 3
+    assert not spec.is_contiguous
+    assert spec.nbytes == 2 * 768 + 2 * 256 + 5 * 2
+
+
+def test_device_parsing_and_serialization() -> None:
+    assert ImageSpec(height=1, width=1, device="cuda:3").device == Device("cuda", 3)
+    assert ImageSpec(height=1, width=1, device=2).device == Device("cuda", 2)
+    assert ImageSpec(height=1, width=1, device="cpu").device == CPU
+    assert '"device":"cpu"' in ImageSpec(height=1, width=1, device="cpu").model_dump_json()
+
+
+def test_dtype_accepts_numpy_types_and_layout_accepts_strings() -> None:
+    spec = ImageSpec(height=2, width=2, dtype=np.float16, layout="CHW")
+    assert spec.dtype == "float16"
+    assert spec.layout is Layout.CHW
+
+
+def test_replace_revalidates() -> None:
+    spec = ImageSpec(height=2, width=4, channels=3)
+    assert spec.replace(row_pitch=16).row_pitch == 16
+    with pytest.raises(PitchError, match="row_pitch=8 bytes is smaller than the 12 bytes"):
+        spec.replace(row_pitch=8)
+    with pytest.raises(SpecError, match="unknown field"):
+        spec.replace(colour="red")
+
+
+def test_spec_is_frozen() -> None:
+    spec = ImageSpec(height=2, width=2)
+    with pytest.raises(ValueError, match="frozen"):
+        setattr(spec, "height", 3)  # noqa: B010  - bypass static checks to test the runtime guard
+
+
+def test_json_schema_keeps_precise_types() -> None:
+    schema = ImageSpec.model_json_schema()
+    properties = schema["properties"]
+    assert properties["height"]["type"] == "integer"
+    assert properties["height"]["exclusiveMinimum"] == 0
+    assert "bfloat16" in properties["dtype"]["enum"]
+    assert properties["device"]["pattern"] == r"^(cpu|cuda:\d+)$"
+
+
+BAD_SPECS: list[tuple[str, dict[str, Any], type[Exception], str]] = [
+    ("zero-height", {"height": 0, "width": 4}, SpecError, "height"),
+    ("negative-width", {"height": 2, "width": -1}, SpecError, "width"),
+    ("bool-size", {"height": True, "width": 4}, SpecError, "height"),
+    ("float-size", {"height": 2.0, "width": 4}, SpecError, "height"),
+    ("zero-channels", {"height": 2, "width": 4, "channels": 0}, SpecError, "channels"),
+    ("unknown-dtype", {"height": 2, "width": 2, "dtype": "complex64"}, DTypeError, "complex64"),
+    ("uint64", {"height": 2, "width": 2, "dtype": np.uint64}, DTypeError, "uint64"),
+    ("byteswapped", {"height": 2, "width": 2, "dtype": np.dtype(">f4")}, DTypeError, "dtype"),
+    ("unknown-layout", {"height": 2, "width": 2, "layout": "NHWC"}, LayoutError, "NHWC"),
+    ("unknown-device", {"height": 2, "width": 2, "device": "tpu:0"}, DeviceError, "tpu"),
+    ("negative-device", {"height": 2, "width": 2, "device": -1}, DeviceError, "device"),
+    (
+        "pitch-below-row",
+        {"height": 2, "width": 4, "channels": 3, "row_pitch": 11},
+        PitchError,
+        "rows would overlap",
+    ),
+    (
+        "pitch-not-multiple",
+        {"height": 2, "width": 2, "dtype": "float32", "row_pitch": 10},
+        PitchError,
+        "multiple",
+    ),
+    ("zero-pitch", {"height": 2, "width": 2, "row_pitch": 0}, PitchError, "greater than 0"),
+    (
+        "planes-overlap",
+        {"height": 4, "width": 4, "channels": 3, "layout": "CHW", "channel_stride": 12},
+        PitchError,
+        "channels would overlap",
+    ),
+    (
+        "pixels-overlap-channels",
+        {"height": 1, "width": 4, "channels": 3, "pixel_stride": 2},
+        PitchError,
+        "pixels would overlap",
+    ),
+    ("extent-overflow", {"height": 2**31, "width": 2**31, "channels": 4}, SpecError, "2\\*\\*63"),
+    ("unknown-field", {"height": 2, "width": 2, "colour": "red"}, TypeError, "colour"),
+]
+
+
+@pytest.mark.parametrize(
+    ("fields", "error", "message"), [case[1:] for case in BAD_SPECS], ids=[c[0] for c in BAD_SPECS]
+)
+def test_bad_specs_are_rejected_with_a_reason(
+    fields: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        ImageSpec(**fields)
+
+
+def test_bad_json_raises_spec_error() -> None:
+    with pytest.raises(SpecError, match="row_pitch"):
+        ImageSpec.from_json(
+            '{"height":2,"width":4,"channels":3,"dtype":"uint8","layout":"HWC","row_pitch":5,'
+            '"pixel_stride":3,"channel_stride":1,"device":"cuda:0"}'
+        )
+    with pytest.raises(SpecError):
+        ImageSpec.from_json("{not json")
+
+
+@given(st.integers(1, 64), st.integers(1, 64), st.integers(1, 4), st.sampled_from([1, 2, 64, 256, 512]))
+def test_row_alignment_is_honoured(height: int, width: int, channels: int, alignment: int) -> None:
+    spec = ImageSpec.packed(
+        height=height, width=width, channels=channels, dtype="float32", row_alignment=alignment
+    )
+    assert spec.row_pitch % alignment == 0
+    assert spec.row_pitch % 4 == 0
+    assert spec.row_pitch - width * channels * 4 < max(alignment, 4)
