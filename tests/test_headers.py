@@ -7,6 +7,9 @@ here reads or writes the (fake) device memory.
 from __future__ import annotations
 
 import gc
+import subprocess
+import sys
+import textwrap
 import weakref
 
 import cupy
@@ -233,3 +236,24 @@ def test_device_of_views_follows_the_image() -> None:
     image = _fake(ImageSpec(height=2, width=2, device="cuda:1"))
     assert image.as_cupy().device.id == 1
     assert image.__dlpack_device__() == (2, 1)
+
+
+def test_registry_survives_collections_during_its_own_sweeps() -> None:
+    """A gc callback that fires inside a sweep must not deadlock on the registry's lock."""
+    code = textwrap.dedent(
+        """
+        import gc
+        from gpuimage import GpuImage, ImageSpec
+        from gpuimage._opencv import held_mats
+        gc.set_threshold(1, 1, 1)  # collect on nearly every allocation
+        spec = ImageSpec(height=2, width=2, channels=3)
+        mats = [GpuImage.from_pointer(0x7F0000000000, spec).expect("HWC").as_gpumat() for _ in range(3000)]
+        assert held_mats() == 3000
+        del mats
+        gc.collect()
+        print(held_mats())
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "0"

@@ -4,7 +4,7 @@ host ``__array_interface__`` that NumPy views are built from."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeGuard, cast
 
 from ._device import Device
 from ._dtypes import DTypeName, dtype_from_cai_typestr, dtype_info
@@ -79,10 +79,22 @@ class ArrayExport:
         self.owner = owner
 
 
+def _items(value: object) -> tuple[object, ...] | list[object] | None:
+    """A foreign tuple or list with its (unknown) items typed as objects; None for anything else."""
+    if isinstance(value, tuple | list):
+        return cast("tuple[object, ...] | list[object]", value)
+    return None
+
+
+def _all_ints(items: tuple[object, ...] | list[object]) -> TypeGuard[tuple[int, ...] | list[int]]:
+    return all(type(item) is int for item in items)
+
+
 def _int_tuple(value: object, *, key: str, where: str) -> tuple[int, ...]:
-    if not isinstance(value, tuple | list) or not all(type(item) is int for item in value):
+    items = _items(value)
+    if items is None or not _all_ints(items):
         raise InteropError(f"{where}: expected '{key}' to be a tuple of ints, got {key}={value!r}.")
-    return tuple(value)
+    return tuple(items)
 
 
 def parse(obj: object, *, layout: Layout | None, device: Device, stream: int | None, where: str) -> Imported:
@@ -91,31 +103,33 @@ def parse(obj: object, *, layout: Layout | None, device: Device, stream: int | N
     The stream the data is ready on is ``stream`` if given, else the interface's own ``stream``.
     """
     try:
-        interface = obj.__cuda_array_interface__  # type: ignore[attr-defined]  # the protocol
+        interface = cast(object, obj.__cuda_array_interface__)  # type: ignore[attr-defined]  # the protocol
     except AttributeError as exc:
         raise InteropError(f"{where}: {type(obj).__name__} has no __cuda_array_interface__.") from exc
     if not isinstance(interface, Mapping):
         raise InteropError(f"{where}: __cuda_array_interface__ is a {type(interface).__name__}, not a dict.")
-    version = interface.get("version")
+    fields = cast("Mapping[str, object]", interface)  # a foreign dict: every value is checked below
+    version = fields.get("version")
     if type(version) is not int or not 0 <= version <= 3:
         raise InteropError(
             f"{where}: expected __cuda_array_interface__ version 0 to 3, got version={version!r}."
         )
-    if interface.get("mask") is not None:
+    if fields.get("mask") is not None:
         raise InteropError(f"{where}: masked arrays (a CAI 'mask') are not images; fill the mask first.")
-    data = interface.get("data")
-    if not isinstance(data, tuple | list) or len(data) != 2 or type(data[0]) is not int:
+    data = fields.get("data")
+    pair = _items(data)
+    if pair is None or len(pair) != 2 or type(pair[0]) is not int:
         raise InteropError(f"{where}: expected 'data' to be a (pointer, readonly) pair, got data={data!r}.")
-    ptr, readonly = data[0], bool(data[1])
-    shape = _int_tuple(interface.get("shape"), key="shape", where=where)
-    dtype = dtype_from_cai_typestr(interface.get("typestr"), where=where)
+    ptr, readonly = pair[0], bool(pair[1])
+    shape = _int_tuple(fields.get("shape"), key="shape", where=where)
+    dtype = dtype_from_cai_typestr(fields.get("typestr"), where=where)
     itemsize = dtype_info(dtype).itemsize
-    raw_strides = interface.get("strides")
+    raw_strides = fields.get("strides")
     if raw_strides is None:
         strides = _c_contiguous_strides(shape, itemsize)
     else:
         strides = _int_tuple(raw_strides, key="strides", where=where)
-    interface_stream = interface.get("stream")
+    interface_stream = fields.get("stream")
     if interface_stream is not None and (type(interface_stream) is not int or interface_stream <= 0):
         raise InteropError(
             f"{where}: CAI 'stream' must be None or a positive handle (0 is forbidden), "

@@ -26,6 +26,7 @@ def _gpu_ready() -> bool:
 def _device_demo() -> None:
     import cupy
     import torch
+    import torch.utils.dlpack
 
     frame = torch.arange(480 * 640 * 3, device="cuda").reshape(480, 640, 3).to(torch.uint8)
     image = GpuImage.from_torch(frame, layout="HWC")
@@ -39,7 +40,13 @@ def _device_demo() -> None:
     )
     via_dlpack = torch.utils.dlpack.from_dlpack(image)
     print(
-        _row("torch.utils.dlpack.from_dlpack(image)", via_dlpack.data_ptr(), tuple(via_dlpack.shape), image.strides, base)
+        _row(
+            "torch.utils.dlpack.from_dlpack(image)",
+            via_dlpack.data_ptr(),
+            tuple(via_dlpack.shape),
+            image.strides,
+            base,
+        )
     )
     via_cai = cupy.asarray(image)
     print(_row("cupy.asarray(image) (CAI)", via_cai.data.ptr, via_cai.shape, via_cai.strides, base))
@@ -66,7 +73,7 @@ def _host_demo() -> None:
     array = image.as_numpy()
     print(_row("as_numpy()", array.ctypes.data, array.shape, array.strides, base))
     if is_installed("torch"):
-        import torch
+        import torch.utils.dlpack
 
         tensor = image.as_torch()
         print(_row("as_torch() (CPU tensor)", tensor.data_ptr(), tuple(tensor.shape), image.strides, base))

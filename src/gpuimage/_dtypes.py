@@ -6,7 +6,7 @@ Pure data: which foreign library supports which dtype lives in that library's sp
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Literal, TypeAlias, get_args
+from typing import ClassVar, Literal, TypeAlias, cast, get_args
 
 import numpy as np
 
@@ -188,8 +188,9 @@ def parse_dtype(value: object, *, where: str) -> DTypeName:
     if isinstance(value, type) and issubclass(value, AnyDType) and value.name is not None:
         return value.name
     if isinstance(value, np.dtype) or (isinstance(value, type) and issubclass(value, np.generic)):
-        name = np.dtype(value).name
-        if name in _NAMES and np.dtype(value).isnative:
+        numpy_dtype = np.dtype(cast("np.dtype[np.generic] | type[np.generic]", value))
+        name = numpy_dtype.name
+        if name in _NAMES and numpy_dtype.isnative:
             return name  # type: ignore[return-value]  # membership checked just above
     raise DTypeError(
         f"{where}: expected one of {', '.join(sorted(_NAMES))}, got dtype={value!r}. "

@@ -103,6 +103,8 @@ def check_geometry(geometry: Geometry, itemsize: int, *, where: str = "ImageSpec
     of size 1, each stride must step over everything the smaller strides span (so that no two
     elements share a byte). The extent must stay below 2**63 bytes.
     """
+    if _is_plainly_valid(geometry, itemsize):
+        return
     height, width, channels, *strides = geometry
     for name, size in (("height", height), ("width", width), ("channels", channels)):
         if type(size) is not int or size <= 0:
@@ -142,6 +144,26 @@ def check_geometry(geometry: Geometry, itemsize: int, *, where: str = "ImageSpec
         raise SpecError(
             f"{where}: the image spans {extent} bytes, beyond the 2**63-byte limit of CUDA, DLPack and torch."
         )
+
+
+def _is_plainly_valid(geometry: Geometry, itemsize: int) -> bool:
+    """Fast path for interleaved (HWC-like) and planar (CHW-like) memory with padded rows.
+
+    Sufficient, not necessary: anything else (permuted views, odd strides) takes the general check.
+    """
+    height, width, channels, row_pitch, pixel_stride, channel_stride = geometry
+    if not all(type(value) is int and value > 0 for value in geometry) or row_pitch % itemsize:
+        return False
+    if channel_stride == itemsize and pixel_stride == channels * itemsize:
+        plane = row_pitch >= width * pixel_stride
+        extent = (height - 1) * row_pitch + width * pixel_stride
+    elif pixel_stride == itemsize and channel_stride % itemsize == 0:
+        plane_bytes = (height - 1) * row_pitch + width * itemsize
+        plane = row_pitch >= width * itemsize and channel_stride >= plane_bytes
+        extent = (channels - 1) * channel_stride + plane_bytes
+    else:
+        return False
+    return plane and extent < MAX_EXTENT
 
 
 def geometry_from_strided(

@@ -10,13 +10,16 @@ from typing import TYPE_CHECKING, Any, Generic, Self, cast, overload
 
 from typing_extensions import CapsuleType, TypeVar
 
+from . import _allocate, _cai, _dlpack, _numpy, _ops
 from ._device import CPU, Device, DeviceLike, parse_device
-from ._dtypes import AnyDType, DTypeLike
-from ._errors import DeviceError, ExportError, HostMemoryError, LayoutError
+from ._dtypes import AnyDType, DTypeLike, DTypeName, parse_dtype
+from ._errors import DeviceError, DTypeError, ExportError, HostMemoryError, LayoutError
 from ._geometry import crop_offset
 from ._layout import CHW, HWC, AnyLayout, CHWLike, HWCLike, Layout, LayoutLike, parse_layout
+from ._lazy import LazyModule
+from ._pointers import device_of
 from ._source import Imported, check_pointer
-from ._spec import ImageSpec
+from ._spec import ImageSpec, trusted_spec
 from ._streams import stream_handle
 
 if TYPE_CHECKING:
@@ -25,10 +28,18 @@ if TYPE_CHECKING:
     import numpy.typing as npt
     import torch
 
+    from . import _cupy, _opencv, _torch
+
 __all__ = ["GpuImage"]
+
+if not TYPE_CHECKING:  # the spokes that import torch, CuPy and OpenCV load on first use
+    _torch = LazyModule("gpuimage._torch", globals(), "_torch")
+    _cupy = LazyModule("gpuimage._cupy", globals(), "_cupy")
+    _opencv = LazyModule("gpuimage._opencv", globals(), "_opencv")
 
 L = TypeVar("L", bound=AnyLayout, covariant=True, default=AnyLayout)
 D = TypeVar("D", bound=AnyDType, covariant=True, default=AnyDType)
+DT = TypeVar("DT", bound=AnyDType)
 
 _TORCH, _CUPY, _GPUMAT, _NUMPY = "torch", "cupy", "gpumat", "numpy"
 
@@ -113,8 +124,6 @@ class GpuImage(Generic[L, D]):
             StrideError: negative strides; PitchError: overlapping elements (an ``expand``).
             BoundsError: a view that reaches outside its storage.
         """
-        from . import _torch
-
         where = "GpuImage.from_torch()"
         layout_value = None if layout is None else parse_layout(layout, where=where)
         return cls._from_imported(
@@ -140,8 +149,6 @@ class GpuImage(Generic[L, D]):
 
         ``layout`` is required for 3-D arrays; see ``from_torch`` for the parameters and errors.
         """
-        from . import _cupy
-
         where = "GpuImage.from_cupy()"
         layout_value = None if layout is None else parse_layout(layout, where=where)
         return cls._from_imported(
@@ -157,8 +164,6 @@ class GpuImage(Generic[L, D]):
         ``device`` defaults to OpenCV's current CUDA device (``cuda:0`` on builds without CUDA).
         The image keeps the mat alive, and with it memory that OpenCV allocated.
         """
-        from . import _opencv
-
         where = "GpuImage.from_gpumat()"
         return cast(
             "GpuImage[HWC]",
@@ -189,8 +194,6 @@ class GpuImage(Generic[L, D]):
         image is then ready on ``stream``. The producer's deleter runs when the image and all its
         views are gone.
         """
-        from . import _dlpack
-
         where = "GpuImage.from_dlpack()"
         layout_value = _source_layout(obj, layout, where=where)
         return cls._from_imported(
@@ -232,8 +235,6 @@ class GpuImage(Generic[L, D]):
         (through CuPy when it sees a GPU), else ``cuda:0``. The data is ready on ``stream`` if given,
         else on the interface's own ``stream``.
         """
-        from . import _cai
-
         where = "GpuImage.from_cuda_array_interface()"
         layout_value = _source_layout(obj, layout, where=where)
         device_value = parse_device(device, where=where) if device is not None else _locate(obj)
@@ -262,8 +263,6 @@ class GpuImage(Generic[L, D]):
 
         A read-only array gives a read-only image.
         """
-        from . import _numpy
-
         where = "GpuImage.from_numpy()"
         layout_value = None if layout is None else parse_layout(layout, where=where)
         return cls._from_imported(_numpy.parse(array, layout=layout_value, where=where))
@@ -285,7 +284,7 @@ class GpuImage(Generic[L, D]):
         ``expect()``.
         """
         where = "GpuImage.from_pointer()"
-        if not isinstance(spec, ImageSpec):
+        if not isinstance(cast(object, spec), ImageSpec):  # untyped callers pass anything
             raise TypeError(f"{where}: expected an ImageSpec, got {type(spec).__name__}.")
         check_pointer(ptr, spec.itemsize, where=where)
         return cast(
@@ -360,9 +359,7 @@ class GpuImage(Generic[L, D]):
             device=device,
             row_alignment=row_alignment,
         )
-        from ._allocate import allocate
-
-        ptr, owner = allocate(spec.nbytes, spec.device, alignment=max(row_alignment, spec.itemsize))
+        ptr, owner = _allocate.allocate(spec.nbytes, spec.device, alignment=max(row_alignment, spec.itemsize))
         return cls._wrap(ptr, spec, owner, stream_handle(stream, where="GpuImage.empty()"), False)
 
     # -- metadata -------------------------------------------------------------------------------
@@ -393,7 +390,7 @@ class GpuImage(Generic[L, D]):
         return self._spec.channels
 
     @property
-    def dtype(self) -> str:
+    def dtype(self) -> DTypeName:
         """Element type name (``"uint8"``, ``"float32"``, ...)."""
         return self._spec.dtype
 
@@ -463,8 +460,6 @@ class GpuImage(Generic[L, D]):
         """
         view = self._views.get(_TORCH)
         if view is None:
-            from . import _torch
-
             made = _torch.view(
                 self._ptr, self._spec, self._owner, stream=self._stream, readonly=self._readonly
             )
@@ -475,8 +470,6 @@ class GpuImage(Generic[L, D]):
         """A ``cupy.ndarray`` header over the image (no CUDA call, no host sync). Cached."""
         view = self._views.get(_CUPY)
         if view is None:
-            from . import _cupy
-
             view = self._views.setdefault(_CUPY, _cupy.view(self._ptr, self._spec, self._owner))
         return cast("cupy.ndarray", view)
 
@@ -491,8 +484,6 @@ class GpuImage(Generic[L, D]):
         """
         view = self._views.get(_GPUMAT)
         if view is None:
-            from . import _opencv
-
             view = self._views.setdefault(_GPUMAT, _opencv.view(self._ptr, self._spec, self._owner))
         return cast("cv2.cuda.GpuMat", view)
 
@@ -500,8 +491,6 @@ class GpuImage(Generic[L, D]):
         """A NumPy array over a host image (read-only if the image is). Cached."""
         view = self._views.get(_NUMPY)
         if view is None:
-            from . import _numpy
-
             made = _numpy.view(self._ptr, self._spec, self._owner, readonly=self._readonly)
             view = self._views.setdefault(_NUMPY, made)
         return cast("npt.NDArray[Any]", view)
@@ -529,9 +518,7 @@ class GpuImage(Generic[L, D]):
             raise HostMemoryError(
                 "__cuda_array_interface__: the image is in host memory; use as_numpy() or __dlpack__."
             )
-        from ._cai import cuda_array_interface
-
-        return cuda_array_interface(self._ptr, self._spec, stream=self._stream, readonly=self._readonly)
+        return _cai.cuda_array_interface(self._ptr, self._spec, stream=self._stream, readonly=self._readonly)
 
     def __dlpack_device__(self) -> tuple[int, int]:
         """``(kDLCUDA, ordinal)`` for device images, ``(kDLCPU, 0)`` for host images."""
@@ -573,10 +560,8 @@ class GpuImage(Generic[L, D]):
             source, copied = self.cpu(), True
         elif copy:
             source, copied = self.copy(), True
-        from ._dlpack import export_capsule
-
         versioned = max_version is not None and tuple(max_version) >= (1, 0)
-        return export_capsule(
+        return _dlpack.export_capsule(
             source._ptr,
             source._spec,
             source._owner,
@@ -595,17 +580,23 @@ class GpuImage(Generic[L, D]):
         """
         offset = crop_offset(self._spec.geometry, x, y, width, height)
         geometry = self._spec.geometry._replace(height=height, width=width)
-        spec = ImageSpec._trusted(geometry, self._spec.dtype, self._spec.layout, self._spec.device)
+        spec = trusted_spec(geometry, self._spec.dtype, self._spec.layout, self._spec.device)
         return cast(Self, self._wrap(self._ptr + offset, spec, self._owner, self._stream, self._readonly))
 
     @overload
     def expect(self, layout: HWCLike) -> GpuImage[HWC, D]: ...
     @overload
     def expect(self, layout: CHWLike) -> GpuImage[CHW, D]: ...
-    def expect(self, layout: LayoutLike) -> GpuImage[Any, D]:
-        """Return this image, typed with ``layout``; raise ``LayoutError`` if its layout differs.
+    @overload
+    def expect(self, layout: HWCLike, dtype: type[DT]) -> GpuImage[HWC, DT]: ...
+    @overload
+    def expect(self, layout: CHWLike, dtype: type[DT]) -> GpuImage[CHW, DT]: ...
+    def expect(self, layout: LayoutLike, dtype: type[AnyDType] | None = None) -> GpuImage[Any, Any]:
+        """Return this image, typed with ``layout`` (and ``dtype``, a marker such as ``UInt8``).
 
-        The checked narrowing from ``GpuImage`` (layout known at run time) to ``GpuImage[HWC]``.
+        The checked narrowing from an image known only at run time (``GpuImage``, as
+        ``from_pointer`` returns) to ``GpuImage[HWC, UInt8]``: raises ``LayoutError`` or
+        ``DTypeError`` when the image is not what is expected.
         """
         wanted = parse_layout(layout, where="expect()")
         if wanted is not self._spec.layout:
@@ -613,13 +604,13 @@ class GpuImage(Generic[L, D]):
                 f"expect(): expected a {wanted.value} image, got layout={self._spec.layout.value}. Convert "
                 f"with to_layout('{wanted.value}')."
             )
+        if dtype is not None and parse_dtype(dtype, where="expect()") != self._spec.dtype:
+            raise DTypeError(f"expect(): expected a {dtype.name} image, got dtype={self._spec.dtype}.")
         return self
 
     def copy(self) -> Self:
         """A packed copy (same layout and dtype) on the same device, in new memory."""
-        from ._ops import copy_to_new
-
-        return cast(Self, copy_to_new(self, self._spec.layout, self._spec.device))
+        return cast(Self, _ops.copy_to_new(self, self._spec.layout, self._spec.device))
 
     def contiguous(self) -> Self:
         """This image if it is already packed, else a packed copy (like ``torch.Tensor.contiguous``)."""
@@ -633,18 +624,14 @@ class GpuImage(Generic[L, D]):
     def to_layout(self, layout: LayoutLike) -> GpuImage[AnyLayout, D]: ...
     def to_layout(self, layout: LayoutLike) -> GpuImage[Any, D]:
         """This image if it already has ``layout``, else a packed copy converted to it."""
-        from ._ops import copy_to_new
-
         target = parse_layout(layout, where="to_layout()")
         if target is self._spec.layout:
             return self
-        return cast("GpuImage[Any, D]", copy_to_new(self, target, self._spec.device))
+        return cast("GpuImage[Any, D]", _ops.copy_to_new(self, target, self._spec.device))
 
     def cuda(self, device: DeviceLike | None = None) -> Self:
         """This image if it is on ``device`` (default: its own GPU, or cuda:0 for host images), else a
         packed copy there."""
-        from ._ops import copy_to_new
-
         if device is None:
             target = self._spec.device if self._spec.device.is_cuda else Device("cuda", 0)
         else:
@@ -653,15 +640,13 @@ class GpuImage(Generic[L, D]):
                 raise DeviceError(f"cuda(): expected a CUDA device, got device={device!r}; use cpu().")
         if target == self._spec.device:
             return self
-        return cast(Self, copy_to_new(self, self._spec.layout, target))
+        return cast(Self, _ops.copy_to_new(self, self._spec.layout, target))
 
     def cpu(self) -> Self:
         """This image if it is in host memory, else a packed host copy (waits for the copy)."""
-        from ._ops import copy_to_new
-
         if not self._spec.device.is_cuda:
             return self
-        return cast(Self, copy_to_new(self, self._spec.layout, CPU))
+        return cast(Self, _ops.copy_to_new(self, self._spec.layout, CPU))
 
 
 def _source_layout(obj: object, layout: LayoutLike | None, *, where: str) -> Layout | None:
@@ -676,15 +661,8 @@ def _source_layout(obj: object, layout: LayoutLike | None, *, where: str) -> Lay
 
 def _locate(obj: object) -> Device:
     """The device of a CAI pointer, as CUDA reports it; cuda:0 when no GPU runtime can tell."""
-    interface = getattr(obj, "__cuda_array_interface__", None)
-    data = interface.get("data") if isinstance(interface, dict) else None
-    if isinstance(data, tuple) and data and type(data[0]) is int and data[0] > 0:
-        from ._backends import is_installed
-
-        if is_installed("cupy"):
-            from . import _cupy
-
-            ordinal = _cupy.pointer_device(data[0])
-            if ordinal is not None:
-                return Device("cuda", ordinal)
-    return Device("cuda", 0)
+    interface: object = getattr(obj, "__cuda_array_interface__", None)
+    data = cast("dict[str, object]", interface).get("data") if isinstance(interface, dict) else None
+    items = cast("tuple[object, ...]", data) if isinstance(data, tuple) else ()
+    pointer = items[0] if items and type(items[0]) is int else 0
+    return device_of(pointer) or Device("cuda", 0)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -22,10 +22,11 @@ def parse(array: object, *, layout: Layout | None, where: str) -> Imported:
     """Wrap a NumPy array (2-D, or 3-D with a layout) as a host image, without copying."""
     if not isinstance(array, np.ndarray):
         raise InteropError(f"{where}: expected a numpy.ndarray, got {type(array).__name__}.")
-    dtype = parse_dtype(array.dtype, where=where)
-    ptr = int(array.__array_interface__["data"][0])
-    spec = spec_from_strided(ptr, array.shape, array.strides, dtype, layout, CPU, where=where)
-    return Imported(ptr, spec, array, None, not array.flags.writeable)
+    ndarray = cast("npt.NDArray[np.generic]", array)
+    dtype = parse_dtype(ndarray.dtype, where=where)
+    ptr = int(ndarray.__array_interface__["data"][0])
+    spec = spec_from_strided(ptr, ndarray.shape, ndarray.strides, dtype, layout, CPU, where=where)
+    return Imported(ptr, spec, ndarray, None, not ndarray.flags.writeable)
 
 
 def view(

@@ -13,9 +13,10 @@ Facts this module is built on (OpenCV 4.8 to 5.x):
 
 Lifetime of ``as_gpumat()`` views: each mat is entered in a registry together with the owner of its
 memory. The registry drops an entry once nothing but the registry refers to the mat (it reads the
-reference count on every new mat and after each garbage collection). So the memory stays valid as
-long as any Python reference to the mat exists. Headers OpenCV derives from it (``rowRange``,
-``GpuMat(mat, roi)``) are not tracked: take ROIs with ``GpuImage.crop()`` instead.
+reference counts after each garbage collection, and whenever the registry has doubled in size).
+So the memory stays valid as long as any Python reference to the mat exists. Headers OpenCV
+derives from it (``rowRange``, ``GpuMat(mat, roi)``) are not tracked: take ROIs with
+``GpuImage.crop()`` instead.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from __future__ import annotations
 import gc
 import sys
 import threading
-from typing import Any
+from typing import NoReturn
 
 from ._backends import missing_backend
 
@@ -36,6 +37,7 @@ from ._device import Device, parse_device
 from ._dtypes import DTypeName
 from ._errors import DeviceError, DTypeError, InteropError, LayoutError, SpecError, StrideError
 from ._layout import Layout
+from ._pointers import device_of
 from ._source import Imported, spec_from_strided
 from ._spec import ImageSpec
 
@@ -89,23 +91,52 @@ def parse(mat: object, *, device: object, stream: int | None, where: str) -> Imp
         (mat.step, mat.elemSize(), mat.elemSize1()),
         dtype,
         Layout.HWC,
-        _mat_device(device, where=where),
+        _mat_device(device, ptr, where=where),
         where=where,
     )
-    _keepalive.sweep()
     return Imported(ptr, spec, mat, stream, False)
 
 
-def _mat_device(device: object, *, where: str) -> Device:
+def _mat_device(device: object, ptr: int, *, where: str) -> Device:
+    """``device`` if given, else the device CUDA reports for the pointer, else OpenCV's current one."""
     if device is not None:
         return parse_device(device, where=where)
+    located = device_of(ptr)
+    if located is not None:
+        return located
     if cuda_enabled():
         return Device("cuda", int(cv2.cuda.getDevice()))
-    return Device("cuda", 0)  # headers without CUDA: OpenCV's own default device
+    return Device("cuda", 0)  # headers without CUDA and no runtime to ask: OpenCV's default device
 
 
 def view(ptr: int, spec: ImageSpec, owner: object) -> cv2.cuda.GpuMat:
-    """A GpuMat header over the image, registered so that ``owner`` outlives it (see module doc)."""
+    """A GpuMat header over the image, registered so that ``owner`` outlives it (see module doc).
+
+    Raises the reason (``_refuse``) when the image is not one interleaved device plane of 1 to 4
+    channels of a depth this OpenCV has, on OpenCV's current device.
+    """
+    depth = DEPTHS.get(spec.dtype)
+    channels, itemsize = spec.channels, spec.itemsize
+    # With interleaved pixels, ImageSpec's overlap check already ensures row_pitch >= a row.
+    if (
+        depth is None
+        or spec.layout is not Layout.HWC
+        or not 1 <= channels <= 4
+        or spec.pixel_stride != channels * itemsize
+        or spec.channel_stride != itemsize
+        or not spec.device.is_cuda
+        or (cuda_enabled() and int(cv2.cuda.getDevice()) != spec.device.index)
+    ):
+        _refuse(spec)
+    height, width = spec.height, spec.width
+    step = spec.row_pitch if height > 1 else width * spec.pixel_stride
+    mat = cv2.cuda.createGpuMatFromCudaMemory(height, width, cv2.CV_MAKETYPE(depth, channels), ptr, step)
+    _keepalive.hold(mat, owner)
+    return mat
+
+
+def _refuse(spec: ImageSpec) -> NoReturn:
+    """Raise why a GpuMat cannot show this image."""
     if not spec.device.is_cuda:
         raise DeviceError(
             "as_gpumat(): the image is in host memory; a GpuMat needs device memory. Call image.cuda() "
@@ -118,65 +149,67 @@ def view(ptr: int, spec: ImageSpec, owner: object) -> cv2.cuda.GpuMat:
         )
     if not 1 <= spec.channels <= 4:
         raise LayoutError(f"as_gpumat(): a GpuMat has 1 to 4 channels, got channels={spec.channels}.")
-    depth = DEPTHS.get(spec.dtype)
-    if depth is None:
+    if spec.dtype not in DEPTHS:
         raise DTypeError(
             f"as_gpumat(): OpenCV {cv2.__version__} has no {spec.dtype} depth; it has "
             f"{', '.join(DEPTHS)}. Convert the data in torch or CuPy first."
         )
-    # With interleaved pixels, ImageSpec's overlap check already ensures row_pitch >= a row.
-    packed_pixel = spec.channels * spec.itemsize
-    if spec.pixel_stride != packed_pixel or spec.channel_stride != spec.itemsize:
+    if spec.pixel_stride != spec.channels * spec.itemsize or spec.channel_stride != spec.itemsize:
         raise StrideError(
-            f"as_gpumat(): a GpuMat needs interleaved pixels (pixel_stride={packed_pixel}, "
+            f"as_gpumat(): a GpuMat needs interleaved pixels (pixel_stride={spec.channels * spec.itemsize}, "
             f"channel_stride={spec.itemsize} bytes), got pixel_stride={spec.pixel_stride}, "
             f"channel_stride={spec.channel_stride} (a permuted or channel-sliced view). "
             "Call image.contiguous() first."
         )
-    if cuda_enabled() and int(cv2.cuda.getDevice()) != spec.device.index:
-        raise DeviceError(
-            f"as_gpumat(): the image is on {spec.device} but OpenCV's current device is "
-            f"cuda:{cv2.cuda.getDevice()}; call cv2.cuda.setDevice({spec.device.index}) first."
-        )
-    step = spec.row_pitch if spec.height > 1 else spec.width * packed_pixel
-    mat = cv2.cuda.createGpuMatFromCudaMemory(
-        spec.height, spec.width, cv2.CV_MAKETYPE(depth, spec.channels), ptr, step
+    raise DeviceError(
+        f"as_gpumat(): the image is on {spec.device} but OpenCV's current device is "
+        f"cuda:{cv2.cuda.getDevice()}; call cv2.cuda.setDevice({spec.device.index}) first."
     )
-    _keepalive.hold(mat, owner)
-    return mat
+
+
+_MIN_SWEEP = 16
 
 
 class _MatKeepAlive:
-    """Holds each mat's memory owner while anything besides this registry refers to the mat."""
+    """Holds each mat's memory owner while anything besides this registry refers to the mat.
+
+    A sweep drops the entries whose mat only the registry still refers to. Sweeps run after each
+    garbage collection and whenever the registry has doubled since the last one, so holding a mat
+    costs amortized O(1).
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._entries: list[tuple[Any, object]] = []
-        # The count an entry has when only this registry refers to its mat, measured rather than
-        # assumed (it differs between Python versions).
-        self._entries.append((object(), None))
-        self._baseline = self._count_references(0)
-        self._entries.clear()
+        self._entries: list[tuple[object, object]] = []
+        self._sweep_at = _MIN_SWEEP
+        # The count a mat has when only its registry entry refers to it, measured the same way the
+        # sweep measures it, rather than assumed (it differs between Python versions).
+        self._baseline = self._references((object(), None))
 
-    def _count_references(self, index: int) -> int:
-        entry = self._entries[index]
+    @staticmethod
+    def _references(entry: tuple[object, object]) -> int:
         return sys.getrefcount(entry[0])
 
     def hold(self, mat: object, owner: object) -> None:
         with self._lock:
-            self._sweep_locked()
             self._entries.append((mat, owner))
+            if len(self._entries) >= self._sweep_at:
+                self._sweep_locked()
 
-    def sweep(self) -> None:
-        with self._lock:
+    def sweep(self, *, blocking: bool = True) -> None:
+        # Non-blocking from the gc callback: a collection can start inside our own sweep, in this
+        # thread, while the lock is held.
+        if not self._lock.acquire(blocking=blocking):
+            return
+        try:
             self._sweep_locked()
+        finally:
+            self._lock.release()
 
     def _sweep_locked(self) -> None:
-        self._entries = [
-            entry
-            for index, entry in enumerate(self._entries)
-            if self._count_references(index) > self._baseline
-        ]
+        baseline = self._baseline
+        self._entries = [entry for entry in self._entries if self._references(entry) > baseline]
+        self._sweep_at = max(_MIN_SWEEP, 2 * len(self._entries))
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -187,7 +220,7 @@ _keepalive = _MatKeepAlive()
 
 def _sweep_after_collection(phase: str, info: dict[str, int]) -> None:
     if phase == "stop":
-        _keepalive.sweep()
+        _keepalive.sweep(blocking=False)
 
 
 gc.callbacks.append(_sweep_after_collection)

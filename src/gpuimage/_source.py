@@ -10,7 +10,7 @@ from ._dtypes import DTypeName, dtype_info
 from ._errors import SpecError
 from ._geometry import check_within, geometry_from_strided
 from ._layout import Layout
-from ._spec import ImageSpec
+from ._spec import ImageSpec, trusted_spec
 
 __all__ = ["Imported", "spec_from_strided"]
 
@@ -62,7 +62,7 @@ def spec_from_strided(
     itemsize = dtype_info(dtype).itemsize
     check_pointer(ptr, itemsize, where=where)
     layout, geometry = geometry_from_strided(shape, strides, layout, itemsize, where=where)
-    spec = ImageSpec._trusted(geometry, dtype, layout, device)
+    spec = trusted_spec(geometry, dtype, layout, device)
     if allocation is not None:
         check_within(ptr, spec.nbytes, allocation[0], allocation[1], where=where)
     return spec

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Self
+from functools import cached_property
+from typing import Annotated, Any, ClassVar, Self, cast
 
 from pydantic import (
     BaseModel,
@@ -78,6 +79,8 @@ class ImageSpec(BaseModel):
     channel_stride: _Bytes
     device: _DeviceField = Device("cuda", 0)
 
+    # Derived values (shape, strides, nbytes, ...) are cached_property: a spec is frozen, and views
+    # read them on every creation.
     _FIELD_ORDER: ClassVar[tuple[str, ...]] = (
         "height",
         "width",
@@ -121,17 +124,20 @@ class ImageSpec(BaseModel):
     @classmethod
     def _fill_packed_strides(cls, data: Any) -> Any:
         """Replace missing or None strides by packed ones, computed from the (raw) other fields."""
-        if not isinstance(data, dict) or all(data.get(name) is not None for name in _STRIDE_FIELDS):
+        if not isinstance(data, dict):
             return data
+        raw = cast("dict[str, Any]", data)  # raw constructor input, not yet validated
+        if all(raw.get(name) is not None for name in _STRIDE_FIELDS):
+            return raw
         try:
-            layout = parse_layout(data.get("layout", Layout.HWC), where="ImageSpec")
-            itemsize = dtype_info(parse_dtype(data.get("dtype", "uint8"), where="ImageSpec")).itemsize
+            layout = parse_layout(raw.get("layout", Layout.HWC), where="ImageSpec")
+            itemsize = dtype_info(parse_dtype(raw.get("dtype", "uint8"), where="ImageSpec")).itemsize
             packed = packed_geometry(
-                layout, int(data["height"]), int(data["width"]), int(data.get("channels", 1)), itemsize
+                layout, int(raw["height"]), int(raw["width"]), int(raw.get("channels", 1)), itemsize
             )
         except (GpuImageError, KeyError, TypeError, ValueError):
-            return data  # field validation reports the real problem
-        filled = dict(data)
+            return raw  # field validation reports the real problem
+        filled = dict(raw)
         for name in _STRIDE_FIELDS:
             if filled.get(name) is None:
                 filled[name] = getattr(packed, name)
@@ -182,29 +188,6 @@ class ImageSpec(BaseModel):
             device=device,
         )
 
-    @classmethod
-    def _trusted(cls, geometry: Geometry, dtype: DTypeName, layout: Layout, device: Device) -> ImageSpec:
-        """Build a spec from values already checked by ``check_geometry`` (the hot import paths)."""
-        # model_construct() costs about 5 us; setting pydantic's four slots directly costs under 1 us.
-        spec = object.__new__(cls)
-        height, width, channels, row_pitch, pixel_stride, channel_stride = geometry
-        fields = {
-            "height": height,
-            "width": width,
-            "channels": channels,
-            "dtype": dtype,
-            "layout": layout,
-            "row_pitch": row_pitch,
-            "pixel_stride": pixel_stride,
-            "channel_stride": channel_stride,
-            "device": device,
-        }
-        object.__setattr__(spec, "__dict__", fields)
-        object.__setattr__(spec, "__pydantic_fields_set__", _ALL_FIELDS)
-        object.__setattr__(spec, "__pydantic_extra__", None)
-        object.__setattr__(spec, "__pydantic_private__", None)
-        return spec
-
     def replace(self, **changes: Any) -> ImageSpec:
         """A validated copy with some fields changed (``model_copy`` would skip validation)."""
         unknown = set(changes) - set(self._FIELD_ORDER)
@@ -224,24 +207,24 @@ class ImageSpec(BaseModel):
 
     # -- derived values -------------------------------------------------------------------------
 
-    @property
+    @cached_property
     def itemsize(self) -> int:
         """Bytes per element."""
         return dtype_info(self.dtype).itemsize
 
-    @property
+    @cached_property
     def geometry(self) -> Geometry:
         """Sizes and byte strides, independent of the layout order."""
         return Geometry(
             self.height, self.width, self.channels, self.row_pitch, self.pixel_stride, self.channel_stride
         )
 
-    @property
+    @cached_property
     def shape(self) -> tuple[int, int, int]:
         """Sizes in layout order: ``(H, W, C)`` for HWC, ``(C, H, W)`` for CHW."""
         return layout_shape(self.layout, self.height, self.width, self.channels)
 
-    @property
+    @cached_property
     def strides(self) -> tuple[int, int, int]:
         """Strides in **bytes**, in layout order (matching ``shape``)."""
         return layout_strides(self.layout, self.row_pitch, self.pixel_stride, self.channel_stride)
@@ -251,12 +234,12 @@ class ImageSpec(BaseModel):
         """Bytes from one channel plane to the next (``channel_stride``; meaningful for CHW)."""
         return self.channel_stride
 
-    @property
+    @cached_property
     def nbytes(self) -> int:
         """The extent in bytes, from the first element to one past the last (padding included)."""
         return byte_extent(self.shape, self.strides, self.itemsize)
 
-    @property
+    @cached_property
     def is_contiguous(self) -> bool:
         """True when the elements are packed in layout order, with no padding or permutation."""
         packed = packed_geometry(self.layout, self.height, self.width, self.channels, self.itemsize)
@@ -276,6 +259,29 @@ class ImageSpec(BaseModel):
             f"(row_pitch={self.row_pitch}, pixel_stride={self.pixel_stride}, "
             f"channel_stride={self.channel_stride})"
         )
+
+
+def trusted_spec(geometry: Geometry, dtype: DTypeName, layout: Layout, device: Device) -> ImageSpec:
+    """Build a spec from values already checked by ``check_geometry`` (the hot import paths)."""
+    # model_construct() costs about 5 us; setting pydantic's four slots directly costs under 1 us.
+    spec = object.__new__(ImageSpec)
+    height, width, channels, row_pitch, pixel_stride, channel_stride = geometry
+    fields = {
+        "height": height,
+        "width": width,
+        "channels": channels,
+        "dtype": dtype,
+        "layout": layout,
+        "row_pitch": row_pitch,
+        "pixel_stride": pixel_stride,
+        "channel_stride": channel_stride,
+        "device": device,
+    }
+    object.__setattr__(spec, "__dict__", fields)
+    object.__setattr__(spec, "__pydantic_fields_set__", _ALL_FIELDS)
+    object.__setattr__(spec, "__pydantic_extra__", None)
+    object.__setattr__(spec, "__pydantic_private__", None)
+    return spec
 
 
 def _translate(exc: ValidationError) -> GpuImageError:

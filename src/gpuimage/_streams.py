@@ -7,7 +7,7 @@ events. It never imports a foreign library, and never touches OpenCV streams on 
 
 from __future__ import annotations
 
-from typing import Protocol, TypeAlias, runtime_checkable
+from typing import Protocol, TypeAlias, cast, runtime_checkable
 
 from ._errors import InteropError
 
@@ -36,17 +36,16 @@ def stream_handle(stream: object, *, where: str) -> int | None:
         return stream
     protocol = getattr(stream, "__cuda_stream__", None)
     if protocol is not None:
-        version_and_handle = protocol()
-        if (
-            not isinstance(version_and_handle, tuple)
-            or len(version_and_handle) != 2
-            or type(version_and_handle[1]) is not int
-        ):
+        version_and_handle: object = protocol()
+        pair = (
+            cast("tuple[object, ...]", version_and_handle) if isinstance(version_and_handle, tuple) else None
+        )
+        if pair is None or len(pair) != 2 or type(pair[1]) is not int:
             raise InteropError(
                 f"{where}: {type(stream).__name__}.__cuda_stream__() returned {version_and_handle!r}; "
                 "expected a (version, handle) tuple."
             )
-        return version_and_handle[1]
+        return pair[1]
     for attribute in ("cuda_stream", "ptr"):  # torch.cuda.Stream, cupy.cuda.Stream
         handle = getattr(stream, attribute, None)
         if type(handle) is int:
@@ -64,7 +63,7 @@ def _opencv_stream_handle(stream: object, *, where: str) -> int:
 
     if cv2.cuda.getCudaEnabledDeviceCount() <= 0:
         raise InteropError(f"{where}: this OpenCV build has no CUDA, so a cv2.cuda.Stream has no handle.")
-    handle = stream.cudaPtr()  # type: ignore[attr-defined]  # cv2.cuda.Stream on CUDA builds
+    handle = cast(object, stream.cudaPtr())  # type: ignore[attr-defined]  # cv2.cuda.Stream on CUDA builds
     if type(handle) is not int:
         raise InteropError(f"{where}: cv2.cuda.Stream.cudaPtr() returned {handle!r}, not an int.")
     return handle

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+from typing import Any, Protocol, cast
+
+import numpy.typing as npt
+
 from ._backends import missing_backend
 
 try:
@@ -67,10 +72,22 @@ def parse(tensor: object, *, layout: Layout | None, stream: int | None, where: s
 
 def _device_of(device: torch.device, *, where: str) -> Device:
     if device.type == "cuda":
-        return Device("cuda", device.index if device.index is not None else torch.cuda.current_device())
+        index = cast("int | None", device.index)  # torch's stub says int; it is None for plain "cuda"
+        return Device("cuda", index if index is not None else torch.cuda.current_device())
     if device.type == "cpu":
         return CPU
     raise DeviceError(f"{where}: tensors on {device} are not supported; use a CUDA or CPU tensor.")
+
+
+class _FromNumpy(Protocol):
+    """The part of the torch module that ``from_numpy`` needs, with the parameter torch leaves untyped."""
+
+    def from_numpy(self, ndarray: npt.NDArray[Any], /) -> torch.Tensor: ...
+
+
+def from_numpy(array: npt.NDArray[Any]) -> torch.Tensor:
+    """``torch.from_numpy`` (a tensor sharing the array's memory), typed."""
+    return cast(_FromNumpy, torch).from_numpy(array)
 
 
 def view(ptr: int, spec: ImageSpec, owner: object, *, stream: int | None, readonly: bool) -> torch.Tensor:
@@ -81,23 +98,34 @@ def view(ptr: int, spec: ImageSpec, owner: object, *, stream: int | None, readon
     """
     carrier: DTypeName | None = "int16" if spec.dtype == "bfloat16" else None
     if spec.device.is_cuda:
-        if not torch.cuda.is_available():
+        if not cuda_available():
             raise MissingBackendError(
                 f"as_torch(): the image is on {spec.device}, but this torch build has no CUDA or sees no "
                 "GPU. Install a CUDA build of torch, or call image.cpu() for a host copy."
             )
         # torch rejects read-only CAI buffers; torch tensors cannot be read-only anyway.
         interface = cuda_array_interface(ptr, spec, stream=stream, readonly=False, as_dtype=carrier)
-        tensor = torch.as_tensor(CudaArrayExport(interface, owner), device=f"cuda:{spec.device.index}")
+        tensor = torch.as_tensor(CudaArrayExport(interface, owner), device=_cuda_device(spec.device.index))
+        if tensor.data_ptr() != ptr:  # torch copies rather than fail when the device is wrong
+            raise DeviceError(
+                f"as_torch(): the memory at {ptr:#x} is not on {spec.device} (torch made a copy). Give the "
+                "right device when wrapping it (device=...)."
+            )
     else:
         host = numpy_view(ptr, spec, owner, readonly=False, as_dtype=carrier)
-        tensor = torch.from_numpy(host)
+        tensor = from_numpy(host)
     return tensor.view(torch.bfloat16) if carrier is not None else tensor
 
 
+@functools.cache
 def cuda_available() -> bool:
-    """True when this torch build has CUDA and sees a GPU."""
+    """True when this torch build has CUDA and sees a GPU (asked once: views ask on every creation)."""
     return bool(torch.cuda.is_available())
+
+
+@functools.cache
+def _cuda_device(index: int) -> torch.device:
+    return torch.device("cuda", index)
 
 
 def allocate(nbytes: int, device: Device) -> tuple[int, torch.Tensor]:

@@ -23,7 +23,7 @@ from ._image import GpuImage
 from ._layout import Layout
 from ._spec import ImageSpec
 
-__all__ = ["crops", "image_specs", "images"]
+__all__ = ["crops", "fill_pattern", "image_specs", "images"]
 
 ALL_DTYPES: tuple[DTypeName, ...] = tuple(DTYPES)
 ALL_LAYOUTS: tuple[Layout, ...] = (Layout.HWC, Layout.CHW)
@@ -126,8 +126,10 @@ def fill_pattern(image: GpuImage[Any, Any], seed: int) -> None:
         import torch
 
         from ._torch import DTYPES as TORCH_DTYPES
+        from ._torch import from_numpy
 
-        image.as_torch().copy_(torch.from_numpy(pattern).to(TORCH_DTYPES[image.spec.dtype]))
+        host: torch.Tensor = from_numpy(pattern)
+        image.as_torch().copy_(host.to(TORCH_DTYPES[image.spec.dtype]))
     else:
         image.as_numpy()[...] = pattern.astype(image.spec.dtype)
 

@@ -1,0 +1,39 @@
+"""Misuse that must be a static error. Each marked line names the error it must produce, as
+``# mypy: <code>`` and ``# pyright: <rule>``; tests/test_typing.py checks both, line by line."""
+
+from __future__ import annotations
+
+import torch
+
+from gpuimage import CHW, HWC, Float32, GpuImage, UInt8
+
+
+def needs_chw(image: GpuImage[CHW]) -> None: ...
+
+
+def hwc_where_chw_is_declared(frame: torch.Tensor) -> None:
+    image = GpuImage.from_torch(frame, layout="HWC")
+    needs_chw(image)  # mypy: arg-type  # pyright: reportArgumentType
+
+
+def gpumat_of_a_chw_image(frame: torch.Tensor) -> None:
+    planar = GpuImage.from_torch(frame, layout="CHW")
+    planar.as_gpumat()  # mypy: misc  # pyright: reportAttributeAccessIssue
+
+
+def gpumat_of_an_unknown_layout(image: GpuImage) -> None:
+    image.as_gpumat()  # mypy: misc  # pyright: reportAttributeAccessIssue
+
+
+def wrong_dtype_assignment(image: GpuImage[HWC, UInt8]) -> None:
+    floats: GpuImage[HWC, Float32] = image  # mypy: assignment  # pyright: reportAssignmentType
+    del floats
+
+
+def converted_layout_is_tracked(image: GpuImage[HWC, UInt8]) -> None:
+    still_hwc: GpuImage[HWC] = image.to_layout("CHW")  # mypy: assignment  # pyright: reportAssignmentType
+    del still_hwc
+
+
+def unknown_layout_string(frame: torch.Tensor) -> None:
+    GpuImage.from_torch(frame, layout="NCHW")  # mypy: call-overload  # pyright: reportCallIssue
