@@ -62,6 +62,13 @@ DEPTHS: dict[DTypeName, int] = {
 }
 """OpenCV depth code of each dtype that this OpenCV has."""
 _DTYPES_BY_DEPTH: dict[int, DTypeName] = {depth: dtype for dtype, depth in DEPTHS.items()}
+_TYPE_CODES: dict[tuple[DTypeName, int], int] = {
+    (dtype, channels): cv2.CV_MAKETYPE(depth, channels)
+    for dtype, depth in DEPTHS.items()
+    for channels in range(1, 5)
+}
+"""OpenCV type code of each (dtype, channels) a GpuMat can hold; the codes differ between 4.x and 5.x."""
+_HWC = Layout.HWC
 
 _cuda_device_count: int | None = None
 
@@ -115,13 +122,12 @@ def view(ptr: int, spec: ImageSpec, owner: object) -> cv2.cuda.GpuMat:
     Raises the reason (``_refuse``) when the image is not one interleaved device plane of 1 to 4
     channels of a depth this OpenCV has, on OpenCV's current device.
     """
-    depth = DEPTHS.get(spec.dtype)
     channels, itemsize = spec.channels, spec.itemsize
+    type_code = _TYPE_CODES.get((spec.dtype, channels))
     # With interleaved pixels, ImageSpec's overlap check already ensures row_pitch >= a row.
     if (
-        depth is None
-        or spec.layout is not Layout.HWC
-        or not 1 <= channels <= 4
+        type_code is None
+        or spec.layout is not _HWC
         or spec.pixel_stride != channels * itemsize
         or spec.channel_stride != itemsize
         or not spec.device.is_cuda
@@ -130,7 +136,7 @@ def view(ptr: int, spec: ImageSpec, owner: object) -> cv2.cuda.GpuMat:
         _refuse(spec)
     height, width = spec.height, spec.width
     step = spec.row_pitch if height > 1 else width * spec.pixel_stride
-    mat = cv2.cuda.createGpuMatFromCudaMemory(height, width, cv2.CV_MAKETYPE(depth, channels), ptr, step)
+    mat = cv2.cuda.createGpuMatFromCudaMemory(height, width, type_code, ptr, step)
     _keepalive.hold(mat, owner)
     return mat
 

@@ -24,7 +24,7 @@ def _real_stderr(config: pytest.Config) -> IO[str]:
     if not _report:
         capture = config.pluginmanager.getplugin("capturemanager")
         if capture is not None:
-            with capture.global_and_fixture_disabled():
+            with capture.global_and_fixture_disabled():  # pyright: ignore[reportAttributeAccessIssue]  # pytest plugin API
                 _report.append(os.fdopen(os.dup(2), "w"))
         else:
             _report.append(os.fdopen(os.dup(2), "w"))

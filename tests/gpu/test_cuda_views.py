@@ -46,7 +46,7 @@ def _settings(max_examples: int) -> settings:
     return settings(max_examples=max_examples, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-_NO_BFLOAT16 = tuple(dtype for dtype in ALL_DTYPES if dtype != "bfloat16")
+_NO_BFLOAT16: tuple[DTypeName, ...] = tuple(dtype for dtype in ALL_DTYPES if dtype != "bfloat16")
 
 
 def _check_torch(image: GpuImage, expected: npt.NDArray[Any]) -> None:

@@ -27,7 +27,11 @@ from gpuimage import (
 
 
 def constructors_infer_the_layout(
-    tensor: torch.Tensor, array: cupy.ndarray, mat: cv2.cuda.GpuMat, host: npt.NDArray[np.uint8], layout: Layout
+    tensor: torch.Tensor,
+    array: cupy.ndarray,
+    mat: cv2.cuda.GpuMat,
+    host: npt.NDArray[np.uint8],
+    layout: Layout,
 ) -> None:
     assert_type(GpuImage.from_torch(tensor, layout=Layout.HWC), GpuImage[HWC])
     assert_type(GpuImage.from_torch(tensor, layout="CHW"), GpuImage[CHW])
