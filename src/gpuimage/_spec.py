@@ -67,7 +67,7 @@ class ImageSpec(BaseModel):
             that makes rows, pixels, channels or planes overlap.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+    model_config: ClassVar[ConfigDict] = ConfigDict(frozen=True, extra="forbid", validate_default=True)
 
     height: _Size
     width: _Size

@@ -115,7 +115,7 @@ def crops(spec: ImageSpec) -> st.SearchStrategy[tuple[int, int, int, int]]:
     return _crops(spec)
 
 
-def fill_pattern(image: GpuImage[Any, Any], seed: int) -> None:
+def fill_pattern(image: GpuImage, seed: int) -> None:
     """Write a deterministic, exactly representable pattern into every element of ``image``."""
     count = image.height * image.width * image.channels
     values = (np.arange(count, dtype=np.int64) * 7 + seed) % 101
