@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pytest
+from hypothesis import HealthCheck, settings
 
 pytest.importorskip("torch")
 pytest.importorskip("cupy")
@@ -40,6 +41,7 @@ __all__ = [
     "numpy_bits",
     "region_index",
     "torch_bits",
+    "gpu_settings",
 ]
 
 TORCH_DTYPES: dict[DTypeName, torch.dtype] = {
@@ -162,3 +164,8 @@ def churn(nbytes: int, *, count: int = 48) -> list[object]:
     cupy.cuda.runtime.deviceSynchronize()
     gc.collect()
     return kept
+
+
+def gpu_settings(max_examples: int) -> settings:
+    """Hypothesis settings for GPU tests: a fixed example budget, no deadline (first CUDA calls are slow)."""
+    return settings(max_examples=max_examples, deadline=None, suppress_health_check=[HealthCheck.too_slow])

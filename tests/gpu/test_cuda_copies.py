@@ -16,7 +16,7 @@ pytest.importorskip("torch")
 
 import numpy as np
 import numpy.typing as npt
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from gpuimage import CPU, Device, GpuImage, Layout
@@ -25,6 +25,7 @@ from gpuimage.strategies import crops, fill_pattern, image_specs, images
 from ._support import (
     assert_bits_equal,
     expected_bits,
+    gpu_settings,
     memory_bits,
     numpy_bits,
     region_index,
@@ -32,10 +33,6 @@ from ._support import (
 )
 
 pytestmark = pytest.mark.cuda
-
-
-def _settings(max_examples: int) -> settings:
-    return settings(max_examples=max_examples, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _hwc_bits(image: GpuImage) -> npt.NDArray[Any]:
@@ -56,7 +53,7 @@ def _check_packed_copy(copy: GpuImage, source: GpuImage, device: Device, what: s
     ), what
 
 
-@_settings(30)
+@gpu_settings(30)
 @given(image=images(image_specs(device=0), device=0), seed=st.integers(0, 100), data=st.data())
 def test_copies_preserve_the_data(image: GpuImage, seed: int, data: st.DataObject) -> None:
     fill_pattern(image, seed)

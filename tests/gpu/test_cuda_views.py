@@ -19,7 +19,7 @@ import cupy
 import numpy as np
 import numpy.typing as npt
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from torch.utils.dlpack import from_dlpack as torch_from_dlpack
 
@@ -33,6 +33,7 @@ from ._support import (
     assert_strides,
     cupy_bits,
     expected_bits,
+    gpu_settings,
     host_pattern,
     memory_bits,
     region_index,
@@ -40,10 +41,6 @@ from ._support import (
 )
 
 pytestmark = pytest.mark.cuda
-
-
-def _settings(max_examples: int) -> settings:
-    return settings(max_examples=max_examples, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 _NO_BFLOAT16: tuple[DTypeName, ...] = tuple(dtype for dtype in ALL_DTYPES if dtype != "bfloat16")
@@ -157,7 +154,7 @@ def _check_all_views(image: GpuImage, expected: npt.NDArray[Any]) -> None:
     _check_cai(image, expected)
 
 
-@_settings(40)
+@gpu_settings(40)
 @given(image=images(image_specs(device=0), device=0), seed=st.integers(0, 100), data=st.data())
 def test_every_view_agrees_with_memory(image: GpuImage, seed: int, data: st.DataObject) -> None:
     fill_pattern(image, seed)
@@ -179,7 +176,7 @@ def _read_everywhere(image: GpuImage, expected: npt.NDArray[Any], after: str) ->
         assert_bits_equal(torch_bits(back.as_torch()), expected, f"GpuMat round trip after {after}")
 
 
-@_settings(30)
+@gpu_settings(30)
 @given(
     image=images(image_specs(dtypes=_NO_BFLOAT16, device=0), device=0),
     seed=st.integers(0, 100),
