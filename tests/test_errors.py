@@ -33,6 +33,7 @@ def test_every_error_is_under_the_root_and_exported(error: type[Exception]) -> N
         (gpuimage.InteropError, TypeError),
         (gpuimage.ExportError, BufferError),
         (gpuimage.LifetimeError, RuntimeError),
+        (gpuimage.CudaError, RuntimeError),
         (gpuimage.MissingBackendError, ImportError),
     ],
 )
@@ -51,6 +52,7 @@ def test_exported_names_are_pinned() -> None:
             "CHW",
             "CHWLike",
             "CPU",
+            "CudaError",
             "DTypeError",
             "DTypeLike",
             "DTypeName",

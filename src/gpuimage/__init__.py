@@ -24,6 +24,7 @@ from ._dtypes import (
 )
 from ._errors import (
     BoundsError,
+    CudaError,
     DeviceError,
     DTypeError,
     ExportError,
@@ -47,6 +48,7 @@ __version__ = "0.1.0"
 __all__ = [
     "CHW",
     "CPU",
+    "CudaError",
     "HWC",
     "AnyDType",
     "AnyLayout",

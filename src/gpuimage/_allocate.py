@@ -2,34 +2,48 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from ._backends import is_installed
 from ._device import Device
 from ._errors import MissingBackendError
 
-__all__ = ["allocate"]
+__all__ = ["Allocation", "allocate"]
 
 _ALLOCATOR_ALIGNMENT = 256  # torch and CuPy pools hand out blocks aligned at least this much
 
 
-def allocate(nbytes: int, device: Device, *, alignment: int) -> tuple[int, object]:
-    """``nbytes`` bytes on ``device`` whose first byte is aligned to ``alignment``: (pointer, owner)."""
+class Allocation(NamedTuple):
+    """Fresh memory: its first aligned byte, what frees it when dropped, and the stream it belongs to.
+
+    Pools hand out memory in stream order: a block may still be in use by work queued on
+    ``stream`` before it was freed, so the memory is "ready" only on that stream.
+    """
+
+    ptr: int
+    owner: object
+    stream: int | None
+
+
+def allocate(nbytes: int, device: Device, *, alignment: int) -> Allocation:
+    """``nbytes`` bytes on ``device`` whose first byte is aligned to ``alignment``."""
     if not device.is_cuda:
         from . import _numpy
 
-        return _numpy.allocate(nbytes, alignment)
+        return Allocation(*_numpy.allocate(nbytes, alignment), None)
     padding = alignment if alignment > _ALLOCATOR_ALIGNMENT else 0
     if is_installed("torch"):
         from . import _torch
 
         if _torch.cuda_available():
             base, tensor = _torch.allocate(nbytes + padding, device)
-            return base + (-base) % alignment, tensor
+            return Allocation(base + (-base) % alignment, tensor, _torch.current_stream(device.index))
     if is_installed("cupy"):
         from . import _cupy
 
         if _cupy.gpu_available():
             base, array = _cupy.allocate(nbytes + padding, device)
-            return base + (-base) % alignment, array
+            return Allocation(base + (-base) % alignment, array, _cupy.current_stream(device.index))
     raise MissingBackendError(
         f"GpuImage.empty(device='{device}'): allocating GPU memory needs a CUDA build of torch or CuPy "
         "that sees a GPU: pip install 'gpuimage[torch]' or 'gpuimage[cupy]'."

@@ -136,6 +136,8 @@ def parse(obj: object, *, layout: Layout | None, device: Device, stream: int | N
             f"got stream={interface_stream!r}."
         )
     spec = spec_from_strided(ptr, shape, strides, dtype, layout, device, where=where)
+    if interface_stream == _LEGACY_DEFAULT_STREAM:
+        interface_stream = 0  # gpuimage stores the legacy default stream as 0
     ready_on = stream if stream is not None else interface_stream
     return Imported(ptr, spec, obj, ready_on, readonly)
 

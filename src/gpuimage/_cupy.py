@@ -16,6 +16,8 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only where CuPy is absent
     raise missing_backend("cupy") from exc
 
+import threading
+
 import numpy as np
 import numpy.typing as npt
 
@@ -26,7 +28,17 @@ from ._layout import Layout
 from ._source import Imported, spec_from_strided
 from ._spec import ImageSpec
 
-__all__ = ["allocate", "copy", "gpu_available", "parse", "pointer_device", "view"]
+__all__ = [
+    "allocate",
+    "copy",
+    "current_stream",
+    "gpu_available",
+    "parse",
+    "pointer_device",
+    "synchronize",
+    "view",
+    "wait",
+]
 
 
 def parse(array: object, *, layout: Layout | None, stream: int | None, where: str) -> Imported:
@@ -45,6 +57,8 @@ def parse(array: object, *, layout: Layout | None, stream: int | None, where: st
         where=where,
         allocation=(memory.ptr, memory.size),
     )
+    if stream is None and gpu_available():
+        stream = current_stream(array.device.id)
     return Imported(array.data.ptr, spec, array, stream, False)
 
 
@@ -61,6 +75,11 @@ def view(ptr: int, spec: ImageSpec, owner: object) -> cupy.ndarray:
     return cupy.ndarray(
         spec.shape, np.dtype(spec.dtype), cupy.cuda.MemoryPointer(memory, 0), strides=spec.strides
     )
+
+
+def current_stream(index: int) -> int:
+    """The raw handle of CuPy's current stream on device ``index`` (0 for the null stream)."""
+    return int(cupy.cuda.get_current_stream(index).ptr)
 
 
 def gpu_available() -> bool:
@@ -95,3 +114,50 @@ def copy(
             target[...] = source if isinstance(source, cupy.ndarray) else cupy.asarray(source)
         else:
             target[...] = cupy.asnumpy(source)
+
+
+_events = threading.local()
+
+
+def _event(device: int) -> int:
+    """This thread's ordering event on ``device`` (re-recorded each time; see ``wait``)."""
+    events: dict[int, int] | None = getattr(_events, "by_device", None)
+    if events is None:
+        events = _events.by_device = {}
+    event = events.get(device)
+    if event is None:
+        runtime = cupy.cuda.runtime
+        event = events[device] = int(runtime.eventCreateWithFlags(runtime.eventDisableTiming))
+    return event
+
+
+def wait(producer: int, consumer: int, device: int) -> None:
+    """Make stream ``consumer`` wait for the work queued on ``producer`` (an event, no host sync).
+
+    Runs with ``device`` current (handle 0 is the current device's legacy stream) and restores it.
+    Reusing one event per thread is safe: a wait takes the event's state when it is enqueued.
+    """
+    runtime = cupy.cuda.runtime
+    previous = runtime.getDevice()
+    if previous != device:
+        runtime.setDevice(device)
+    try:
+        event = _event(device)
+        runtime.eventRecord(event, producer)
+        runtime.streamWaitEvent(consumer, event, 0)
+    finally:
+        if previous != device:
+            runtime.setDevice(previous)
+
+
+def synchronize(stream: int, device: int) -> None:
+    """Block the host until the work queued on ``stream`` (on ``device``) has finished."""
+    runtime = cupy.cuda.runtime
+    previous = runtime.getDevice()
+    if previous != device:
+        runtime.setDevice(device)
+    try:
+        runtime.streamSynchronize(stream)
+    finally:
+        if previous != device:
+            runtime.setDevice(previous)

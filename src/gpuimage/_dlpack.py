@@ -190,7 +190,10 @@ def parse(obj: object, *, layout: Layout | None, stream: int | None, where: str)
     ``stream``: the stream the image will be used on; a CUDA producer orders its work before it,
     per the array API standard. The image is then ready on ``stream``.
     """
-    capsule = obj if _is_capsule(obj) else _request_capsule(obj, stream=stream, where=where)
+    # DLPack has no 0: the legacy default stream is 1. It is the stream the image is ready on when
+    # none is asked for.
+    consumer = stream or 1
+    capsule = obj if _is_capsule(obj) else _request_capsule(obj, stream=consumer, where=where)
     if _capsule_is_valid(capsule, _NAME_VERSIONED):
         versioned = True
         address = _capsule_pointer(capsule, _NAME_VERSIONED)
@@ -219,16 +222,17 @@ def parse(obj: object, *, layout: Layout | None, stream: int | None, where: str)
     # destructor still frees it.
     _capsule_set_name(capsule, _USED_VERSIONED if versioned else _USED)
     owner = DLPackOwner(address, managed.deleter, "dltensor_versioned" if versioned else "dltensor")
-    return Imported(ptr, spec, owner, stream if spec.device.is_cuda else None, readonly)
+    ready_on = (0 if consumer == 1 else consumer) if spec.device.is_cuda and not _is_capsule(obj) else None
+    return Imported(ptr, spec, owner, ready_on, readonly)
 
 
-def _request_capsule(obj: object, *, stream: int | None, where: str) -> object:
+def _request_capsule(obj: object, *, stream: int, where: str) -> object:
     dlpack = getattr(obj, "__dlpack__", None)
     dlpack_device = getattr(obj, "__dlpack_device__", None)
     if dlpack is None or dlpack_device is None:
         raise InteropError(f"{where}: {type(obj).__name__} has no __dlpack__/__dlpack_device__.")
     device_type, _ = dlpack_device()
-    kwargs: dict[str, Any] = {"stream": stream} if device_type == DLPACK_CUDA and stream is not None else {}
+    kwargs: dict[str, Any] = {"stream": stream} if device_type == DLPACK_CUDA else {}
     try:
         return dlpack(max_version=(1, 0), **kwargs)
     except TypeError:  # a producer from before DLPack 1.0 takes no max_version

@@ -15,6 +15,7 @@ against torch or NumPy conventions (``except ValueError``) keeps working::
     ├── InteropError (TypeError)            a foreign object that is not what its protocol promises
     ├── ExportError (BufferError)           a DLPack export that cannot be made as asked
     ├── LifetimeError (RuntimeError)        memory whose owner is gone or was already consumed
+    ├── CudaError (RuntimeError)            a CUDA runtime call (event, stream wait, sync) that failed
     └── MissingBackendError (ImportError)   an optional library that is not installed or lacks CUDA
 
 Messages follow one pattern: what was asked, what was expected, what was got, what to do instead.
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 __all__ = [
     "BoundsError",
+    "CudaError",
     "DTypeError",
     "DeviceError",
     "ExportError",
@@ -89,6 +91,10 @@ class ExportError(GpuImageError, BufferError):
 
 class LifetimeError(GpuImageError, RuntimeError):
     """Memory whose owner is gone, or a DLPack capsule that was already consumed."""
+
+
+class CudaError(GpuImageError, RuntimeError):
+    """A CUDA runtime call that failed (recording an event, a stream wait, a synchronize)."""
 
 
 class MissingBackendError(GpuImageError, ImportError):

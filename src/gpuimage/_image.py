@@ -6,21 +6,23 @@ spoke's ``view``; the hub itself never imports torch, CuPy or OpenCV.
 
 from __future__ import annotations
 
+from collections.abc import Generator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Generic, Self, cast, overload
 
 from typing_extensions import CapsuleType, TypeVar
 
-from . import _allocate, _cai, _dlpack, _numpy, _ops
+from . import _allocate, _cai, _cuda, _dlpack, _numpy, _ops
 from ._device import CPU, Device, DeviceLike, parse_device
 from ._dtypes import AnyDType, DTypeLike, DTypeName, parse_dtype
-from ._errors import DeviceError, DTypeError, ExportError, HostMemoryError, LayoutError
+from ._errors import DeviceError, DTypeError, ExportError, HostMemoryError, InteropError, LayoutError
 from ._geometry import crop_offset
 from ._layout import CHW, HWC, AnyLayout, CHWLike, HWCLike, Layout, LayoutLike, parse_layout
 from ._lazy import LazyModule
 from ._pointers import device_of
 from ._source import Imported, check_pointer
 from ._spec import ImageSpec, trusted_spec
-from ._streams import stream_handle
+from ._streams import LEGACY_DEFAULT, ReadyState, StreamLike, stream_handle
 
 if TYPE_CHECKING:
     import cupy
@@ -57,16 +59,19 @@ class GpuImage(Generic[L, D]):
         whichever of them is used last. ``from_pointer`` without ``owner`` is a borrow: the caller
         keeps the memory alive.
 
-        Streams: ``stream`` is the raw ``cudaStream_t`` on which the data is ready (None when it was
-        not given). It is carried along and exported through the CUDA Array Interface.
+        Streams: ``stream`` is the raw ``cudaStream_t`` on which the data is ready (None: no work is
+        pending). Every view and export takes a consumer stream (default: the consuming library's
+        current stream) and makes it wait for ``stream`` with an event, on the GPU; the host never
+        blocks unless you call ``synchronize()``. Tell the image about writes made on other streams
+        with ``record_write(stream)`` or ``with image.writing(stream):``.
     """
 
-    __slots__ = ("__weakref__", "_owner", "_ptr", "_readonly", "_spec", "_stream", "_views")
+    __slots__ = ("__weakref__", "_owner", "_ptr", "_readonly", "_ready", "_spec", "_views")
 
     _ptr: int
     _spec: ImageSpec
     _owner: object
-    _stream: int | None
+    _ready: ReadyState
     _readonly: bool
     _views: dict[str, Any]
 
@@ -78,21 +83,22 @@ class GpuImage(Generic[L, D]):
 
     @classmethod
     def _wrap(
-        cls, ptr: int, spec: ImageSpec, owner: object, stream: int | None, readonly: bool
+        cls, ptr: int, spec: ImageSpec, owner: object, ready: ReadyState, readonly: bool
     ) -> GpuImage[Any, Any]:
         """The one construction path: no checks here, every caller passes checked values."""
         image: GpuImage[Any, Any] = object.__new__(GpuImage)
         image._ptr = ptr
         image._spec = spec
         image._owner = owner
-        image._stream = stream
+        image._ready = ready
         image._readonly = readonly
         image._views = {}
         return image
 
     @classmethod
     def _from_imported(cls, imported: Imported) -> GpuImage[Any, Any]:
-        return cls._wrap(imported.ptr, imported.spec, imported.owner, imported.stream, imported.readonly)
+        ready = ReadyState(imported.stream if imported.spec.device.is_cuda else None)
+        return cls._wrap(imported.ptr, imported.spec, imported.owner, ready, imported.readonly)
 
     # -- constructors ---------------------------------------------------------------------------
 
@@ -288,7 +294,8 @@ class GpuImage(Generic[L, D]):
             raise TypeError(f"{where}: expected an ImageSpec, got {type(spec).__name__}.")
         check_pointer(ptr, spec.itemsize, where=where)
         return cast(
-            "GpuImage", cls._wrap(ptr, spec, owner, stream_handle(stream, where=where), bool(readonly))
+            "GpuImage",
+            cls._wrap(ptr, spec, owner, ReadyState(stream_handle(stream, where=where)), bool(readonly)),
         )
 
     @overload
@@ -359,8 +366,13 @@ class GpuImage(Generic[L, D]):
             device=device,
             row_alignment=row_alignment,
         )
-        ptr, owner = _allocate.allocate(spec.nbytes, spec.device, alignment=max(row_alignment, spec.itemsize))
-        return cls._wrap(ptr, spec, owner, stream_handle(stream, where="GpuImage.empty()"), False)
+        memory = _allocate.allocate(spec.nbytes, spec.device, alignment=max(row_alignment, spec.itemsize))
+        given = stream_handle(stream, where="GpuImage.empty()")
+        ready = ReadyState(memory.stream if given is None else given)
+        if given is not None and memory.stream is not None:
+            # the pool handed out memory that earlier work on the allocating stream may still use
+            _cuda.wait(memory.stream, given, spec.device.index)
+        return cls._wrap(memory.ptr, spec, memory.owner, ready, False)
 
     # -- metadata -------------------------------------------------------------------------------
 
@@ -421,8 +433,9 @@ class GpuImage(Generic[L, D]):
 
     @property
     def stream(self) -> int | None:
-        """The raw ``cudaStream_t`` on which the data is ready, or None when not given."""
-        return self._stream
+        """The raw ``cudaStream_t`` whose queued work produces the data (0: the legacy default
+        stream), or None when no work is pending."""
+        return self._ready.stream
 
     @property
     def owner(self) -> object:
@@ -453,28 +466,41 @@ class GpuImage(Generic[L, D]):
 
     # -- views ----------------------------------------------------------------------------------
 
-    def as_torch(self) -> torch.Tensor:
+    def as_torch(self, *, stream: StreamLike = None) -> torch.Tensor:
         """A tensor over the image: same pointer, same strides, on the image's device. Cached.
 
         Shape and strides follow the layout (``(H, W, C)`` or ``(C, H, W)``). bfloat16 is supported.
+
+        Notes:
+            Each call makes ``stream`` (default: torch's current stream) wait for the image's
+            data on the GPU, so the tensor may be used there at once; the cached tensor is ordered
+            again on every call, for whichever stream asks.
         """
         view = self._views.get(_TORCH)
         if view is None:
-            made = _torch.view(
-                self._ptr, self._spec, self._owner, stream=self._stream, readonly=self._readonly
-            )
-            view = self._views.setdefault(_TORCH, made)
+            view = self._views.setdefault(_TORCH, _torch.view(self._ptr, self._spec, self._owner))
+        if self._ready.stream is not None:
+            self._order(_torch.current_stream(self._spec.device.index) if stream is None else stream)
         return cast("torch.Tensor", view)
 
-    def as_cupy(self) -> cupy.ndarray:
-        """A ``cupy.ndarray`` header over the image (no CUDA call, no host sync). Cached."""
+    def as_cupy(self, *, stream: StreamLike = None) -> cupy.ndarray:
+        """A ``cupy.ndarray`` header over the image (no CUDA call, no host sync). Cached.
+
+        Each call makes ``stream`` (default: CuPy's current stream) wait for the data, on the GPU.
+        """
         view = self._views.get(_CUPY)
         if view is None:
             view = self._views.setdefault(_CUPY, _cupy.view(self._ptr, self._spec, self._owner))
+        if self._ready.stream is not None:
+            self._order(_cupy.current_stream(self._spec.device.index) if stream is None else stream)
         return cast("cupy.ndarray", view)
 
-    def as_gpumat(self: GpuImage[HWC, AnyDType]) -> cv2.cuda.GpuMat:
+    def as_gpumat(self: GpuImage[HWC, AnyDType], *, stream: StreamLike = None) -> cv2.cuda.GpuMat:
         """A ``cv2.cuda.GpuMat`` header over an HWC image with 1 to 4 channels. Cached.
+
+        Each call makes ``stream`` (a ``cv2.cuda.Stream`` on CUDA builds of OpenCV, or any
+        stream-like; default: the legacy default stream, OpenCV's ``Stream::Null()``) wait for the
+        data, on the GPU.
 
         Notes:
             OpenCV keeps no reference to memory it did not allocate. gpuimage registers the mat with
@@ -485,6 +511,8 @@ class GpuImage(Generic[L, D]):
         view = self._views.get(_GPUMAT)
         if view is None:
             view = self._views.setdefault(_GPUMAT, _opencv.view(self._ptr, self._spec, self._owner))
+        if self._ready.stream is not None:
+            self._order(LEGACY_DEFAULT if stream is None else stream)
         return cast("cv2.cuda.GpuMat", view)
 
     def as_numpy(self) -> npt.NDArray[Any]:
@@ -518,7 +546,9 @@ class GpuImage(Generic[L, D]):
             raise HostMemoryError(
                 "__cuda_array_interface__: the image is in host memory; use as_numpy() or __dlpack__."
             )
-        return _cai.cuda_array_interface(self._ptr, self._spec, stream=self._stream, readonly=self._readonly)
+        return _cai.cuda_array_interface(
+            self._ptr, self._spec, stream=self._ready.stream, readonly=self._readonly
+        )
 
     def __dlpack_device__(self) -> tuple[int, int]:
         """``(kDLCUDA, ordinal)`` for device images, ``(kDLCPU, 0)`` for host images."""
@@ -534,6 +564,8 @@ class GpuImage(Generic[L, D]):
     ) -> CapsuleType:
         """Export a DLPack capsule (versioned when ``max_version >= (1, 0)``), per the array API.
 
+        ``stream`` is the consumer's stream, which is made to wait for the data on the GPU: None or
+        1 is the legacy default stream, 2 the per-thread default stream, -1 asks for no ordering.
         ``dl_device`` may name the image's own device, or the CPU (a host copy, unless ``copy`` is
         False). ``copy=True`` exports a packed copy. The capsule keeps the memory alive until the
         consumer calls its deleter.
@@ -543,7 +575,7 @@ class GpuImage(Generic[L, D]):
         if (
             self._spec.device.is_cuda
             and stream is not None
-            and (type(stream) is not int or stream in (0, -2))
+            and (type(stream) is not int or stream == 0 or stream < -1)
         ):
             raise ExportError(
                 f"__dlpack__(): expected stream None, -1, 1, 2 or a stream handle, got stream={stream!r}."
@@ -560,6 +592,8 @@ class GpuImage(Generic[L, D]):
             source, copied = self.cpu(), True
         elif copy:
             source, copied = self.copy(), True
+        if source._spec.device.is_cuda and stream != -1 and source._ready.stream is not None:
+            source._order(LEGACY_DEFAULT if stream is None else stream)
         versioned = max_version is not None and tuple(max_version) >= (1, 0)
         return _dlpack.export_capsule(
             source._ptr,
@@ -569,6 +603,46 @@ class GpuImage(Generic[L, D]):
             readonly=source._readonly,
             copied=copied,
         )
+
+    # -- streams --------------------------------------------------------------------------------
+
+    def _order(self, stream: StreamLike) -> None:
+        """Make ``stream`` wait, on the GPU, for the work that produces this image's data."""
+        ready = self._ready
+        consumer = stream_handle(stream, where="stream")
+        if consumer is None:
+            consumer = LEGACY_DEFAULT
+        producer = ready.stream
+        if producer is None or producer == consumer or consumer in ready.waited:
+            return
+        _cuda.wait(producer, consumer, self._spec.device.index)
+        ready.waited.add(consumer)
+
+    def record_write(self, stream: StreamLike) -> None:
+        """Tell the image that work queued on ``stream`` writes it: later views and exports order
+        their streams after that work. Shared with crops of the same image."""
+        handle = stream_handle(stream, where="record_write()")
+        if handle is None:
+            raise InteropError("record_write(): expected the stream that wrote the image, got None.")
+        self._ready.written_on(handle)
+
+    @contextmanager
+    def writing(self, stream: StreamLike) -> Generator[Self]:
+        """Write the image on ``stream``: on entry ``stream`` waits for pending work (on the GPU);
+        on exit (even through an exception) the write is recorded with ``record_write(stream)``."""
+        self._order(stream)
+        try:
+            yield self
+        finally:
+            self.record_write(stream)
+
+    def synchronize(self) -> None:
+        """Block the host until the image's data is ready; afterwards nothing is pending (``stream``
+        is None)."""
+        producer = self._ready.stream
+        if producer is not None and self._spec.device.is_cuda:
+            _cuda.synchronize(producer, self._spec.device.index)
+        self._ready.written_on(None)
 
     # -- regions, layouts and copies -----------------------------------------------------------
 
@@ -581,7 +655,8 @@ class GpuImage(Generic[L, D]):
         offset = crop_offset(self._spec.geometry, x, y, width, height)
         geometry = self._spec.geometry._replace(height=height, width=width)
         spec = trusted_spec(geometry, self._spec.dtype, self._spec.layout, self._spec.device)
-        return cast(Self, self._wrap(self._ptr + offset, spec, self._owner, self._stream, self._readonly))
+        # A crop shares its parent's ready state: a write recorded on either is seen by both.
+        return cast(Self, self._wrap(self._ptr + offset, spec, self._owner, self._ready, self._readonly))
 
     @overload
     def expect(self, layout: HWCLike) -> GpuImage[HWC, D]: ...

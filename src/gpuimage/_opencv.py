@@ -101,6 +101,8 @@ def parse(mat: object, *, device: object, stream: int | None, where: str) -> Imp
         _mat_device(device, ptr, where=where),
         where=where,
     )
+    if stream is None and cuda_enabled():
+        stream = 0  # OpenCV's default stream (Stream::Null) is the legacy default stream
     return Imported(ptr, spec, mat, stream, False)
 
 

@@ -49,7 +49,9 @@ def _torch_usable() -> bool:
 def copy_into(source: GpuImage[Any, Any], target: GpuImage[Any, Any]) -> None:
     """Copy every element of ``source`` into ``target`` (same sizes; layouts and devices may differ).
 
-    Returns once the copy is queued; a copy into host memory has completed when it returns.
+    Returns once the copy is queued on the library's current stream, which both images' data is
+    ordered before and which ``target`` then records as its writer; a copy into host memory has
+    completed when it returns.
     """
     axes = permutation(source.layout, target.layout)
     on_gpu = source.device.is_cuda or target.device.is_cuda
@@ -60,6 +62,10 @@ def copy_into(source: GpuImage[Any, Any], target: GpuImage[Any, Any]) -> None:
         return
     if not on_gpu or _torch_usable():
         target.as_torch().copy_(source.as_torch().permute(axes))
+        if target.device.is_cuda:
+            from . import _torch
+
+            target.record_write(_torch.current_stream(target.device.index))
         return
     if is_installed("cupy"):
         from . import _cupy
@@ -69,6 +75,8 @@ def copy_into(source: GpuImage[Any, Any], target: GpuImage[Any, Any]) -> None:
             target_view = target.as_cupy() if target.device.is_cuda else target.as_numpy()
             gpu = target.device if target.device.is_cuda else source.device
             _cupy.copy(source_view.transpose(axes), target_view, gpu)
+            if target.device.is_cuda:
+                target.record_write(_cupy.current_stream(target.device.index))
             return
     raise MissingBackendError(
         "copying a GPU image needs a CUDA build of torch or CuPy that sees a GPU: "

@@ -11,7 +11,14 @@ from typing import Protocol, TypeAlias, cast, runtime_checkable
 
 from ._errors import InteropError
 
-__all__ = ["CudaStreamProtocol", "StreamLike", "stream_handle"]
+__all__ = [
+    "LEGACY_DEFAULT",
+    "PER_THREAD_DEFAULT",
+    "CudaStreamProtocol",
+    "ReadyState",
+    "StreamLike",
+    "stream_handle",
+]
 
 
 @runtime_checkable
@@ -26,8 +33,39 @@ StreamLike: TypeAlias = object
 with ``__cuda_stream__``, a raw ``cudaStream_t`` handle (int), or None."""
 
 
+LEGACY_DEFAULT = 0
+"""The legacy default stream. ``cudaStreamLegacy`` (1, CAI's and DLPack's code for it) is stored as 0."""
+PER_THREAD_DEFAULT = 2
+"""``cudaStreamPerThread``."""
+
+
 def stream_handle(stream: object, *, where: str) -> int | None:
-    """The raw ``cudaStream_t`` of a stream-like, or None for None."""
+    """The raw ``cudaStream_t`` of a stream-like (the legacy default as 0), or None for None."""
+    handle = _raw_handle(stream, where=where)
+    return LEGACY_DEFAULT if handle == 1 else handle
+
+
+class ReadyState:
+    """Where an image's data is ready, shared by an image and the crops taken from it.
+
+    ``stream`` is the raw handle of the stream whose queued work produces the data (None: nothing
+    pending). ``waited`` holds the consumer streams already ordered after that work, so that a
+    cached view asked for again on the same stream costs no event; a new write clears it.
+    """
+
+    __slots__ = ("stream", "waited")
+
+    def __init__(self, stream: int | None) -> None:
+        self.stream = stream
+        self.waited: set[int] = set()
+
+    def written_on(self, stream: int | None) -> None:
+        """Record that work queued on ``stream`` now produces the data."""
+        self.stream = stream
+        self.waited = set()
+
+
+def _raw_handle(stream: object, *, where: str) -> int | None:
     if stream is None:
         return None
     if type(stream) is int:

@@ -11,7 +11,6 @@ Bounds are keyword-only ``min_*``/``max_*`` pairs; each argument takes a value o
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 from hypothesis import strategies as st
@@ -139,7 +138,7 @@ def _images(draw: st.DrawFn, specs: st.SearchStrategy[ImageSpec]) -> GpuImage:
     from ._allocate import allocate
 
     spec = draw(specs)
-    ptr, owner = allocate(spec.nbytes, spec.device, alignment=256)
+    ptr, owner, _ = allocate(spec.nbytes, spec.device, alignment=256)
     image = GpuImage.from_pointer(ptr, spec, owner=owner)
     fill_pattern(image, draw(st.integers(0, 100)))
     return image

@@ -1,0 +1,68 @@
+"""Stream ordering and host waits on raw ``cudaStream_t`` handles, through whichever spoke reaches a GPU.
+
+CuPy's runtime bindings are preferred (two calls per ordering); torch's stream objects are the
+fallback. Where neither reaches a GPU there is no GPU work to order, and both calls are no-ops.
+Ordering never blocks the host: an event is recorded on the producer and the consumer waits for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ._backends import is_installed
+from ._errors import CudaError
+
+__all__ = ["available", "synchronize", "wait"]
+
+_Calls = tuple[Callable[[int, int, int], None], Callable[[int, int], None]]
+_chosen: list[_Calls | None] = []
+
+
+def _calls() -> _Calls | None:
+    """The (wait, synchronize) pair of the first spoke that reaches a GPU; chosen once."""
+    if not _chosen:
+        calls: _Calls | None = None
+        if is_installed("cupy"):
+            from . import _cupy
+
+            if _cupy.gpu_available():
+                calls = (_cupy.wait, _cupy.synchronize)
+        if calls is None and is_installed("torch"):
+            from . import _torch
+
+            if _torch.cuda_available():
+                calls = (_torch.wait, _torch.synchronize)
+        _chosen.append(calls)
+    return _chosen[0]
+
+
+def available() -> bool:
+    """True when a CUDA runtime (through CuPy or torch) reaches a GPU."""
+    return _calls() is not None
+
+
+def wait(producer: int, consumer: int, device: int) -> None:
+    """Make stream ``consumer`` wait, on the GPU, for the work queued so far on ``producer``.
+
+    Both are raw handles (0: the legacy default stream of ``device``, the image's device).
+    """
+    calls = _calls()
+    if calls is None or producer == consumer:
+        return
+    try:
+        calls[0](producer, consumer, device)
+    except RuntimeError as exc:  # CuPy's CUDARuntimeError and torch's errors are RuntimeErrors
+        raise CudaError(
+            f"ordering stream {consumer:#x} after stream {producer:#x} on cuda:{device} failed: {exc}"
+        ) from exc
+
+
+def synchronize(stream: int, device: int) -> None:
+    """Block the host until the work queued so far on ``stream`` has finished."""
+    calls = _calls()
+    if calls is None:
+        return
+    try:
+        calls[1](stream, device)
+    except RuntimeError as exc:
+        raise CudaError(f"synchronizing stream {stream:#x} on cuda:{device} failed: {exc}") from exc

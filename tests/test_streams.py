@@ -1,0 +1,136 @@
+"""Stream bookkeeping on the CPU: which streams are ordered after which, checked with a recording
+stand-in for the CUDA runtime (the GPU tests check that the ordering really holds on a device)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from gpuimage import ExportError, GpuImage, ImageSpec, InteropError, _cuda
+
+FAKE = 0x7F00_0000_0000
+
+
+class Runtime:
+    """Records ``wait(producer, consumer, device)`` and ``synchronize(stream, device)`` calls."""
+
+    def __init__(self) -> None:
+        self.waits: list[tuple[int, int, int]] = []
+        self.syncs: list[tuple[int, int]] = []
+
+    def wait(self, producer: int, consumer: int, device: int) -> None:
+        self.waits.append((producer, consumer, device))
+
+    def synchronize(self, stream: int, device: int) -> None:
+        self.syncs.append((stream, device))
+
+
+@pytest.fixture
+def runtime(monkeypatch: pytest.MonkeyPatch) -> Runtime:
+    recorder = Runtime()
+    monkeypatch.setattr(_cuda, "_chosen", [(recorder.wait, recorder.synchronize)])
+    return recorder
+
+
+def _image(stream: object = None, device: int = 0) -> GpuImage:
+    spec = ImageSpec(height=4, width=6, channels=3, device=device)
+    return GpuImage.from_pointer(FAKE, spec, stream=stream)
+
+
+class CudaStream:
+    def __init__(self, handle: int) -> None:
+        self.handle = handle
+
+    def __cuda_stream__(self) -> tuple[int, int]:
+        return (0, self.handle)
+
+
+def test_views_order_their_stream_after_the_producer_once_per_write(runtime: Runtime) -> None:
+    image = _image(stream=7, device=1)
+    image.as_cupy(stream=9)
+    image.as_cupy(stream=9)  # already ordered since the last write: no second event
+    image.expect("HWC").as_gpumat(stream=CudaStream(9))
+    assert runtime.waits == [(7, 9, 1)]
+    image.expect("HWC").as_gpumat()  # OpenCV's default: the legacy default stream
+    assert runtime.waits[-1] == (7, 0, 1)
+    image.record_write(8)
+    image.as_cupy(stream=9)
+    assert runtime.waits[-1] == (8, 9, 1)
+    image.as_cupy(stream=8)  # the producer itself needs no wait
+    assert len(runtime.waits) == 3
+
+
+def test_nothing_is_ordered_when_nothing_is_pending(runtime: Runtime) -> None:
+    image = _image(stream=None)
+    image.as_cupy(stream=9)
+    image.__dlpack__(stream=5)
+    assert runtime.waits == []
+
+
+@pytest.mark.parametrize(
+    ("consumer", "expected"),
+    [(None, [(7, 0, 0)]), (1, [(7, 0, 0)]), (2, [(7, 2, 0)]), (99, [(7, 99, 0)]), (-1, [])],
+    ids=["none-is-legacy", "legacy", "per-thread", "handle", "no-sync"],
+)
+def test_dlpack_orders_the_consumer_stream(runtime: Runtime, consumer: int | None, expected: Any) -> None:
+    _image(stream=7).__dlpack__(stream=consumer)
+    assert runtime.waits == expected
+
+
+def test_crops_share_the_ready_stream(runtime: Runtime) -> None:
+    image = _image(stream=7)
+    crop = image.crop(1, 1, 2, 2)
+    crop.record_write(11)
+    assert image.stream == 11
+    image.as_cupy(stream=3)
+    assert runtime.waits == [(11, 3, 0)]
+
+
+def test_writing_orders_on_entry_and_records_on_exit(runtime: Runtime) -> None:
+    image = _image(stream=7)
+    with image.writing(12) as same:
+        assert same is image
+        assert runtime.waits == [(7, 12, 0)]
+    assert image.stream == 12
+    with pytest.raises(ZeroDivisionError), image.writing(13):
+        raise ZeroDivisionError
+    assert image.stream == 13, "a write that failed half-way still happened on that stream"
+
+
+def test_synchronize_blocks_on_the_producer_and_clears_it(runtime: Runtime) -> None:
+    image = _image(stream=7, device=2)
+    image.synchronize()
+    assert runtime.syncs == [(7, 2)]
+    assert image.stream is None
+    image.as_cupy(stream=5)
+    assert runtime.waits == []
+
+
+def test_stream_handles_are_normalized() -> None:
+    assert _image(stream=1).stream == 0, "cudaStreamLegacy (1) is the legacy default stream, kept as 0"
+    assert _image(stream=0).stream == 0
+    assert _image(stream=CudaStream(42)).stream == 42
+    assert _image(stream=0).__cuda_array_interface__["stream"] == 1, "CAI forbids 0"
+
+
+def test_bad_streams_are_refused() -> None:
+    image = _image(stream=7)
+    with pytest.raises(InteropError, match="None"):
+        image.record_write(None)
+    with pytest.raises(InteropError, match="stream"):
+        image.as_cupy(stream="fast")
+    with pytest.raises(InteropError, match="non-negative"):
+        image.record_write(-3)
+    for bad in (0, -2, 1.5):
+        with pytest.raises(ExportError, match="stream"):
+            image.__dlpack__(stream=bad)  # type: ignore[arg-type]
+
+
+def test_without_a_gpu_runtime_ordering_is_a_no_op() -> None:
+    if _cuda.available():
+        pytest.skip("a GPU runtime is reachable here")
+    image = _image(stream=7)
+    image.as_cupy(stream=9)
+    image.synchronize()
+    assert image.stream is None
