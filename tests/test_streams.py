@@ -46,19 +46,31 @@ class CudaStream:
         return (0, self.handle)
 
 
-def test_views_order_their_stream_after_the_producer_once_per_write(runtime: Runtime) -> None:
+def test_every_use_orders_the_consumer_after_the_producer(runtime: Runtime) -> None:
     image = _image(stream=7, device=1)
     image.as_cupy(stream=9)
-    image.as_cupy(stream=9)  # already ordered since the last write: no second event
+    image.as_cupy(stream=9)  # ordered again: work queued on 7 since is waited for too
     image.expect("HWC").as_gpumat(stream=CudaStream(9))
-    assert runtime.waits == [(7, 9, 1)]
+    assert runtime.waits == [(7, 9, 1)] * 3
     image.expect("HWC").as_gpumat()  # OpenCV's default: the legacy default stream
     assert runtime.waits[-1] == (7, 0, 1)
     image.record_write(8)
     image.as_cupy(stream=9)
     assert runtime.waits[-1] == (8, 9, 1)
     image.as_cupy(stream=8)  # the producer itself needs no wait
-    assert len(runtime.waits) == 3
+    assert len(runtime.waits) == 5
+
+
+def test_writing_waits_for_the_producer_and_every_reader(runtime: Runtime) -> None:
+    image = _image(stream=7)
+    image.as_cupy(stream=9)
+    image.__dlpack__(stream=5)
+    runtime.waits.clear()
+    with image.writing(12):
+        assert sorted(runtime.waits) == [(5, 12, 0), (7, 12, 0), (9, 12, 0)]
+    runtime.waits.clear()
+    with image.writing(13):  # the readers before the last write need no second wait
+        assert runtime.waits == [(12, 13, 0)]
 
 
 def test_nothing_is_ordered_when_nothing_is_pending(runtime: Runtime) -> None:

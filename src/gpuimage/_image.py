@@ -480,7 +480,9 @@ class GpuImage(Generic[L, D]):
         if view is None:
             view = self._views.setdefault(_TORCH, _torch.view(self._ptr, self._spec, self._owner))
         if self._ready.stream is not None:
-            self._order(_torch.current_stream(self._spec.device.index) if stream is None else stream)
+            self._order(
+                _torch.current_stream(self._spec.device.index) if stream is None else self._handle(stream)
+            )
         return cast("torch.Tensor", view)
 
     def as_cupy(self, *, stream: StreamLike = None) -> cupy.ndarray:
@@ -492,7 +494,9 @@ class GpuImage(Generic[L, D]):
         if view is None:
             view = self._views.setdefault(_CUPY, _cupy.view(self._ptr, self._spec, self._owner))
         if self._ready.stream is not None:
-            self._order(_cupy.current_stream(self._spec.device.index) if stream is None else stream)
+            self._order(
+                _cupy.current_stream(self._spec.device.index) if stream is None else self._handle(stream)
+            )
         return cast("cupy.ndarray", view)
 
     def as_gpumat(self: GpuImage[HWC, AnyDType], *, stream: StreamLike = None) -> cv2.cuda.GpuMat:
@@ -512,7 +516,7 @@ class GpuImage(Generic[L, D]):
         if view is None:
             view = self._views.setdefault(_GPUMAT, _opencv.view(self._ptr, self._spec, self._owner))
         if self._ready.stream is not None:
-            self._order(LEGACY_DEFAULT if stream is None else stream)
+            self._order(LEGACY_DEFAULT if stream is None else self._handle(stream))
         return cast("cv2.cuda.GpuMat", view)
 
     def as_numpy(self) -> npt.NDArray[Any]:
@@ -593,7 +597,7 @@ class GpuImage(Generic[L, D]):
         elif copy:
             source, copied = self.copy(), True
         if source._spec.device.is_cuda and stream != -1 and source._ready.stream is not None:
-            source._order(LEGACY_DEFAULT if stream is None else stream)
+            source._order(LEGACY_DEFAULT if stream in (None, 1) else stream)
         versioned = max_version is not None and tuple(max_version) >= (1, 0)
         return _dlpack.export_capsule(
             source._ptr,
@@ -606,17 +610,21 @@ class GpuImage(Generic[L, D]):
 
     # -- streams --------------------------------------------------------------------------------
 
-    def _order(self, stream: StreamLike) -> None:
-        """Make ``stream`` wait, on the GPU, for the work that produces this image's data."""
+    @staticmethod
+    def _handle(stream: StreamLike) -> int:
+        """A consumer's raw stream handle (None: the legacy default stream)."""
+        handle = stream_handle(stream, where="stream")
+        return LEGACY_DEFAULT if handle is None else handle
+
+    def _order(self, consumer: int) -> None:
+        """Make stream ``consumer`` wait, on the GPU, for all work queued so far on the stream that
+        produces this image's data (a later write there is waited for too: ordering is per use),
+        and remember ``consumer`` as a reader until the next write."""
         ready = self._ready
-        consumer = stream_handle(stream, where="stream")
-        if consumer is None:
-            consumer = LEGACY_DEFAULT
         producer = ready.stream
-        if producer is None or producer == consumer or consumer in ready.waited:
-            return
-        _cuda.wait(producer, consumer, self._spec.device.index)
-        ready.waited.add(consumer)
+        if producer is not None and producer != consumer:
+            _cuda.wait(producer, consumer, self._spec.device.index)
+        ready.readers.add(consumer)
 
     def record_write(self, stream: StreamLike) -> None:
         """Tell the image that work queued on ``stream`` writes it: later views and exports order
@@ -628,9 +636,15 @@ class GpuImage(Generic[L, D]):
 
     @contextmanager
     def writing(self, stream: StreamLike) -> Generator[Self]:
-        """Write the image on ``stream``: on entry ``stream`` waits for pending work (on the GPU);
-        on exit (even through an exception) the write is recorded with ``record_write(stream)``."""
-        self._order(stream)
+        """Write the image on ``stream``, safely: on entry ``stream`` waits (on the GPU) for the
+        work that produced the data and for every stream a view was handed to since (so no reader
+        sees half-overwritten data); on exit, even through an exception, the write is recorded
+        with ``record_write(stream)``."""
+        writer = self._handle(stream)
+        ready = self._ready
+        device = self._spec.device.index
+        for earlier in {ready.stream, *ready.readers} - {None, writer}:
+            _cuda.wait(cast(int, earlier), writer, device)
         try:
             yield self
         finally:

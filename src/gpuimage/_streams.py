@@ -1,8 +1,8 @@
 """Stream-likes: everything a ``stream=`` parameter accepts, reduced to a raw ``cudaStream_t`` handle.
 
-This module only reads handles; ordering work between streams comes with the streams module's
-events. It never imports a foreign library, and never touches OpenCV streams on builds without CUDA
-(they abort the interpreter there).
+This module only reads handles and keeps the bookkeeping; ``_cuda`` orders streams with events.
+It never imports a foreign library, and never touches OpenCV streams on builds without CUDA (they
+abort the interpreter there).
 """
 
 from __future__ import annotations
@@ -49,20 +49,21 @@ class ReadyState:
     """Where an image's data is ready, shared by an image and the crops taken from it.
 
     ``stream`` is the raw handle of the stream whose queued work produces the data (None: nothing
-    pending). ``waited`` holds the consumer streams already ordered after that work, so that a
-    cached view asked for again on the same stream costs no event; a new write clears it.
+    pending). ``readers`` holds the streams that views and exports were handed to since the last
+    write, so that a writer can wait for them (``GpuImage.writing``) before it overwrites the data.
     """
 
-    __slots__ = ("stream", "waited")
+    __slots__ = ("readers", "stream")
 
     def __init__(self, stream: int | None) -> None:
         self.stream = stream
-        self.waited: set[int] = set()
+        self.readers: set[int] = set()
 
     def written_on(self, stream: int | None) -> None:
-        """Record that work queued on ``stream`` now produces the data."""
+        """Record that work queued on ``stream`` now produces the data (earlier readers are done
+        with, or ordered before, the write)."""
         self.stream = stream
-        self.waited = set()
+        self.readers = set()
 
 
 def _raw_handle(stream: object, *, where: str) -> int | None:

@@ -165,13 +165,13 @@ def _stream(handle: int, device: int) -> torch.cuda.Stream:
     """A torch stream object for a raw handle (0: the device's legacy default stream)."""
     if handle == 0:
         return torch.cuda.default_stream(device)
-    return torch.cuda.ExternalStream(handle, device=device)  # type: ignore[no-untyped-call]  # untyped in torch
+    return torch.cuda.ExternalStream(handle, device=device)
 
 
 def wait(producer: int, consumer: int, device: int) -> None:
     """Make stream ``consumer`` wait for the work queued on ``producer`` (an event, no host sync)."""
     with torch.cuda.device(device):
-        event = torch.cuda.Event()  # type: ignore[no-untyped-call]  # untyped in torch
+        event = torch.cuda.Event()
         event.record(_stream(producer, device))
         _stream(consumer, device).wait_event(event)
 

@@ -1,0 +1,341 @@
+"""Cost of gpuimage's stream ordering, and what it buys in a decode -> preprocess -> infer pipeline.
+
+Usage: ``python benchmarks/streams.py [--quick] [--json PATH]`` on a machine with a CUDA GPU.
+
+1. Ordering per view, streams A != B. An image skips the event for a stream that already waited for
+   its last write, so each ordered call is ``record_write(A)`` + ``as_torch(stream=B)`` (an event
+   record on A, a wait on B); minus ``record_write(B)`` + the same view (nothing to order), that is
+   the ordering overhead. Beside them: the same ordering by hand with torch and CuPy events.
+2. 1920x1080x3 uint8 frames: "decode" on A into a ring of buffers, "preprocess" (224x224 crops to
+   normalized float CHW) and "infer" (a small conv net) on B, ordered by gpuimage (no host sync per
+   frame) or by ``torch.cuda.synchronize()`` per frame. Both must produce equal outputs.
+
+Timing as in views.py: batches timed with ``time.perf_counter_ns`` after a warm-up batch; per-call
+times are batch means, p10/p90 percentiles of them; a pipeline run is a batch of one call that ends
+with a device synchronize. Exits 0 whether targets pass or not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import faulthandler
+import functools
+import gc
+import json
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import cupy
+import torch
+
+import gpuimage
+from gpuimage import HWC, GpuImage, _cuda
+
+T = TypeVar("T")
+HEIGHT, WIDTH, CHANNELS = 1080, 1920, 3
+RING = 4  # frame buffers: decode of frame i + 1 overlaps preprocess and infer of frame i
+CROP, FEATURES = 224, 64  # crop side; the net's outputs per crop
+BOXES = tuple((y, x) for y in (100, 756) for x in (0, 565, 1130, 1696))  # 8 crops per frame
+OVERHEAD_TARGET_US = 5.0
+
+TORCH_ORDERED, TORCH_SAME = "record_write(A); as_torch(stream=B)", "record_write(B); as_torch(stream=B)"
+TORCH_WAITED, TORCH_BY_HAND = "as_torch(stream=B), B already waited", "torch Event().record(A); B.wait_event"
+TORCH_REUSED = "the same, one reused torch Event"
+CUPY_ORDERED, CUPY_SAME = "record_write(A); as_cupy(stream=B)", "record_write(B); as_cupy(stream=B)"
+CUPY_BY_HAND, PRIMITIVE = "cupy Event().record(A); B.wait_event", "gpuimage._cuda.wait(A, B, 0)"
+OVERHEAD, ORDERED, SYNCHRONIZED = "(loop overhead: identity)", "gpuimage ordering", "synchronize per frame"
+RESULT = {True: "PASS", False: "FAIL", None: "info"}
+PAIRS = ((TORCH_ORDERED, TORCH_SAME, TORCH_BY_HAND), (CUPY_ORDERED, CUPY_SAME, CUPY_BY_HAND))
+
+
+@dataclass(frozen=True)
+class Config:
+    batch: int  # calls per timed batch of the ordering rows
+    batches: int  # timed batches (after one warm-up batch)
+    frames: int  # frames per pipeline run
+    runs: int  # timed pipeline runs per variant (after one warm-up run)
+
+
+@dataclass(frozen=True)
+class Stats:
+    median_us: float
+    p10_us: float
+    p90_us: float
+
+
+@dataclass(frozen=True)
+class Results:
+    info: dict[str, str]
+    config: Config
+    ordering: dict[str, Stats]  # per call
+    stage_gpu_ms: dict[str, float]
+    pipelines: dict[str, Stats]  # per run of config.frames frames
+    checks: list[dict[str, Any]]
+    all_passed: bool
+
+
+def measure(op: Callable[[T], object], value: T, batch: int, batches: int) -> Stats:
+    """The one timing loop: per-call microseconds of ``op(value)`` over ``batches`` batches.
+
+    Before each batch, outside the clock, the GPU drains what earlier batches queued.
+    """
+    samples: list[float] = []
+    for index in range(batches + 1):
+        args = [value] * batch
+        torch.cuda.synchronize()
+        gc.collect()
+        start = time.perf_counter_ns()
+        while args:
+            op(args.pop())
+        elapsed = time.perf_counter_ns() - start
+        if index:  # batch 0 warms up caches, lazy imports, events, cuDNN and allocators
+            samples.append(elapsed / batch / 1000)
+    deciles = statistics.quantiles(samples, n=10, method="inclusive")
+    return Stats(statistics.median(samples), deciles[0], deciles[-1])
+
+
+def identity(value: object) -> object:
+    """The loop-overhead probe: what every row pays for the loop, the pop and one call."""
+    return value
+
+
+def torch_by_hand(event: torch.cuda.Event, streams: tuple[torch.cuda.Stream, torch.cuda.Stream]) -> None:
+    event.record(streams[0])
+    streams[1].wait_event(event)
+
+
+def cupy_by_hand(streams: tuple[cupy.cuda.Stream, cupy.cuda.Stream]) -> None:
+    event = cupy.cuda.Event(disable_timing=True)  # as torch's events are by default
+    event.record(streams[0])
+    streams[1].wait_event(event)
+
+
+def written_on(writer: object, view: Callable[[GpuImage[HWC]], object]) -> Callable[[GpuImage[HWC]], object]:
+    """An op that records a write on ``writer`` (so the next view must order again), then views."""
+
+    def op(image: GpuImage[HWC]) -> object:
+        image.record_write(writer)
+        return view(image)
+
+    return op
+
+
+def run_ordering(config: Config) -> dict[str, Stats]:
+    """Part 1: microseconds per call of each way to order stream B after stream A."""
+    tensor = torch.zeros((HEIGHT, WIDTH, CHANNELS), dtype=torch.uint8, device="cuda:0")
+    a, b = torch.cuda.Stream(), torch.cuda.Stream()
+    ca, cb = cupy.cuda.Stream(non_blocking=True), cupy.cuda.Stream(non_blocking=True)
+    image = GpuImage.from_torch(tensor, layout="HWC", stream=a)
+    cupy_image = GpuImage.from_cupy(cupy.zeros((HEIGHT, WIDTH, CHANNELS), dtype=cupy.uint8), layout="HWC")
+    reused = torch.cuda.Event()
+    timed = functools.partial(measure, batch=config.batch, batches=config.batches)
+    stats = {
+        OVERHEAD: timed(identity, image),
+        TORCH_ORDERED: timed(written_on(a, lambda i: i.as_torch(stream=b)), image),
+        TORCH_SAME: timed(written_on(b, lambda i: i.as_torch(stream=b)), image),
+    }
+    image.record_write(a)
+    stats[TORCH_WAITED] = timed(lambda i: i.as_torch(stream=b), image)  # waits once, in the warm-up
+    stats[TORCH_BY_HAND] = timed(lambda s: torch_by_hand(torch.cuda.Event(), s), (a, b))
+    stats[TORCH_REUSED] = timed(lambda s: torch_by_hand(reused, s), (a, b))
+    stats[CUPY_ORDERED] = timed(written_on(ca, lambda i: i.as_cupy(stream=cb)), cupy_image)
+    stats[CUPY_SAME] = timed(written_on(cb, lambda i: i.as_cupy(stream=cb)), cupy_image)
+    stats[CUPY_BY_HAND] = timed(cupy_by_hand, (ca, cb))
+    stats[PRIMITIVE] = timed(lambda h: _cuda.wait(h[0], h[1], 0), (a.cuda_stream, b.cuda_stream))
+    return stats
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    decode_stream: torch.cuda.Stream  # A
+    infer_stream: torch.cuda.Stream  # B
+    sources: tuple[torch.Tensor, ...]  # stand-ins for compressed frames, cycled
+    gain: torch.Tensor  # the decode's per-channel color correction
+    buffers: tuple[torch.Tensor, ...]  # the ring of decoded frames
+    images: tuple[GpuImage[HWC], ...]  # the same buffers, as images
+    released: tuple[torch.cuda.Event, ...]  # per buffer: its last reader's reads are done
+    net: torch.nn.Sequential
+    outputs: torch.Tensor  # (frames, crops, FEATURES), written on B
+
+
+def make_pipeline(frames: int) -> Pipeline:
+    """Deterministic inputs and weights, so both variants must produce equal outputs."""
+    shape, generator = (HEIGHT, WIDTH, CHANNELS), torch.Generator(device="cuda").manual_seed(0)
+    pixels = torch.randint(0, 256, (3, *shape), dtype=torch.uint8, device="cuda", generator=generator)
+    sources = tuple(pixels.unbind())
+    buffers = tuple(torch.zeros(shape, dtype=torch.uint8, device="cuda") for _ in range(RING))
+    torch.manual_seed(0)
+    layers: list[torch.nn.Module] = []
+    for width_in, width_out in ((3, 16), (16, 32), (32, FEATURES)):
+        layers += [torch.nn.Conv2d(width_in, width_out, 3, stride=2, padding=1), torch.nn.ReLU()]
+    net = torch.nn.Sequential(*layers, torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()).cuda().eval()
+    a, b = torch.cuda.Stream(), torch.cuda.Stream()
+    images = tuple(GpuImage.from_torch(buffer, layout="HWC", stream=a) for buffer in buffers)
+    released = tuple(torch.cuda.Event() for _ in range(RING))
+    gain = torch.tensor([0.9, 1.05, 0.8], device="cuda")
+    outputs = torch.zeros((frames, len(BOXES), FEATURES), device="cuda")
+    torch.cuda.synchronize()
+    return Pipeline(a, b, sources, gain, buffers, images, released, net, outputs)
+
+
+def decode(pipe: Pipeline, index: int, target: torch.Tensor) -> None:
+    """Stage 1, on A: a color correction of a source frame into ``target`` (about 0.1 ms of GPU)."""
+    with torch.cuda.stream(pipe.decode_stream):
+        pixels = pipe.sources[index % len(pipe.sources)].float()
+        pixels.mul_(pipe.gain).add_(index % 7).clamp_(0, 255)
+        target.copy_(pixels)
+
+
+def preprocess_and_infer(pipe: Pipeline, index: int, frame: torch.Tensor) -> None:
+    """Stages 2 and 3, on B: crops -> normalized float CHW batch -> conv net -> ``outputs[index]``."""
+    with torch.cuda.stream(pipe.infer_stream), torch.inference_mode():
+        crops = torch.stack([frame[y : y + CROP, x : x + CROP] for y, x in BOXES])
+        batch = crops.permute(0, 3, 1, 2).float().div_(255).sub_(0.45).div_(0.225)
+        pipe.outputs[index].copy_(pipe.net(batch))
+
+
+def run_ordered(pipe: Pipeline, frames: int) -> None:
+    """gpuimage orders the streams on the GPU; the host waits once, at the end."""
+    a, b = pipe.decode_stream, pipe.infer_stream
+    for index in range(frames):
+        slot = index % RING
+        image = pipe.images[slot]
+        # Write after read: the decode must not overwrite the buffer while frame index - RING's
+        # preprocess on B still reads it. An event recorded on B right after that preprocess says
+        # exactly that. (record_write(B) would not: the image records its event when the next view
+        # asks, so A would wait for all of B's work queued by then, and the stages would serialize.)
+        a.wait_event(pipe.released[slot])
+        with image.writing(a):  # read after write: the image learns the frame is ready on A
+            decode(pipe, index, image.as_torch(stream=a))
+        preprocess_and_infer(pipe, index, image.as_torch(stream=b))  # B waits for the decode
+        pipe.released[slot].record(b)
+    torch.cuda.synchronize()
+
+
+def run_synchronized(pipe: Pipeline, frames: int) -> None:
+    """The same pipeline ordered by the host, which waits for the whole device once per frame."""
+    for index in range(frames):
+        frame = pipe.buffers[index % RING]
+        decode(pipe, index, frame)
+        # Read after write: this frame's decode is done. Write after read: so are all earlier
+        # preprocess reads, including those of this buffer's earlier frames.
+        torch.cuda.synchronize()
+        preprocess_and_infer(pipe, index, frame)
+    torch.cuda.synchronize()
+
+
+def gpu_ms(stream: torch.cuda.Stream, stage: Callable[[], None], repeats: int = 20) -> float:
+    """GPU milliseconds per call of ``stage`` alone on ``stream`` (CUDA events, after a warm-up)."""
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    stage()
+    start.record(stream)
+    for _ in range(repeats):
+        stage()
+    end.record(stream)
+    end.synchronize()
+    return float(start.elapsed_time(end)) / repeats
+
+
+def run_pipelines(config: Config) -> tuple[dict[str, Stats], dict[str, float], float]:
+    """Part 2: per-run stats of both variants, GPU ms per stage, the outputs' largest difference."""
+    pipe = make_pipeline(config.frames)
+    frame = pipe.buffers[0]
+    stages = {
+        "decode": gpu_ms(pipe.decode_stream, lambda: decode(pipe, 0, frame)),
+        "preprocess + infer": gpu_ms(pipe.infer_stream, lambda: preprocess_and_infer(pipe, 0, frame)),
+    }
+    stats: dict[str, Stats] = {}
+    outputs: list[torch.Tensor] = []
+    for name, run in ((ORDERED, run_ordered), (SYNCHRONIZED, run_synchronized)):
+        pipe.outputs.zero_()
+        stats[name] = measure(functools.partial(run, pipe), config.frames, 1, config.runs)
+        outputs.append(pipe.outputs.clone())
+    return stats, stages, float((outputs[0] - outputs[1]).abs().max())
+
+
+def header() -> dict[str, str]:
+    return {
+        "device": torch.cuda.get_device_name(0),
+        "python": platform.python_version(),
+        "gpuimage": gpuimage.__version__,
+        "torch": f"{torch.__version__} (CUDA {torch.version.cuda})",
+        "cupy": cupy.__version__,
+    }
+
+
+def row(check: str, value: str, passed: bool | None) -> dict[str, Any]:
+    """One line of the checks table; ``passed`` is None for a line shown for information."""
+    return {"check": check, "value": value, "passed": passed}
+
+
+def compare(ops: dict[str, Stats], pipes: dict[str, Stats], max_diff: float) -> list[dict[str, Any]]:
+    """Targets and ratios. PAIRS: (ordered, nothing to order, by hand); overhead = first - second."""
+    rows: list[dict[str, Any]] = []
+    for ordered, same, by_hand in PAIRS:
+        overhead = ops[ordered].median_us - ops[same].median_us
+        check = f"overhead: ({ordered}) - ({same}) <= {OVERHEAD_TARGET_US:g} us"
+        rows.append(row(check, f"{overhead:.2f} us", overhead <= OVERHEAD_TARGET_US))
+        ratio = overhead / ops[by_hand].median_us
+        rows.append(row(f"  that overhead / ({by_hand})", f"ratio {ratio:.2f}", None))
+    ratio = pipes[SYNCHRONIZED].median_us / pipes[ORDERED].median_us
+    rows.append(row(f"pipeline frames/s: {ORDERED} / {SYNCHRONIZED} > 1", f"ratio {ratio:.2f}", ratio > 1))
+    check = f"pipeline outputs equal: {ORDERED} vs {SYNCHRONIZED}"
+    return [*rows, row(check, f"max diff {max_diff:g}", max_diff == 0.0)]
+
+
+def report(results: Results) -> None:
+    config, stages = results.config, results.stage_gpu_ms
+    for key, value in results.info.items():
+        print(f"{key:>9}: {value}")
+    print(f"image {HEIGHT}x{WIDTH}x{CHANNELS} uint8 HWC, cuda:0; {config.batches} batches of {config.batch}")
+    print(f"\n{'ordering (A, B: two streams)':<44}{'median us':>11}{'p10 us':>10}{'p90 us':>10}")
+    for name, stats in results.ordering.items():
+        print(f"{name:<44}{stats.median_us:>11.3f}{stats.p10_us:>10.3f}{stats.p90_us:>10.3f}")
+    print(f"\npipeline: {config.frames} frames, {RING} buffers, {len(BOXES)} {CROP}x{CROP} crops per frame")
+    decode_ms, infer_ms = stages["decode"], stages["preprocess + infer"]
+    print(f"GPU ms per frame (events): decode {decode_ms:.3f} on A, preprocess + infer {infer_ms:.3f} on B")
+    limits = 1e3 / (decode_ms + infer_ms), 1e3 / max(decode_ms, infer_ms)
+    print("GPU-bound limits: {:.0f} frames/s with no overlap, {:.0f} with full overlap".format(*limits))
+    print(f"{'variant':<44}{'frames/s':>11}{'p10':>10}{'p90':>10}  ({config.runs} runs)")
+    for name, stats in results.pipelines.items():  # the slowest runs (p90 time) give the p10 rate
+        rates = [config.frames * 1e6 / us for us in (stats.median_us, stats.p90_us, stats.p10_us)]
+        print(f"{name:<44}{rates[0]:>11.0f}{rates[1]:>10.0f}{rates[2]:>10.0f}")
+    print(f"\n{'check':<96}{'value':>16}  result")
+    for row in results.checks:
+        print(f"{row['check']:<96}{row['value']:>16}  {RESULT[row['passed']]}")
+    print("\nevery target passed" if results.all_passed else "\nsome targets FAILED (see above)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
+    parser.add_argument("--quick", action="store_true", help="few repetitions: a smoke test only")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the results as JSON to PATH")
+    args = parser.parse_args(argv)
+    if not torch.cuda.is_available():
+        print("streams.py: this benchmark needs a CUDA GPU (torch.cuda.is_available() is False); skipped.")
+        return 0
+    config = Config(batch=100, batches=5, frames=30, runs=2) if args.quick else Config(1_000, 30, 300, 7)
+    # A hang (say, a deadlock in the library under test) ends the run with every thread's traceback.
+    faulthandler.dump_traceback_later(300 if args.quick else 1800, exit=True)
+    torch.backends.cudnn.deterministic = True  # the same convolution algorithms in both variants
+    info, ops = header(), run_ordering(config)
+    pipes, stages, max_diff = run_pipelines(config)
+    checks = compare(ops, pipes, max_diff)
+    all_passed = all(row["passed"] is not False for row in checks)
+    results = Results(info, config, ops, stages, pipes, checks, all_passed)
+    report(results)
+    if args.json is not None:
+        args.json.write_text(json.dumps(asdict(results), indent=2) + "\n")
+    faulthandler.cancel_dump_traceback_later()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
