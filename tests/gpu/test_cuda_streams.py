@@ -681,6 +681,28 @@ def test_writing_orders_the_writer_and_records_its_write() -> None:
     _assert_all(memory_bits(image), _NEWER, "memory after an earlier write and writing(A)")
 
 
+@pytest.mark.parametrize("consumer", _ORDERED)
+def test_writing_waits_for_earlier_readers(consumer: Consumer) -> None:
+    writer = torch.cuda.Stream(device=0)
+    reader = _reader("new")
+    _warm_up(consumer, reader)
+    target = _target()
+    image = GpuImage.from_torch(target.tensor, layout="HWC")  # ready on the legacy default stream
+
+    # A slow reader: its stream is busy for a while (a spin that writes nothing), then it copies.
+    reader_busy = _late_fill(target.ptr, 0, ms=_ORDER_MS, stream=reader.handle, nbytes=0)
+    read = _consume(image, consumer, reader)
+    # A quick overwrite: writing() must queue it after the reader's copy, which is still waiting.
+    with image.writing(writer):
+        target.late_fill(_NEW, ms=0.0, stream=writer.cuda_stream)
+    pending = not reader_busy.done
+    torch.cuda.synchronize()
+
+    _assert_pending(pending, f"{consumer} reader before writing()")
+    _assert_stale(read(), f"{consumer} read queued before writing(): overwritten before it ran")
+    _assert_all(memory_bits(image), _NEW, "memory after writing()")
+
+
 def test_synchronize_waits_on_the_host_and_clears_the_stream() -> None:
     writer = torch.cuda.Stream(device=0)
     target = _target()
