@@ -13,11 +13,13 @@ FAKE = 0x7F00_0000_0000
 
 
 class Runtime:
-    """Records ``wait(producer, consumer, device)`` and ``synchronize(stream, device)`` calls."""
+    """Records waits as ``(producer stream, consumer stream, device)``, whether ordered at use
+    (``wait``) or through an event recorded at a write (``record`` then ``Event.wait_on``)."""
 
     def __init__(self) -> None:
         self.waits: list[tuple[int, int, int]] = []
         self.syncs: list[tuple[int, int]] = []
+        self.recorded: list[tuple[int, int]] = []
 
     def wait(self, producer: int, consumer: int, device: int) -> None:
         self.waits.append((producer, consumer, device))
@@ -25,11 +27,26 @@ class Runtime:
     def synchronize(self, stream: int, device: int) -> None:
         self.syncs.append((stream, device))
 
+    def record(self, stream: int, device: int) -> RecordedEvent:
+        self.recorded.append((stream, device))
+        return RecordedEvent(self, stream, device)
+
+
+class RecordedEvent:
+    def __init__(self, runtime: Runtime, stream: int, device: int) -> None:
+        self.runtime, self.stream, self.device = runtime, stream, device
+
+    def wait_on(self, consumer: int) -> None:
+        self.runtime.waits.append((self.stream, consumer, self.device))
+
+    def synchronize(self) -> None:
+        self.runtime.syncs.append((self.stream, self.device))
+
 
 @pytest.fixture
 def runtime(monkeypatch: pytest.MonkeyPatch) -> Runtime:
     recorder = Runtime()
-    monkeypatch.setattr(_cuda, "_chosen", [(recorder.wait, recorder.synchronize)])
+    monkeypatch.setattr(_cuda, "_chosen", [(recorder.wait, recorder.synchronize, recorder.record)])
     return recorder
 
 
@@ -61,15 +78,27 @@ def test_every_use_orders_the_consumer_after_the_producer(runtime: Runtime) -> N
     assert len(runtime.waits) == 5
 
 
-def test_writing_waits_for_the_producer_and_every_reader(runtime: Runtime) -> None:
-    image = _image(stream=7)
+def test_record_write_records_an_event_that_consumers_wait_for(runtime: Runtime) -> None:
+    image = _image(stream=7, device=1)
+    image.record_write(8)
+    assert runtime.recorded == [(8, 1)], "the write is pinned by an event recorded right away"
     image.as_cupy(stream=9)
-    image.__dlpack__(stream=5)
+    image.as_cupy(stream=9)
+    assert runtime.waits == [(8, 9, 1), (8, 9, 1)]
+
+
+def test_writing_waits_for_the_producer_and_the_recorded_reads(runtime: Runtime) -> None:
+    image = _image(stream=7)
+    with image.reading(9):
+        pass
+    with image.reading(5):
+        pass
+    image.as_cupy(stream=4)  # a bare view records no read: only reading() does
     runtime.waits.clear()
     with image.writing(12):
-        assert sorted(runtime.waits) == [(5, 12, 0), (7, 12, 0), (9, 12, 0)]
+        assert runtime.waits == [(7, 12, 0), (9, 12, 0), (5, 12, 0)]
     runtime.waits.clear()
-    with image.writing(13):  # the readers before the last write need no second wait
+    with image.writing(13):  # reads before the last write are done with: only that write is waited for
         assert runtime.waits == [(12, 13, 0)]
 
 

@@ -11,27 +11,32 @@ from collections.abc import Callable
 
 from ._backends import is_installed
 from ._errors import CudaError
+from ._streams import Event
 
-__all__ = ["available", "synchronize", "wait"]
+__all__ = ["available", "record", "synchronize", "wait", "wait_event"]
 
-_Calls = tuple[Callable[[int, int, int], None], Callable[[int, int], None]]
+_Calls = tuple[
+    Callable[[int, int, int], None],  # wait(producer, consumer, device)
+    Callable[[int, int], None],  # synchronize(stream, device)
+    Callable[[int, int], Event],  # record(stream, device)
+]
 _chosen: list[_Calls | None] = []
 
 
 def _calls() -> _Calls | None:
-    """The (wait, synchronize) pair of the first spoke that reaches a GPU; chosen once."""
+    """The (wait, synchronize, record) calls of the first spoke that reaches a GPU; chosen once."""
     if not _chosen:
         calls: _Calls | None = None
         if is_installed("cupy"):
             from . import _cupy
 
             if _cupy.gpu_available():
-                calls = (_cupy.wait, _cupy.synchronize)
+                calls = (_cupy.wait, _cupy.synchronize, _cupy.RecordedEvent)
         if calls is None and is_installed("torch"):
             from . import _torch
 
             if _torch.cuda_available():
-                calls = (_torch.wait, _torch.synchronize)
+                calls = (_torch.wait, _torch.synchronize, _torch.RecordedEvent)
         _chosen.append(calls)
     return _chosen[0]
 
@@ -66,3 +71,22 @@ def synchronize(stream: int, device: int) -> None:
         calls[1](stream, device)
     except RuntimeError as exc:
         raise CudaError(f"synchronizing stream {stream:#x} on cuda:{device} failed: {exc}") from exc
+
+
+def record(stream: int, device: int) -> Event | None:
+    """An event recorded on ``stream`` now (None where no runtime reaches a GPU)."""
+    calls = _calls()
+    if calls is None:
+        return None
+    try:
+        return calls[2](stream, device)
+    except RuntimeError as exc:
+        raise CudaError(f"recording an event on stream {stream:#x} on cuda:{device} failed: {exc}") from exc
+
+
+def wait_event(event: Event, consumer: int) -> None:
+    """Make stream ``consumer`` wait, on the GPU, for ``event``."""
+    try:
+        event.wait_on(consumer)
+    except RuntimeError as exc:
+        raise CudaError(f"making stream {consumer:#x} wait for an event failed: {exc}") from exc

@@ -33,6 +33,7 @@ __all__ = [
     "copy",
     "current_stream",
     "gpu_available",
+    "RecordedEvent",
     "parse",
     "pointer_device",
     "synchronize",
@@ -161,3 +162,44 @@ def synchronize(stream: int, device: int) -> None:
     finally:
         if previous != device:
             runtime.setDevice(previous)
+
+
+class RecordedEvent:
+    """A CUDA event recorded on a stream; destroyed when the last reference to it goes."""
+
+    __slots__ = ("_device", "_handle")
+
+    def __init__(self, stream: int, device: int) -> None:
+        runtime = cupy.cuda.runtime
+        previous = runtime.getDevice()
+        if previous != device:
+            runtime.setDevice(device)
+        try:
+            self._handle = int(runtime.eventCreateWithFlags(runtime.eventDisableTiming))
+            self._device = device
+            runtime.eventRecord(self._handle, stream)
+        finally:
+            if previous != device:
+                runtime.setDevice(previous)
+
+    def wait_on(self, consumer: int) -> None:
+        """Make stream ``consumer`` wait, on the GPU, until the event has completed."""
+        runtime = cupy.cuda.runtime
+        previous = runtime.getDevice()
+        if previous != self._device:  # handle 0 means the current device's legacy stream
+            runtime.setDevice(self._device)
+        try:
+            runtime.streamWaitEvent(consumer, self._handle, 0)
+        finally:
+            if previous != self._device:
+                runtime.setDevice(previous)
+
+    def synchronize(self) -> None:
+        """Block the host until the event has completed."""
+        cupy.cuda.runtime.eventSynchronize(self._handle)
+
+    def __del__(self) -> None:
+        handle = getattr(self, "_handle", None)
+        if handle is not None:
+            # Legal while waits on it are still pending: CUDA frees it once it has completed.
+            cupy.cuda.runtime.eventDestroy(handle)

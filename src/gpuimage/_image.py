@@ -66,12 +66,13 @@ class GpuImage(Generic[L, D]):
         with ``record_write(stream)`` or ``with image.writing(stream):``.
     """
 
-    __slots__ = ("__weakref__", "_owner", "_ptr", "_readonly", "_ready", "_spec", "_views")
+    __slots__ = ("__weakref__", "_device_index", "_owner", "_ptr", "_readonly", "_ready", "_spec", "_views")
 
     _ptr: int
     _spec: ImageSpec
     _owner: object
     _ready: ReadyState
+    _device_index: int
     _readonly: bool
     _views: dict[str, Any]
 
@@ -91,6 +92,7 @@ class GpuImage(Generic[L, D]):
         image._spec = spec
         image._owner = owner
         image._ready = ready
+        image._device_index = spec.device.index
         image._readonly = readonly
         image._views = {}
         return image
@@ -479,10 +481,11 @@ class GpuImage(Generic[L, D]):
         view = self._views.get(_TORCH)
         if view is None:
             view = self._views.setdefault(_TORCH, _torch.view(self._ptr, self._spec, self._owner))
-        if self._ready.stream is not None:
-            self._order(
-                _torch.current_stream(self._spec.device.index) if stream is None else self._handle(stream)
-            )
+        producer = self._ready.stream
+        if producer is not None:  # inline: a cached view is asked for in hot loops
+            consumer = _torch.current_stream(self._device_index) if stream is None else self._handle(stream)
+            if consumer != producer:
+                self._order(consumer)
         return cast("torch.Tensor", view)
 
     def as_cupy(self, *, stream: StreamLike = None) -> cupy.ndarray:
@@ -493,10 +496,11 @@ class GpuImage(Generic[L, D]):
         view = self._views.get(_CUPY)
         if view is None:
             view = self._views.setdefault(_CUPY, _cupy.view(self._ptr, self._spec, self._owner))
-        if self._ready.stream is not None:
-            self._order(
-                _cupy.current_stream(self._spec.device.index) if stream is None else self._handle(stream)
-            )
+        producer = self._ready.stream
+        if producer is not None:
+            consumer = _cupy.current_stream(self._device_index) if stream is None else self._handle(stream)
+            if consumer != producer:
+                self._order(consumer)
         return cast("cupy.ndarray", view)
 
     def as_gpumat(self: GpuImage[HWC, AnyDType], *, stream: StreamLike = None) -> cv2.cuda.GpuMat:
@@ -515,8 +519,11 @@ class GpuImage(Generic[L, D]):
         view = self._views.get(_GPUMAT)
         if view is None:
             view = self._views.setdefault(_GPUMAT, _opencv.view(self._ptr, self._spec, self._owner))
-        if self._ready.stream is not None:
-            self._order(LEGACY_DEFAULT if stream is None else self._handle(stream))
+        producer = self._ready.stream
+        if producer is not None:
+            consumer = LEGACY_DEFAULT if stream is None else self._handle(stream)
+            if consumer != producer:
+                self._order(consumer)
         return cast("cv2.cuda.GpuMat", view)
 
     def as_numpy(self) -> npt.NDArray[Any]:
@@ -617,46 +624,73 @@ class GpuImage(Generic[L, D]):
         return LEGACY_DEFAULT if handle is None else handle
 
     def _order(self, consumer: int) -> None:
-        """Make stream ``consumer`` wait, on the GPU, for all work queued so far on the stream that
-        produces this image's data (a later write there is waited for too: ordering is per use),
-        and remember ``consumer`` as a reader until the next write."""
+        """Make stream ``consumer`` wait, on the GPU, for the write that produced the data: exactly
+        that write when it was recorded (``record_write``, ``writing``), else all work queued on the
+        producing stream so far (ordering is per use, so a cached view is ordered every time)."""
         ready = self._ready
         producer = ready.stream
-        if producer is not None and producer != consumer:
+        if producer is None or producer == consumer:
+            return
+        event = ready.event
+        if event is not None:
+            _cuda.wait_event(event, consumer)
+        else:
             _cuda.wait(producer, consumer, self._spec.device.index)
-        ready.readers.add(consumer)
 
     def record_write(self, stream: StreamLike) -> None:
-        """Tell the image that work queued on ``stream`` writes it: later views and exports order
-        their streams after that work. Shared with crops of the same image."""
+        """Tell the image that work queued on ``stream`` (so far) wrote it: later views and exports
+        wait for exactly that work. Shared with crops of the same image.
+
+        It does not wait for earlier readers; ``writing()`` does, for reads made in ``reading()``.
+        """
         handle = stream_handle(stream, where="record_write()")
         if handle is None:
             raise InteropError("record_write(): expected the stream that wrote the image, got None.")
-        self._ready.written_on(handle)
+        event = _cuda.record(handle, self._spec.device.index) if self._spec.device.is_cuda else None
+        self._ready.written_on(handle, event)
 
     @contextmanager
     def writing(self, stream: StreamLike) -> Generator[Self]:
-        """Write the image on ``stream``, safely: on entry ``stream`` waits (on the GPU) for the
-        work that produced the data and for every stream a view was handed to since (so no reader
-        sees half-overwritten data); on exit, even through an exception, the write is recorded
-        with ``record_write(stream)``."""
+        """Write the image on ``stream``, safely.
+
+        On entry ``stream`` waits (on the GPU) for the write that produced the data and for every
+        read recorded by ``reading()`` since, so no reader sees half-overwritten data; on exit,
+        even through an exception, the write is recorded (``record_write(stream)``).
+        """
         writer = self._handle(stream)
-        ready = self._ready
-        device = self._spec.device.index
-        for earlier in {ready.stream, *ready.readers} - {None, writer}:
-            _cuda.wait(cast(int, earlier), writer, device)
+        self._order(writer)
+        for read in self._ready.reads:
+            _cuda.wait_event(read, writer)
         try:
             yield self
         finally:
-            self.record_write(stream)
+            self.record_write(writer)
+
+    @contextmanager
+    def reading(self, stream: StreamLike) -> Generator[Self]:
+        """Read the image on ``stream``: on entry ``stream`` waits for the data (like every view);
+        on exit an event records the reads queued inside, and the next ``writing()`` waits for it,
+        so a buffer is never overwritten while it is still being read."""
+        reader = self._handle(stream)
+        self._order(reader)
+        try:
+            yield self
+        finally:
+            if self._spec.device.is_cuda:
+                event = _cuda.record(reader, self._spec.device.index)
+                if event is not None:
+                    self._ready.reads.append(event)
 
     def synchronize(self) -> None:
         """Block the host until the image's data is ready; afterwards nothing is pending (``stream``
         is None)."""
-        producer = self._ready.stream
-        if producer is not None and self._spec.device.is_cuda:
-            _cuda.synchronize(producer, self._spec.device.index)
-        self._ready.written_on(None)
+        ready = self._ready
+        if ready.stream is not None and self._spec.device.is_cuda:
+            if ready.event is not None:
+                ready.event.synchronize()
+            else:
+                _cuda.synchronize(ready.stream, self._spec.device.index)
+        ready.written_on(None)
 
     # -- regions, layouts and copies -----------------------------------------------------------
 

@@ -15,6 +15,7 @@ __all__ = [
     "LEGACY_DEFAULT",
     "PER_THREAD_DEFAULT",
     "CudaStreamProtocol",
+    "Event",
     "ReadyState",
     "StreamLike",
     "stream_handle",
@@ -45,25 +46,40 @@ def stream_handle(stream: object, *, where: str) -> int | None:
     return LEGACY_DEFAULT if handle == 1 else handle
 
 
+class Event(Protocol):
+    """A recorded CUDA event (``_cuda.record``): streams can be made to wait for it."""
+
+    def wait_on(self, consumer: int) -> None:
+        """Make stream ``consumer`` wait, on the GPU, until the event has completed."""
+        ...
+
+    def synchronize(self) -> None:
+        """Block the host until the event has completed."""
+        ...
+
+
 class ReadyState:
     """Where an image's data is ready, shared by an image and the crops taken from it.
 
-    ``stream`` is the raw handle of the stream whose queued work produces the data (None: nothing
-    pending). ``readers`` holds the streams that views and exports were handed to since the last
-    write, so that a writer can wait for them (``GpuImage.writing``) before it overwrites the data.
+    ``stream`` is the raw handle of the stream whose work produces the data (None: nothing
+    pending). ``event``, when set, was recorded on ``stream`` right after the recorded write, so
+    consumers wait for exactly that write; without it (a constructor's stream) a consumer waits for
+    all work queued on ``stream`` at the time it asks. ``reads`` holds events recorded after reads
+    (``GpuImage.reading``) since the last write, which the next writer waits for.
     """
 
-    __slots__ = ("readers", "stream")
+    __slots__ = ("event", "reads", "stream")
 
-    def __init__(self, stream: int | None) -> None:
+    def __init__(self, stream: int | None, event: Event | None = None) -> None:
         self.stream = stream
-        self.readers: set[int] = set()
+        self.event = event
+        self.reads: list[Event] = []
 
-    def written_on(self, stream: int | None) -> None:
-        """Record that work queued on ``stream`` now produces the data (earlier readers are done
-        with, or ordered before, the write)."""
+    def written_on(self, stream: int | None, event: Event | None = None) -> None:
+        """Record that work queued on ``stream`` (up to ``event``) now produces the data."""
         self.stream = stream
-        self.readers = set()
+        self.event = event
+        self.reads = []
 
 
 def _raw_handle(stream: object, *, where: str) -> int | None:

@@ -682,7 +682,7 @@ def test_writing_orders_the_writer_and_records_its_write() -> None:
 
 
 @pytest.mark.parametrize("consumer", _ORDERED)
-def test_writing_waits_for_earlier_readers(consumer: Consumer) -> None:
+def test_writing_waits_for_reads_recorded_by_reading(consumer: Consumer) -> None:
     writer = torch.cuda.Stream(device=0)
     reader = _reader("new")
     _warm_up(consumer, reader)
@@ -691,7 +691,8 @@ def test_writing_waits_for_earlier_readers(consumer: Consumer) -> None:
 
     # A slow reader: its stream is busy for a while (a spin that writes nothing), then it copies.
     reader_busy = _late_fill(target.ptr, 0, ms=_ORDER_MS, stream=reader.handle, nbytes=0)
-    read = _consume(image, consumer, reader)
+    with image.reading(reader.handle):  # the read's copy is queued inside: reading() records it
+        read = _consume(image, consumer, reader)
     # A quick overwrite: writing() must queue it after the reader's copy, which is still waiting.
     with image.writing(writer):
         target.late_fill(_NEW, ms=0.0, stream=writer.cuda_stream)
