@@ -39,7 +39,15 @@ CACHED_TARGET_US = 0.3
 # Row names. First views: each call gets a fresh image; cached: the second and later calls on one image.
 FROM_TORCH, FROM_CUPY, FROM_GPUMAT = "GpuImage.from_torch", "GpuImage.from_cupy", "GpuImage.from_gpumat"
 AS_TORCH, AS_CUPY, AS_GPUMAT = "as_torch() first", "as_cupy() first", "as_gpumat() first"
+# Cached views are measured twice: on an image with nothing pending (the cache alone), and on an
+# image ready on the current stream (each call also asks the library for its current stream, to
+# order it after the image's stream when they differ: the per-use ordering of the streams issue).
 AS_TORCH_C, AS_CUPY_C, AS_GPUMAT_C = "as_torch() cached", "as_cupy() cached", "as_gpumat() cached"
+AS_TORCH_O, AS_CUPY_O, AS_GPUMAT_O = (
+    "as_torch() cached, ordering checked",
+    "as_cupy() cached, ordering checked",
+    "as_gpumat() cached, ordering checked",
+)
 E2E_TORCH, E2E_CUPY, E2E_GPUMAT = "from_cupy+as_torch", "from_torch+as_cupy", "from_torch+as_gpumat"
 TORCH_CAI, TORCH_DLPACK = "torch.as_tensor(cupy)", "torch from_dlpack(cupy)"
 CUPY_CAI, CUPY_DLPACK = "cupy.asarray(torch)", "cupy.from_dlpack(torch)"
@@ -127,8 +135,11 @@ def run_ops(config: Config) -> dict[str, Stats]:
     cv_type, step, ptr = cv2.CV_MAKETYPE(cv2.CV_8U, CHANNELS), WIDTH * CHANNELS, tensor.data_ptr()
     mat = cv2.cuda.createGpuMatFromCudaMemory(HEIGHT, WIDTH, cv_type, ptr, step)
     torch.cuda.synchronize()
+    ordered = GpuImage.from_torch(tensor, layout="HWC")  # ready on torch's current stream
+    take_views(ordered)  # later calls return these
     cached = GpuImage.from_torch(tensor, layout="HWC")
-    take_views(cached)  # later calls return these
+    cached.synchronize()  # nothing pending: no stream to order after
+    take_views(cached)
     of_cupy = fresh(lambda: GpuImage.from_cupy(array, layout="HWC"))
     of_torch = fresh(lambda: GpuImage.from_torch(tensor, layout="HWC"))
     # First views: every call gets a fresh image, made in a list before the batch's clock starts;
@@ -145,6 +156,9 @@ def run_ops(config: Config) -> dict[str, Stats]:
         AS_TORCH_C: measure(lambda i: i.as_torch(), repeat(cached), config),
         AS_CUPY_C: measure(lambda i: i.as_cupy(), repeat(cached), config),
         AS_GPUMAT_C: measure(lambda i: i.as_gpumat(), repeat(cached), config),
+        AS_TORCH_O: measure(lambda i: i.as_torch(), repeat(ordered), config),
+        AS_CUPY_O: measure(lambda i: i.as_cupy(), repeat(ordered), config),
+        AS_GPUMAT_O: measure(lambda i: i.as_gpumat(), repeat(ordered), config),
         E2E_TORCH: measure(lambda a: GpuImage.from_cupy(a, layout="HWC").as_torch(), repeat(array), config),
         E2E_CUPY: measure(lambda t: GpuImage.from_torch(t, layout="HWC").as_cupy(), repeat(tensor), config),
         E2E_GPUMAT: measure(
@@ -216,6 +230,8 @@ def compare(ops: dict[str, Stats], deltas: dict[str, int]) -> tuple[list[dict[st
         rows.append(
             {"check": f"{name} < {CACHED_TARGET_US} us", "value": f"{median:.3f} us", "passed": median < 0.3}
         )
+    for name in (AS_TORCH_O, AS_CUPY_O, AS_GPUMAT_O):  # shown, not a target: includes the ordering check
+        rows.append({"check": name, "value": f"{ops[name].median_us:.3f} us", "passed": None})
     for name, delta in deltas.items():
         rows.append({"check": f"{name} delta == 0", "value": f"{delta:+d}", "passed": delta == 0})
     return rows, all(row["passed"] is not False for row in rows)
