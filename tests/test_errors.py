@@ -34,6 +34,8 @@ def test_every_error_is_under_the_root_and_exported(error: type[Exception]) -> N
         (gpuimage.ExportError, BufferError),
         (gpuimage.LifetimeError, RuntimeError),
         (gpuimage.CudaError, RuntimeError),
+        (gpuimage.ReadOnlyError, ValueError),
+        (gpuimage.ExportError, ValueError),
         (gpuimage.MissingBackendError, ImportError),
     ],
 )
@@ -80,6 +82,7 @@ def test_exported_names_are_pinned() -> None:
             "LifetimeError",
             "MissingBackendError",
             "PitchError",
+            "ReadOnlyError",
             "SpecError",
             "StreamLike",
             "StrideError",

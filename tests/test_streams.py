@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from gpuimage import ExportError, GpuImage, ImageSpec, InteropError, _cuda
+from gpuimage import ExportError, GpuImage, ImageSpec, InteropError, MissingBackendError, _cuda
 
 FAKE = 0x7F00_0000_0000
 
@@ -168,10 +168,13 @@ def test_bad_streams_are_refused() -> None:
             image.__dlpack__(stream=bad)  # type: ignore[arg-type]
 
 
-def test_without_a_gpu_runtime_ordering_is_a_no_op() -> None:
+def test_without_a_gpu_runtime_a_needed_ordering_raises() -> None:
     if _cuda.available():
         pytest.skip("a GPU runtime is reachable here")
     image = _image(stream=7)
-    image.as_cupy(stream=9)
-    image.synchronize()
-    assert image.stream is None
+    image.as_cupy(stream=7)  # the producer's own stream: nothing to order
+    with pytest.raises(MissingBackendError, match="CUDA runtime"):
+        image.as_cupy(stream=9)
+    with pytest.raises(MissingBackendError, match="CUDA runtime"):
+        image.synchronize()
+    assert _image(stream=None).as_cupy(stream=9).data.ptr == FAKE  # nothing pending: nothing to do

@@ -35,6 +35,7 @@ from ._errors import (
     LifetimeError,
     MissingBackendError,
     PitchError,
+    ReadOnlyError,
     SpecError,
     StrideError,
 )
@@ -82,6 +83,7 @@ __all__ = [
     "LifetimeError",
     "MissingBackendError",
     "PitchError",
+    "ReadOnlyError",
     "SpecError",
     "StreamLike",
     "StrideError",

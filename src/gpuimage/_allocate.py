@@ -10,8 +10,6 @@ from ._errors import MissingBackendError
 
 __all__ = ["Allocation", "allocate"]
 
-_ALLOCATOR_ALIGNMENT = 256  # torch and CuPy pools hand out blocks aligned at least this much
-
 
 class Allocation(NamedTuple):
     """Fresh memory: its first aligned byte, what frees it when dropped, and the stream it belongs to.
@@ -31,7 +29,7 @@ def allocate(nbytes: int, device: Device, *, alignment: int) -> Allocation:
         from . import _numpy
 
         return Allocation(*_numpy.allocate(nbytes, alignment), None)
-    padding = alignment if alignment > _ALLOCATOR_ALIGNMENT else 0
+    padding = alignment - 1  # no assumption about the pool's own alignment
     if is_installed("torch"):
         from . import _torch
 

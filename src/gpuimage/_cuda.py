@@ -1,7 +1,8 @@
 """Stream ordering and host waits on raw ``cudaStream_t`` handles, through whichever spoke reaches a GPU.
 
 CuPy's runtime bindings are preferred (two calls per ordering); torch's stream objects are the
-fallback. Where neither reaches a GPU there is no GPU work to order, and both calls are no-ops.
+fallback. Where neither reaches a GPU, an ordering that is needed raises ``MissingBackendError``
+rather than silently not happening (a CUDA build of OpenCV alone cannot order streams here).
 Ordering never blocks the host: an event is recorded on the producer and the consumer waits for it.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ._backends import is_installed
-from ._errors import CudaError
+from ._errors import CudaError, MissingBackendError
 from ._streams import Event
 
 __all__ = ["available", "record", "synchronize", "wait", "wait_event"]
@@ -41,6 +42,16 @@ def _calls() -> _Calls | None:
     return _chosen[0]
 
 
+def _required(what: str) -> _Calls:
+    calls = _calls()
+    if calls is None:
+        raise MissingBackendError(
+            f"{what} needs a CUDA runtime: install a CUDA build of torch or CuPy that sees the GPU "
+            "(pip install 'gpuimage[cupy]' or 'gpuimage[torch]')."
+        )
+    return calls
+
+
 def available() -> bool:
     """True when a CUDA runtime (through CuPy or torch) reaches a GPU."""
     return _calls() is not None
@@ -51,11 +62,10 @@ def wait(producer: int, consumer: int, device: int) -> None:
 
     Both are raw handles (0: the legacy default stream of ``device``, the image's device).
     """
-    calls = _calls()
-    if calls is None or producer == consumer:
+    if producer == consumer:
         return
     try:
-        calls[0](producer, consumer, device)
+        _required("ordering two streams")[0](producer, consumer, device)
     except RuntimeError as exc:  # CuPy's CUDARuntimeError and torch's errors are RuntimeErrors
         raise CudaError(
             f"ordering stream {consumer:#x} after stream {producer:#x} on cuda:{device} failed: {exc}"
@@ -64,22 +74,16 @@ def wait(producer: int, consumer: int, device: int) -> None:
 
 def synchronize(stream: int, device: int) -> None:
     """Block the host until the work queued so far on ``stream`` has finished."""
-    calls = _calls()
-    if calls is None:
-        return
     try:
-        calls[1](stream, device)
+        _required("synchronizing a stream")[1](stream, device)
     except RuntimeError as exc:
         raise CudaError(f"synchronizing stream {stream:#x} on cuda:{device} failed: {exc}") from exc
 
 
-def record(stream: int, device: int) -> Event | None:
-    """An event recorded on ``stream`` now (None where no runtime reaches a GPU)."""
-    calls = _calls()
-    if calls is None:
-        return None
+def record(stream: int, device: int) -> Event:
+    """An event recorded on ``stream`` now."""
     try:
-        return calls[2](stream, device)
+        return _required("recording an event")[2](stream, device)
     except RuntimeError as exc:
         raise CudaError(f"recording an event on stream {stream:#x} on cuda:{device} failed: {exc}") from exc
 

@@ -27,7 +27,7 @@ from ctypes import (
     c_void_p,
     py_object,
 )
-from typing import Any
+from typing import Any, cast
 
 from typing_extensions import CapsuleType
 
@@ -222,7 +222,9 @@ def parse(obj: object, *, layout: Layout | None, stream: int | None, where: str)
     # destructor still frees it.
     _capsule_set_name(capsule, _USED_VERSIONED if versioned else _USED)
     owner = DLPackOwner(address, managed.deleter, "dltensor_versioned" if versioned else "dltensor")
-    ready_on = (0 if consumer == 1 else consumer) if spec.device.is_cuda and not _is_capsule(obj) else None
+    # A bare capsule was exported without our stream: the caller's ``stream`` says where it is ready.
+    asked = (0 if consumer == 1 else consumer) if not _is_capsule(obj) else stream
+    ready_on = asked if spec.device.is_cuda else None
     return Imported(ptr, spec, owner, ready_on, readonly)
 
 
@@ -231,12 +233,19 @@ def _request_capsule(obj: object, *, stream: int, where: str) -> object:
     dlpack_device = getattr(obj, "__dlpack_device__", None)
     if dlpack is None or dlpack_device is None:
         raise InteropError(f"{where}: {type(obj).__name__} has no __dlpack__/__dlpack_device__.")
-    device_type, _ = dlpack_device()
-    kwargs: dict[str, Any] = {"stream": stream} if device_type == DLPACK_CUDA else {}
+    device: object = dlpack_device()
+    if not (isinstance(device, tuple) and len(cast("tuple[object, ...]", device)) == 2):
+        raise InteropError(f"{where}: __dlpack_device__() returned {device!r}, not a (type, id) pair.")
+    kwargs: dict[str, Any] = (
+        {"stream": stream} if cast("tuple[object, ...]", device)[0] == DLPACK_CUDA else {}
+    )
     try:
-        return dlpack(max_version=(1, 0), **kwargs)
-    except TypeError:  # a producer from before DLPack 1.0 takes no max_version
-        return dlpack(**kwargs)
+        try:
+            return dlpack(max_version=(1, 0), **kwargs)
+        except TypeError:  # a producer from before DLPack 1.0 takes no max_version
+            return dlpack(**kwargs)
+    except (BufferError, RuntimeError, ValueError, TypeError) as exc:  # the producer's own refusal
+        raise InteropError(f"{where}: {type(obj).__name__}.__dlpack__() refused to export: {exc}") from exc
 
 
 def _spec_of(tensor: DLTensor, layout: Layout | None, *, where: str) -> ImageSpec:

@@ -205,9 +205,10 @@ def dtype_info(name: DTypeName) -> DTypeInfo:
 
 def dtype_from_cai_typestr(typestr: object, *, where: str) -> DTypeName:
     """The dtype of a ``__cuda_array_interface__``/``__array_interface__`` typestr such as ``'<f4'``."""
-    if isinstance(typestr, str):
+    parsed = _safe_dtype(typestr) if isinstance(typestr, str) else None
+    if parsed is not None:  # (np.dtype(...) == None is True: never compare with a failed parse)
         for info in DTYPES.values():
-            if info.cai_typestr is not None and np.dtype(info.cai_typestr) == _safe_dtype(typestr):
+            if info.cai_typestr is not None and np.dtype(info.cai_typestr) == parsed:
                 return info.name
     raise DTypeError(
         f"{where}: expected a typestr of a supported dtype (such as '|u1' or '<f4'), got typestr={typestr!r}."
@@ -217,7 +218,7 @@ def dtype_from_cai_typestr(typestr: object, *, where: str) -> DTypeName:
 def _safe_dtype(typestr: str) -> np.dtype[np.generic] | None:
     try:
         return np.dtype(typestr)
-    except TypeError:
+    except (TypeError, ValueError):
         return None
 
 

@@ -11,9 +11,10 @@ against torch or NumPy conventions (``except ValueError``) keeps working::
     ├── DeviceError (ValueError)            the wrong device, or host memory where device memory is needed
     │   └── HostMemoryError (AttributeError)  a device-only protocol asked of a host image
     ├── BoundsError (IndexError)            a crop or a view that would point outside its memory
+    ├── ReadOnlyError (ValueError)          a writable view asked of read-only memory
     ├── StrideError (ValueError)            strides that a target library cannot express
     ├── InteropError (TypeError)            a foreign object that is not what its protocol promises
-    ├── ExportError (BufferError)           a DLPack export that cannot be made as asked
+    ├── ExportError (BufferError, ValueError)  an export that cannot be made as asked
     ├── LifetimeError (RuntimeError)        memory whose owner is gone or was already consumed
     ├── CudaError (RuntimeError)            a CUDA runtime call (event, stream wait, sync) that failed
     └── MissingBackendError (ImportError)   an optional library that is not installed or lacks CUDA
@@ -36,6 +37,7 @@ __all__ = [
     "LifetimeError",
     "MissingBackendError",
     "PitchError",
+    "ReadOnlyError",
     "SpecError",
     "StrideError",
 ]
@@ -77,6 +79,10 @@ class BoundsError(GpuImageError, IndexError):
     """A crop, offset or view that would reach outside the memory it came from."""
 
 
+class ReadOnlyError(GpuImageError, ValueError):
+    """A writable view (torch, CuPy, GpuMat have no read-only arrays) asked of read-only memory."""
+
+
 class StrideError(GpuImageError, ValueError):
     """Strides that the target library cannot express; ``contiguous()`` makes a packed copy."""
 
@@ -85,8 +91,9 @@ class InteropError(GpuImageError, TypeError):
     """A foreign object of the wrong type, or one whose protocol data is malformed."""
 
 
-class ExportError(GpuImageError, BufferError):
-    """A DLPack export that cannot be made as requested (device, copy or stream arguments)."""
+class ExportError(GpuImageError, BufferError, ValueError):
+    """An export that cannot be made as requested (DLPack device, copy or stream arguments; a
+    NumPy ``copy=False`` that would need a copy). Also a ``ValueError``, as NumPy expects there."""
 
 
 class LifetimeError(GpuImageError, RuntimeError):

@@ -15,8 +15,16 @@ from typing_extensions import CapsuleType, TypeVar
 from . import _allocate, _cai, _cuda, _dlpack, _numpy, _ops
 from ._device import CPU, Device, DeviceLike, parse_device
 from ._dtypes import AnyDType, DTypeLike, DTypeName, parse_dtype
-from ._errors import DeviceError, DTypeError, ExportError, HostMemoryError, InteropError, LayoutError
-from ._geometry import crop_offset
+from ._errors import (
+    DeviceError,
+    DTypeError,
+    ExportError,
+    HostMemoryError,
+    InteropError,
+    LayoutError,
+    ReadOnlyError,
+)
+from ._geometry import Geometry, check_geometry, crop_offset
 from ._layout import CHW, HWC, AnyLayout, CHWLike, HWCLike, Layout, LayoutLike, parse_layout
 from ._lazy import LazyModule
 from ._pointers import device_of
@@ -91,6 +99,8 @@ class GpuImage(Generic[L, D]):
         image._ptr = ptr
         image._spec = spec
         image._owner = owner
+        if not spec.device.is_cuda and ready.stream is not None:
+            ready = ReadyState(None)  # host memory: nothing is queued on a stream
         image._ready = ready
         image._device_index = spec.device.index
         image._readonly = readonly
@@ -246,6 +256,11 @@ class GpuImage(Generic[L, D]):
         where = "GpuImage.from_cuda_array_interface()"
         layout_value = _source_layout(obj, layout, where=where)
         device_value = parse_device(device, where=where) if device is not None else _locate(obj)
+        if not device_value.is_cuda:
+            raise DeviceError(
+                f"{where}: the CUDA Array Interface describes device memory, got device={device!r}. For host "
+                "memory use from_numpy() or from_dlpack()."
+            )
         return cls._from_imported(
             _cai.parse(
                 obj,
@@ -293,8 +308,13 @@ class GpuImage(Generic[L, D]):
         """
         where = "GpuImage.from_pointer()"
         if not isinstance(cast(object, spec), ImageSpec):  # untyped callers pass anything
-            raise TypeError(f"{where}: expected an ImageSpec, got {type(spec).__name__}.")
+            raise InteropError(f"{where}: expected an ImageSpec, got {type(spec).__name__}.")
         check_pointer(ptr, spec.itemsize, where=where)
+        # model_construct() skips pydantic's validation: check the memory again, from the fields.
+        fields = Geometry(
+            spec.height, spec.width, spec.channels, spec.row_pitch, spec.pixel_stride, spec.channel_stride
+        )
+        check_geometry(fields, spec.itemsize, where=where)
         return cast(
             "GpuImage",
             cls._wrap(ptr, spec, owner, ReadyState(stream_handle(stream, where=where)), bool(readonly)),
@@ -480,6 +500,7 @@ class GpuImage(Generic[L, D]):
         """
         view = self._views.get(_TORCH)
         if view is None:
+            self._refuse_if_readonly("as_torch()")
             view = self._views.setdefault(_TORCH, _torch.view(self._ptr, self._spec, self._owner))
         producer = self._ready.stream
         if producer is not None:  # inline: a cached view is asked for in hot loops
@@ -495,6 +516,7 @@ class GpuImage(Generic[L, D]):
         """
         view = self._views.get(_CUPY)
         if view is None:
+            self._refuse_if_readonly("as_cupy()")
             view = self._views.setdefault(_CUPY, _cupy.view(self._ptr, self._spec, self._owner))
         producer = self._ready.stream
         if producer is not None:
@@ -518,6 +540,7 @@ class GpuImage(Generic[L, D]):
         """
         view = self._views.get(_GPUMAT)
         if view is None:
+            self._refuse_if_readonly("as_gpumat()")
             view = self._views.setdefault(_GPUMAT, _opencv.view(self._ptr, self._spec, self._owner))
         producer = self._ready.stream
         if producer is not None:
@@ -525,6 +548,14 @@ class GpuImage(Generic[L, D]):
             if consumer != producer:
                 self._order(consumer)
         return cast("cv2.cuda.GpuMat", view)
+
+    def _refuse_if_readonly(self, where: str) -> None:
+        if self._readonly:
+            raise ReadOnlyError(
+                f"{where}: the image is read-only (its source said so), and torch, CuPy and OpenCV have no "
+                "read-only arrays: a write through the view would change memory that must not change. Take "
+                "a writable copy with image.copy(), or read it through as_numpy() or DLPack (read-only flag)."
+            )
 
     def as_numpy(self) -> npt.NDArray[Any]:
         """A NumPy array over a host image (read-only if the image is). Cached."""
@@ -544,7 +575,7 @@ class GpuImage(Generic[L, D]):
         array = self.as_numpy()
         if dtype is not None and array.dtype != dtype:
             if copy is False:
-                raise ValueError("numpy.asarray(image, dtype=..., copy=False): a dtype change copies.")
+                raise ExportError("numpy.asarray(image, dtype=..., copy=False): a dtype change copies.")
             return array.astype(dtype)  # type: ignore[call-overload, no-any-return]  # dtype is numpy's
         return array.copy() if copy else array
 
@@ -593,6 +624,14 @@ class GpuImage(Generic[L, D]):
             )
         if not self._spec.device.is_cuda and stream is not None:
             raise ExportError(f"__dlpack__(): a host image takes no stream, got stream={stream!r}.")
+        arguments: tuple[tuple[str, object], ...] = (("max_version", max_version), ("dl_device", dl_device))
+        for name, pair in arguments:  # consumers are untyped callers: check what they really pass
+            if pair is not None and not (
+                isinstance(pair, tuple)
+                and len(cast("tuple[object, ...]", pair)) == 2
+                and all(type(item) is int for item in cast("tuple[object, ...]", pair))
+            ):
+                raise ExportError(f"__dlpack__(): expected {name} to be a pair of ints, got {name}={pair!r}.")
         if dl_device is not None and tuple(dl_device) != self.__dlpack_device__():
             if tuple(dl_device) != CPU.dlpack:
                 raise ExportError(
@@ -636,6 +675,15 @@ class GpuImage(Generic[L, D]):
             _cuda.wait_event(event, consumer)
         else:
             _cuda.wait(producer, consumer, self._spec.device.index)
+        self._note_use(consumer)
+
+    def _note_use(self, stream: int) -> None:
+        """Tell the memory's allocator (torch's caching allocator) that ``stream`` uses the memory, so
+        it is not reused while work queued there may still touch it; once per stream and memory."""
+        ready = self._ready
+        if stream not in ready.users and type(self._owner).__module__.startswith("torch"):
+            _torch.record_use(self._owner, stream, self._device_index)
+            ready.users.add(stream)
 
     def record_write(self, stream: StreamLike) -> None:
         """Tell the image that work queued on ``stream`` (so far) wrote it: later views and exports
@@ -646,8 +694,9 @@ class GpuImage(Generic[L, D]):
         handle = stream_handle(stream, where="record_write()")
         if handle is None:
             raise InteropError("record_write(): expected the stream that wrote the image, got None.")
-        event = _cuda.record(handle, self._spec.device.index) if self._spec.device.is_cuda else None
-        self._ready.written_on(handle, event)
+        if not self._spec.device.is_cuda:
+            return  # host memory: a host write is complete when it returns
+        self._ready.written_on(handle, _cuda.record(handle, self._spec.device.index))
 
     @contextmanager
     def writing(self, stream: StreamLike) -> Generator[Self]:
@@ -659,6 +708,8 @@ class GpuImage(Generic[L, D]):
         """
         writer = self._handle(stream)
         self._order(writer)
+        if self._spec.device.is_cuda:
+            self._note_use(writer)
         for read in self._ready.reads:
             _cuda.wait_event(read, writer)
         try:
@@ -673,13 +724,13 @@ class GpuImage(Generic[L, D]):
         so a buffer is never overwritten while it is still being read."""
         reader = self._handle(stream)
         self._order(reader)
+        if self._spec.device.is_cuda:
+            self._note_use(reader)
         try:
             yield self
         finally:
             if self._spec.device.is_cuda:
-                event = _cuda.record(reader, self._spec.device.index)
-                if event is not None:
-                    self._ready.reads.append(event)
+                self._ready.reads.append(_cuda.record(reader, self._spec.device.index))
 
     def synchronize(self) -> None:
         """Block the host until the image's data is ready; afterwards nothing is pending (``stream``
@@ -690,7 +741,8 @@ class GpuImage(Generic[L, D]):
                 ready.event.synchronize()
             else:
                 _cuda.synchronize(ready.stream, self._spec.device.index)
-        ready.written_on(None)
+        # Only the write is waited for: recorded reads stay, for the next writer to wait on.
+        ready.stream = ready.event = None
 
     # -- regions, layouts and copies -----------------------------------------------------------
 
@@ -714,6 +766,10 @@ class GpuImage(Generic[L, D]):
     def expect(self, layout: HWCLike, dtype: type[DT]) -> GpuImage[HWC, DT]: ...
     @overload
     def expect(self, layout: CHWLike, dtype: type[DT]) -> GpuImage[CHW, DT]: ...
+    @overload
+    def expect(self, layout: LayoutLike, dtype: type[DT]) -> GpuImage[AnyLayout, DT]: ...
+    @overload
+    def expect(self, layout: LayoutLike) -> GpuImage[AnyLayout, D]: ...
     def expect(self, layout: LayoutLike, dtype: type[AnyDType] | None = None) -> GpuImage[Any, Any]:
         """Return this image, typed with ``layout`` (and ``dtype``, a marker such as ``UInt8``).
 
@@ -727,7 +783,11 @@ class GpuImage(Generic[L, D]):
                 f"expect(): expected a {wanted.value} image, got layout={self._spec.layout.value}. Convert "
                 f"with to_layout('{wanted.value}')."
             )
-        if dtype is not None and parse_dtype(dtype, where="expect()") != self._spec.dtype:
+        if (
+            dtype is not None
+            and dtype.name is not None
+            and parse_dtype(dtype, where="expect()") != self._spec.dtype
+        ):
             raise DTypeError(f"expect(): expected a {dtype.name} image, got dtype={self._spec.dtype}.")
         return self
 

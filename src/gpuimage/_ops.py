@@ -32,7 +32,14 @@ def copy_to_new(image: GpuImage[Any, Any], layout: Layout, device: Device) -> Gp
 
     spec = image.spec
     target = GpuImage.empty(
-        spec.height, spec.width, spec.channels, spec.dtype, layout=layout, device=device, stream=image.stream
+        spec.height,
+        spec.width,
+        spec.channels,
+        spec.dtype,
+        layout=layout,
+        device=device,
+        # the source's stream means nothing on another device (or the host)
+        stream=image.stream if device == image.device else None,
     )
     copy_into(image, target)
     return target
@@ -49,34 +56,39 @@ def _torch_usable() -> bool:
 def copy_into(source: GpuImage[Any, Any], target: GpuImage[Any, Any]) -> None:
     """Copy every element of ``source`` into ``target`` (same sizes; layouts and devices may differ).
 
-    Returns once the copy is queued on the library's current stream, which both images' data is
-    ordered before and which ``target`` then records as its writer; a copy into host memory has
-    completed when it returns.
+    The copy is queued on the library's current stream as a read of ``source`` and a write of
+    ``target`` (``reading``/``writing``: ordered after both images' pending work, and recorded for
+    later readers and writers). Read-only sources work: the views here are internal. A copy into
+    host memory has completed when this returns.
     """
     axes = permutation(source.layout, target.layout)
-    on_gpu = source.device.is_cuda or target.device.is_cuda
-    if not on_gpu and (source.dtype != "bfloat16" or not is_installed("torch")):
+    gpu = target.device if target.device.is_cuda else source.device
+    if not gpu.is_cuda and (source.dtype != "bfloat16" or not is_installed("torch")):
         import numpy as np
 
         np.copyto(target.as_numpy(), source.as_numpy().transpose(axes))
         return
-    if not on_gpu or _torch_usable():
-        target.as_torch().copy_(source.as_torch().permute(axes))
-        if target.device.is_cuda:
-            from . import _torch
+    if not gpu.is_cuda or _torch_usable():
+        from . import _torch
 
-            target.record_write(_torch.current_stream(target.device.index))
+        stream = _torch.current_stream(gpu.index) if gpu.is_cuda else 0
+        with source.reading(stream), target.writing(stream):
+            source_view = _torch.view(source.ptr, source.spec, source.owner)
+            _torch.view(target.ptr, target.spec, target.owner).copy_(source_view.permute(axes))
         return
     if is_installed("cupy"):
-        from . import _cupy
+        from . import _cupy, _numpy
 
         if _cupy.gpu_available():
-            source_view = source.as_cupy() if source.device.is_cuda else source.as_numpy()
-            target_view = target.as_cupy() if target.device.is_cuda else target.as_numpy()
-            gpu = target.device if target.device.is_cuda else source.device
-            _cupy.copy(source_view.transpose(axes), target_view, gpu)
-            if target.device.is_cuda:
-                target.record_write(_cupy.current_stream(target.device.index))
+            stream = _cupy.current_stream(gpu.index)
+            with source.reading(stream), target.writing(stream):
+                views = [
+                    _cupy.view(image.ptr, image.spec, image.owner)
+                    if image.device.is_cuda
+                    else _numpy.view(image.ptr, image.spec, image.owner, readonly=image.readonly)
+                    for image in (source, target)
+                ]
+                _cupy.copy(views[0].transpose(axes), views[1], gpu)
             return
     raise MissingBackendError(
         "copying a GPU image needs a CUDA build of torch or CuPy that sees a GPU: "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import cached_property
 from typing import Annotated, Any, ClassVar, Self, cast
 
@@ -197,6 +198,10 @@ class ImageSpec(BaseModel):
         fields.update(changes)
         return ImageSpec(**fields)
 
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A validated copy (pydantic's own skips validation, and would keep stale derived values)."""
+        return cast(Self, self.replace(**(update or {})))
+
     @classmethod
     def from_json(cls, text: str | bytes) -> ImageSpec:
         """Parse ``model_dump_json()`` output; errors are ``SpecError`` rather than pydantic's."""
@@ -278,7 +283,7 @@ def trusted_spec(geometry: Geometry, dtype: DTypeName, layout: Layout, device: D
         "device": device,
     }
     object.__setattr__(spec, "__dict__", fields)
-    object.__setattr__(spec, "__pydantic_fields_set__", _ALL_FIELDS)
+    object.__setattr__(spec, "__pydantic_fields_set__", set(_ALL_FIELDS))
     object.__setattr__(spec, "__pydantic_extra__", None)
     object.__setattr__(spec, "__pydantic_private__", None)
     return spec

@@ -68,12 +68,14 @@ class ReadyState:
     (``GpuImage.reading``) since the last write, which the next writer waits for.
     """
 
-    __slots__ = ("event", "reads", "stream")
+    __slots__ = ("event", "reads", "stream", "users")
 
     def __init__(self, stream: int | None, event: Event | None = None) -> None:
         self.stream = stream
         self.event = event
         self.reads: list[Event] = []
+        # streams the memory's allocator has been told about (torch's record_stream); never cleared
+        self.users: set[int] = set()
 
     def written_on(self, stream: int | None, event: Event | None = None) -> None:
         """Record that work queued on ``stream`` (up to ``event``) now produces the data."""
@@ -95,10 +97,10 @@ def _raw_handle(stream: object, *, where: str) -> int | None:
         pair = (
             cast("tuple[object, ...]", version_and_handle) if isinstance(version_and_handle, tuple) else None
         )
-        if pair is None or len(pair) != 2 or type(pair[1]) is not int:
+        if pair is None or len(pair) != 2 or type(pair[1]) is not int or pair[1] < 0:
             raise InteropError(
                 f"{where}: {type(stream).__name__}.__cuda_stream__() returned {version_and_handle!r}; "
-                "expected a (version, handle) tuple."
+                "expected a (version, non-negative handle) tuple."
             )
         return pair[1]
     for attribute in ("cuda_stream", "ptr"):  # torch.cuda.Stream, cupy.cuda.Stream

@@ -31,6 +31,7 @@ __all__ = [
     "current_stream",
     "RecordedEvent",
     "parse",
+    "record_use",
     "synchronize",
     "view",
     "wait",
@@ -205,3 +206,10 @@ class RecordedEvent:
     def synchronize(self) -> None:
         """Block the host until the event has completed."""
         self._event.synchronize()
+
+
+def record_use(owner: object, stream: int, device: int) -> None:
+    """Tell torch's caching allocator that ``stream`` uses ``owner``'s memory, so the block is not
+    handed out again before the work queued on ``stream`` has finished. No-op for other owners."""
+    if isinstance(owner, torch.Tensor) and owner.is_cuda:
+        owner.record_stream(_stream(stream, device))
