@@ -624,13 +624,8 @@ class GpuImage(Generic[L, D]):
             )
         if not self._spec.device.is_cuda and stream is not None:
             raise ExportError(f"__dlpack__(): a host image takes no stream, got stream={stream!r}.")
-        arguments: tuple[tuple[str, object], ...] = (("max_version", max_version), ("dl_device", dl_device))
-        for name, pair in arguments:  # consumers are untyped callers: check what they really pass
-            if pair is not None and not (
-                isinstance(pair, tuple)
-                and len(cast("tuple[object, ...]", pair)) == 2
-                and all(type(item) is int for item in cast("tuple[object, ...]", pair))
-            ):
+        for name, pair in (("max_version", max_version), ("dl_device", dl_device)):
+            if pair is not None and not _is_int_pair(pair):  # consumers are untyped callers
                 raise ExportError(f"__dlpack__(): expected {name} to be a pair of ints, got {name}={pair!r}.")
         if dl_device is not None and tuple(dl_device) != self.__dlpack_device__():
             if tuple(dl_device) != CPU.dlpack:
@@ -830,6 +825,14 @@ class GpuImage(Generic[L, D]):
         if not self._spec.device.is_cuda:
             return self
         return cast(Self, _ops.copy_to_new(self, self._spec.layout, CPU))
+
+
+def _is_int_pair(value: object) -> bool:
+    return (
+        isinstance(value, tuple)
+        and len(cast("tuple[object, ...]", value)) == 2
+        and all(type(item) is int for item in cast("tuple[object, ...]", value))
+    )
 
 
 def _source_layout(obj: object, layout: LayoutLike | None, *, where: str) -> Layout | None:
