@@ -46,7 +46,8 @@ class RecordedEvent:
 @pytest.fixture
 def runtime(monkeypatch: pytest.MonkeyPatch) -> Runtime:
     recorder = Runtime()
-    monkeypatch.setattr(_cuda, "_chosen", [(recorder.wait, recorder.synchronize, recorder.record)])
+    calls = (recorder.wait, recorder.synchronize, recorder.record, lambda: 0, lambda device: None)
+    monkeypatch.setattr(_cuda, "_chosen", [calls])
     return recorder
 
 

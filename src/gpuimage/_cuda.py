@@ -8,18 +8,21 @@ Ordering never blocks the host: an event is recorded on the producer and the con
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Generator
+from contextlib import contextmanager
 
 from ._backends import is_installed
 from ._errors import CudaError, MissingBackendError
 from ._streams import Event
 
-__all__ = ["available", "record", "synchronize", "wait", "wait_event"]
+__all__ = ["available", "current_device", "record", "synchronize", "wait", "wait_event"]
 
 _Calls = tuple[
     Callable[[int, int, int], None],  # wait(producer, consumer, device)
     Callable[[int, int], None],  # synchronize(stream, device)
     Callable[[int, int], Event],  # record(stream, device)
+    Callable[[], int],  # get_device()
+    Callable[[int], None],  # set_device(device)
 ]
 _chosen: list[_Calls | None] = []
 
@@ -32,12 +35,24 @@ def _calls() -> _Calls | None:
             from . import _cupy
 
             if _cupy.gpu_available():
-                calls = (_cupy.wait, _cupy.synchronize, _cupy.RecordedEvent)
+                calls = (
+                    _cupy.wait,
+                    _cupy.synchronize,
+                    _cupy.RecordedEvent,
+                    _cupy.get_device,
+                    _cupy.set_device,
+                )
         if calls is None and is_installed("torch"):
             from . import _torch
 
             if _torch.cuda_available():
-                calls = (_torch.wait, _torch.synchronize, _torch.RecordedEvent)
+                calls = (
+                    _torch.wait,
+                    _torch.synchronize,
+                    _torch.RecordedEvent,
+                    _torch.get_device,
+                    _torch.set_device,
+                )
         _chosen.append(calls)
     return _chosen[0]
 
@@ -94,3 +109,18 @@ def wait_event(event: Event, consumer: int) -> None:
         event.wait_on(consumer)
     except RuntimeError as exc:
         raise CudaError(f"making stream {consumer:#x} wait for an event failed: {exc}") from exc
+
+
+@contextmanager
+def current_device(device: int) -> Generator[None]:
+    """Make ``device`` the current CUDA device inside the block (a no-op without a runtime), as a
+    DLPack producer expects when it is handed a stream of that device."""
+    calls = _calls()
+    previous = calls[3]() if calls is not None else device
+    if calls is not None and previous != device:
+        calls[4](device)
+    try:
+        yield
+    finally:
+        if calls is not None and previous != device:
+            calls[4](previous)

@@ -32,8 +32,10 @@ __all__ = [
     "allocate",
     "copy",
     "current_stream",
+    "get_device",
     "gpu_available",
     "RecordedEvent",
+    "set_device",
     "parse",
     "pointer_device",
     "synchronize",
@@ -203,3 +205,13 @@ class RecordedEvent:
         if handle is not None:
             # Legal while waits on it are still pending: CUDA frees it once it has completed.
             cupy.cuda.runtime.eventDestroy(handle)
+
+
+def get_device() -> int:
+    """The current CUDA device, as the runtime reports it."""
+    return int(cupy.cuda.runtime.getDevice())
+
+
+def set_device(device: int) -> None:
+    """Make ``device`` the current CUDA device."""
+    cupy.cuda.runtime.setDevice(device)

@@ -11,6 +11,7 @@ Strides in DLPack are in ELEMENTS; gpuimage's are in bytes. Conversion happens h
 from __future__ import annotations
 
 import ctypes
+from contextlib import nullcontext
 from ctypes import (
     CFUNCTYPE,
     POINTER,
@@ -31,6 +32,7 @@ from typing import Any, cast
 
 from typing_extensions import CapsuleType
 
+from . import _cuda
 from ._device import CPU, DLPACK_CPU, DLPACK_CUDA, DLPACK_CUDA_HOST, Device
 from ._dtypes import dtype_from_dlpack, dtype_info
 from ._errors import DeviceError, InteropError, LifetimeError
@@ -239,11 +241,14 @@ def _request_capsule(obj: object, *, stream: int, where: str) -> object:
     kwargs: dict[str, Any] = (
         {"stream": stream} if cast("tuple[object, ...]", device)[0] == DLPACK_CUDA else {}
     )
+    # A CUDA producer makes our stream wait on its own device; torch insists that it be current.
+    scope = _cuda.current_device(int(cast("tuple[int, int]", device)[1])) if kwargs else nullcontext()
     try:
-        try:
-            return dlpack(max_version=(1, 0), **kwargs)
-        except TypeError:  # a producer from before DLPack 1.0 takes no max_version
-            return dlpack(**kwargs)
+        with scope:
+            try:
+                return dlpack(max_version=(1, 0), **kwargs)
+            except TypeError:  # a producer from before DLPack 1.0 takes no max_version
+                return dlpack(**kwargs)
     except (BufferError, RuntimeError, ValueError, TypeError) as exc:  # the producer's own refusal
         raise InteropError(f"{where}: {type(obj).__name__}.__dlpack__() refused to export: {exc}") from exc
 

@@ -28,10 +28,12 @@ __all__ = [
     "DTYPES",
     "allocate",
     "cuda_available",
+    "get_device",
     "current_stream",
     "RecordedEvent",
     "parse",
     "record_use",
+    "set_device",
     "synchronize",
     "view",
     "wait",
@@ -213,3 +215,13 @@ def record_use(owner: object, stream: int, device: int) -> None:
     handed out again before the work queued on ``stream`` has finished. No-op for other owners."""
     if isinstance(owner, torch.Tensor) and owner.is_cuda:
         owner.record_stream(_stream(stream, device))
+
+
+def get_device() -> int:
+    """torch's current CUDA device."""
+    return int(torch.cuda.current_device())
+
+
+def set_device(device: int) -> None:
+    """Make ``device`` torch's (and the runtime's) current CUDA device."""
+    torch.cuda.set_device(device)

@@ -44,7 +44,8 @@ def _check_views_on(image: GpuImage, ordinal: int) -> None:
     assert torch.as_tensor(image, device=f"cuda:{ordinal}").data_ptr() == image.ptr
     assert image.as_cupy().device.id == ordinal
     assert cupy.from_dlpack(image).device.id == ordinal
-    assert cupy.asarray(image).device.id == ordinal
+    with cupy.cuda.Device(ordinal):  # cupy.asarray copies to the current device otherwise
+        assert cupy.asarray(image).device.id == ordinal
     mat = image.expect("HWC").as_gpumat()
     assert GpuImage.from_gpumat(mat, device=ordinal).as_torch().device.index == ordinal
 
