@@ -38,3 +38,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "cuda" in item.keywords:
             item.add_marker(skip)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """After the hostile-input fuzzing: how many examples ran and which error paths they hit."""
+    from hypothesis_paths import PATHS
+
+    if not PATHS:
+        return
+    errors = sorted(path for path in PATHS if path[1] != "ok")
+    terminalreporter.write_sep("-", "hostile input")
+    terminalreporter.write_line(
+        f"{sum(PATHS.values())} outcomes checked, {len(errors)} distinct error paths "
+        "(operation, GpuImageError subclass):"
+    )
+    terminalreporter.write_line("  " + ", ".join(f"{operation}:{error}" for operation, error in errors))
