@@ -96,7 +96,7 @@ def pointer_device(ptr: int) -> int | None:
         return None
     try:
         attributes = cupy.cuda.runtime.pointerGetAttributes(ptr)
-    except cupy.cuda.runtime.CUDARuntimeError:
+    except (cupy.cuda.runtime.CUDARuntimeError, OverflowError):
         return None
     return int(attributes.device) if attributes.type in (2, 3) else None  # device or managed memory
 

@@ -11,7 +11,7 @@ __all__ = ["device_of"]
 def device_of(ptr: int) -> Device | None:
     """The CUDA device that owns ``ptr``, as the CUDA runtime reports it through CuPy; None when
     no runtime can tell (CuPy absent, no GPU, or a host pointer)."""
-    if ptr <= 0 or not is_installed("cupy"):
+    if not 0 < ptr < 2**64 or not is_installed("cupy"):  # not a pointer: the caller reports it
         return None
     from . import _cupy
 
