@@ -72,3 +72,44 @@ def test_opencv_path_exits_normally_without_cuda() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "(4, 4, 3) (2, 2)"
+
+
+def test_from_type_works_without_importing_the_strategies() -> None:
+    """The hypothesis entry point registers GpuImage's strategy when hypothesis loads."""
+    result = _run(
+        """
+        from hypothesis import given, settings, strategies as st
+        from gpuimage import GpuImage
+
+        @settings(max_examples=5, database=None)
+        @given(st.from_type(GpuImage))
+        def check(image: GpuImage) -> None:
+            assert image.dtype == "bfloat16" or image.as_numpy().shape == image.shape
+
+        check()
+        print("ok")
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+
+
+def test_no_call_that_aborts_opencv_without_cuda_is_unguarded() -> None:
+    """wrapStream, Stream.Null/Stream_Null and download() abort OpenCV builds without CUDA: gpuimage's
+    source never calls them (its OpenCV stream handle is read only where getCudaEnabledDeviceCount()
+    > 0 says CUDA is there)."""
+    import ast
+    from pathlib import Path
+
+    import gpuimage
+
+    package = Path(gpuimage.__file__).parent
+    called: set[str] = set()
+    for path in package.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+                called.add(node.func.attr)
+    assert called & {"wrapStream", "Null", "Stream_Null", "download", "upload"} == set()
+    streams = (package / "_streams.py").read_text()
+    guard = streams.index("getCudaEnabledDeviceCount() <= 0")
+    assert guard < streams.index("stream.cudaPtr()"), "cudaPtr() is read only after the CUDA check"

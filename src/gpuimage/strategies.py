@@ -2,8 +2,8 @@
 
 ``image_specs()`` draws valid ``ImageSpec`` values (every dtype, both layouts, padded pitches);
 ``crops()`` draws a rectangle inside a spec; ``images()`` builds real images over fresh memory, in
-host memory by default or on a CUDA device. Importing this module registers ``images()`` for
-``st.from_type(GpuImage)``.
+host memory by default or on a CUDA device. ``st.from_type(GpuImage)`` draws from ``images()``
+(registered through hypothesis's entry point, and on import of this module).
 
 Bounds are keyword-only ``min_*``/``max_*`` pairs; each argument takes a value or a strategy.
 """
@@ -154,4 +154,10 @@ def images(
     return _images(specs if specs is not None else image_specs(device=device))
 
 
-st.register_type_strategy(GpuImage, images())
+def _hypothesis_setup_hook() -> None:
+    """Register ``images()`` for ``st.from_type(GpuImage)``; hypothesis calls this through the
+    ``hypothesis`` entry point when it loads, so users need not import this module first."""
+    st.register_type_strategy(GpuImage, images())
+
+
+_hypothesis_setup_hook()
