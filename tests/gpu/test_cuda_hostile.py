@@ -54,10 +54,9 @@ def test_strided_cuda_tensors(tensor: torch.Tensor, layout: Any, data: st.DataOb
     assert image.ptr + image.nbytes <= end
     view = image.as_torch()
     assert view.data_ptr() == tensor.data_ptr()
-    if tensor.dim() == 3:
-        expected = tensor
-    else:  # a 2-D source is one channel: last for HWC, first for CHW
-        expected = tensor[None] if layout == "CHW" else tensor[..., None]
+    # a 2-D source is one channel: last for HWC, first for CHW
+    channel_first = tensor[None] if layout == "CHW" else tensor[..., None]
+    expected = tensor if tensor.dim() == 3 else channel_first
     assert torch.equal(view, expected)
     x, y = data.draw(st.integers(-1, 6)), data.draw(st.integers(-1, 6))
     width, height = data.draw(st.integers(-1, 6)), data.draw(st.integers(-1, 6))
