@@ -17,24 +17,21 @@ with a device synchronize. Exits 0 whether targets pass or not.
 
 from __future__ import annotations
 
-import argparse
 import faulthandler
 import functools
 import gc
 import json
-import platform
 import statistics
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 import cupy
 import torch
+from _common import header, parse_args
 
-import gpuimage
 from gpuimage import HWC, GpuImage, _cuda
 
 T = TypeVar("T")
@@ -261,16 +258,6 @@ def run_pipelines(config: Config) -> tuple[dict[str, Stats], dict[str, float], f
     return stats, stages, float((outputs[0] - outputs[1]).abs().max())
 
 
-def header() -> dict[str, str]:
-    return {
-        "device": torch.cuda.get_device_name(0),
-        "python": platform.python_version(),
-        "gpuimage": gpuimage.__version__,
-        "torch": f"{torch.__version__} (CUDA {torch.version.cuda})",
-        "cupy": cupy.__version__,
-    }
-
-
 def row(check: str, value: str, passed: bool | None) -> dict[str, Any]:
     """One line of the checks table; ``passed`` is None for a line shown for information."""
     return {"check": check, "value": value, "passed": passed}
@@ -315,17 +302,10 @@ def report(results: Results) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    formatter = argparse.RawDescriptionHelpFormatter
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
-    parser.add_argument("--quick", action="store_true", help="few repetitions: a smoke test only")
-    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the results as JSON to PATH")
-    args = parser.parse_args(argv)
-    if not torch.cuda.is_available():
-        print("streams.py: this benchmark needs a CUDA GPU (torch.cuda.is_available() is False); skipped.")
+    args = parse_args(__doc__, "streams.py", argv)
+    if args is None:
         return 0
     config = Config(batch=100, batches=5, frames=30, runs=2) if args.quick else Config(1_000, 30, 300, 7)
-    # A hang (say, a deadlock in the library under test) ends the run with every thread's traceback.
-    faulthandler.dump_traceback_later(300 if args.quick else 1800, exit=True)
     torch.backends.cudnn.deterministic = True  # the same convolution algorithms in both variants
     info, ops = header(), run_ordering(config)
     pipes, stages, max_diff = run_pipelines(config)

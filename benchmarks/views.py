@@ -10,17 +10,14 @@ is gpuimage / alternative: below 1 means gpuimage is faster. Exits 0 whether tar
 
 from __future__ import annotations
 
-import argparse
 import faulthandler
 import gc
 import json
-import platform
 import statistics
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 import cupy
@@ -28,8 +25,9 @@ import cv2
 import numpy as np
 import torch
 import torch.utils.dlpack
+from _common import header as common_header
+from _common import parse_args
 
-import gpuimage
 from gpuimage import HWC, GpuImage, _opencv
 
 T = TypeVar("T")
@@ -207,12 +205,7 @@ def memory_deltas(cycles: int) -> dict[str, int]:
 
 
 def header() -> dict[str, str]:
-    return {
-        "device": torch.cuda.get_device_name(0),
-        "python": platform.python_version(),
-        "gpuimage": gpuimage.__version__,
-        "torch": f"{torch.__version__} (CUDA {torch.version.cuda})",
-        "cupy": cupy.__version__,
+    return common_header() | {
         "opencv": f"{cv2.__version__} (CUDA devices: {cv2.cuda.getCudaEnabledDeviceCount()})",
         "numpy": np.__version__,
     }
@@ -252,17 +245,10 @@ def report(info: dict[str, str], ops: dict[str, Stats], checks: list[dict[str, A
 
 
 def main(argv: list[str] | None = None) -> int:
-    formatter = argparse.RawDescriptionHelpFormatter
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
-    parser.add_argument("--quick", action="store_true", help="few repetitions: a smoke test only")
-    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the results as JSON to PATH")
-    args = parser.parse_args(argv)
-    if not torch.cuda.is_available():
-        print("views.py: this benchmark needs a CUDA GPU (torch.cuda.is_available() is False); skipped.")
+    args = parse_args(__doc__, "views.py", argv)
+    if args is None:
         return 0
     config = Config(batch=100, batches=5, cycles=1_000) if args.quick else Config(1_000, 30, 100_000)
-    # A hang (say, a deadlock in the library under test) ends the run with every thread's traceback.
-    faulthandler.dump_traceback_later(300 if args.quick else 1800, exit=True)
     info, ops = header(), run_ops(config)
     deltas = memory_deltas(config.cycles)
     checks, all_passed = compare(ops, deltas)
