@@ -28,7 +28,7 @@ _chosen: list[_Calls | None] = []
 
 
 def _calls() -> _Calls | None:
-    """The (wait, synchronize, record) calls of the first spoke that reaches a GPU; chosen once."""
+    """The runtime calls (see ``_Calls``) of the first spoke that reaches a GPU; chosen once."""
     if not _chosen:
         calls: _Calls | None = None
         if is_installed("cupy"):

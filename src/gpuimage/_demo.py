@@ -15,6 +15,16 @@ def _row(name: str, pointer: int, shape: tuple[int, ...], strides: tuple[int, ..
     return f"  {name:<34} ptr={pointer:#x}  shape={shape!s:<14} strides(bytes)={strides!s:<16} {same}"
 
 
+def _torch_dlpack_row(image: GpuImage[Any], base: int) -> str:
+    """The row for torch's DLPack import of ``image`` (host or device: the same call)."""
+    import torch.utils.dlpack
+
+    tensor = torch.utils.dlpack.from_dlpack(image)
+    return _row(
+        "torch.utils.dlpack.from_dlpack(image)", tensor.data_ptr(), tuple(tensor.shape), image.strides, base
+    )
+
+
 def _gpu_ready() -> bool:
     if not is_installed("torch"):
         return False
@@ -26,7 +36,6 @@ def _gpu_ready() -> bool:
 def _device_demo() -> None:
     import cupy
     import torch
-    import torch.utils.dlpack
 
     frame = torch.arange(480 * 640 * 3, device="cuda").reshape(480, 640, 3).to(torch.uint8)
     image = GpuImage.from_torch(frame, layout="HWC")
@@ -38,16 +47,7 @@ def _device_demo() -> None:
     print(
         _row("as_gpumat()", mat.cudaPtr(), (mat.size()[1], mat.size()[0], mat.channels()), (mat.step,), base)
     )
-    via_dlpack = torch.utils.dlpack.from_dlpack(image)
-    print(
-        _row(
-            "torch.utils.dlpack.from_dlpack(image)",
-            via_dlpack.data_ptr(),
-            tuple(via_dlpack.shape),
-            image.strides,
-            base,
-        )
-    )
+    print(_torch_dlpack_row(image, base))
     via_cai = cupy.asarray(image)
     print(_row("cupy.asarray(image) (CAI)", via_cai.data.ptr, via_cai.shape, via_cai.strides, base))
     roi = image.crop(100, 50, 224, 224)
@@ -73,20 +73,9 @@ def _host_demo() -> None:
     array = image.as_numpy()
     print(_row("as_numpy()", array.ctypes.data, array.shape, array.strides, base))
     if is_installed("torch"):
-        import torch.utils.dlpack
-
         tensor = image.as_torch()
         print(_row("as_torch() (CPU tensor)", tensor.data_ptr(), tuple(tensor.shape), image.strides, base))
-        via_dlpack = torch.utils.dlpack.from_dlpack(image)
-        print(
-            _row(
-                "torch.utils.dlpack.from_dlpack(image)",
-                via_dlpack.data_ptr(),
-                tuple(via_dlpack.shape),
-                image.strides,
-                base,
-            )
-        )
+        print(_torch_dlpack_row(image, base))
     via_numpy = np.from_dlpack(image)
     print(_row("numpy.from_dlpack(image)", via_numpy.ctypes.data, via_numpy.shape, via_numpy.strides, base))
     roi = image.crop(1, 1, 3, 2)
