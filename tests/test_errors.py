@@ -90,6 +90,9 @@ def test_exported_names_are_pinned() -> None:
             "UInt16",
             "UInt32",
             "__version__",
+            "denormalize",
+            "normalize",
+            "normalize_batch",
         ]
     )
     for name in gpuimage.__all__:

@@ -4,6 +4,8 @@ No copies, no dangling pointers, layouts checked by mypy. ``import gpuimage`` ne
 pydantic and typing_extensions; torch, CuPy and OpenCV are imported when a view needs them.
 """
 
+from ._batch import normalize_batch
+from ._conversions import denormalize, normalize
 from ._device import CPU, Device, DeviceLike
 from ._dtypes import (
     AnyDType,
@@ -45,6 +47,7 @@ from ._spec import ImageSpec
 from ._streams import StreamLike
 
 __version__ = "0.1.0"
+"""The version of this gpuimage release."""
 
 __all__ = [
     "CHW",
@@ -91,4 +94,7 @@ __all__ = [
     "UInt16",
     "UInt32",
     "__version__",
+    "denormalize",
+    "normalize",
+    "normalize_batch",
 ]

@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._device import Device
-from ._dtypes import parse_dtype
+from ._dtypes import DTypeName, parse_dtype
 from ._errors import DeviceError, DTypeError, InteropError
 from ._layout import Layout
 from ._source import Imported, spec_from_strided
@@ -32,6 +32,8 @@ __all__ = [
     "allocate",
     "copy",
     "current_stream",
+    "empty",
+    "strided_parts",
     "get_device",
     "gpu_available",
     "RecordedEvent",
@@ -215,3 +217,19 @@ def get_device() -> int:
 def set_device(device: int) -> None:
     """Make ``device`` the current CUDA device."""
     cupy.cuda.runtime.setDevice(device)
+
+
+def strided_parts(array: object) -> tuple[int, tuple[int, ...], tuple[int, ...], DTypeName, Device]:
+    """(pointer, shape, byte strides, dtype, device) of a CuPy array of an image dtype."""
+    if not isinstance(array, cupy.ndarray):
+        raise InteropError(f"expected a cupy.ndarray, got {type(array).__name__}.")
+    dtype = parse_dtype(array.dtype, where="out")
+    return array.data.ptr, tuple(array.shape), tuple(array.strides), dtype, Device("cuda", array.device.id)
+
+
+def empty(shape: tuple[int, ...], dtype: DTypeName, device: Device) -> cupy.ndarray:
+    """A new packed array (CuPy has no bfloat16: ``DTypeError``)."""
+    if dtype == "bfloat16":
+        raise DTypeError("CuPy has no bfloat16 dtype; use like='torch'.")
+    with cupy.cuda.Device(device.index):
+        return cupy.empty(shape, dtype=np.dtype(dtype))

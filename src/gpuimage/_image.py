@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any, Generic, Self, cast, overload
 from typing_extensions import CapsuleType, TypeVar
 
 from . import _allocate, _cai, _cuda, _dlpack, _numpy, _ops
+from ._conversions import converted
+from ._convert import identity_affine, scaled_affine
 from ._device import CPU, Device, DeviceLike, parse_device
 from ._dtypes import AnyDType, DTypeLike, DTypeName, parse_dtype
 from ._errors import (
@@ -439,7 +441,7 @@ class GpuImage(StreamOrdering, Generic[L, D]):
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        """Sizes in layout order: ``(H, W, C)`` or ``(C, H, W)``."""
+        """Sizes in layout order, ``(H, W, C)`` or ``(C, H, W)``."""
         return self._spec.shape
 
     @property
@@ -454,7 +456,7 @@ class GpuImage(StreamOrdering, Generic[L, D]):
 
     @property
     def stream(self) -> int | None:
-        """The raw ``cudaStream_t`` whose queued work produces the data (0: the legacy default
+        """The raw ``cudaStream_t`` whose queued work produces the data (0 is the legacy default
         stream), or None when no work is pending."""
         return self._ready.stream
 
@@ -695,9 +697,13 @@ class GpuImage(StreamOrdering, Generic[L, D]):
             raise DTypeError(f"expect(): expected a {dtype.name} image, got dtype={self._spec.dtype}.")
         return self
 
-    def copy(self) -> Self:
-        """A packed copy (same layout and dtype) on the same device, in new memory."""
-        return cast(Self, _ops.copy_to_new(self, self._spec.layout, self._spec.device))
+    def copy(self, *, row_alignment: int = 1) -> Self:
+        """A copy (same layout and dtype) on the same device, in new memory: packed, or with each row
+        starting every ``row_alignment`` bytes (256 pads rows like ``cudaMallocPitch``).
+
+        One kernel on the image's stream (see ``normalize`` for how conversions are ordered).
+        """
+        return cast(Self, self._converted(self._spec.dtype, self._spec.layout, row_alignment, "copy()"))
 
     def contiguous(self) -> Self:
         """This image if it is already packed, else a packed copy (like ``torch.Tensor.contiguous``)."""
@@ -710,11 +716,36 @@ class GpuImage(StreamOrdering, Generic[L, D]):
     @overload
     def to_layout(self, layout: LayoutLike) -> GpuImage[AnyLayout, D]: ...
     def to_layout(self, layout: LayoutLike) -> GpuImage[Any, D]:
-        """This image if it already has ``layout``, else a packed copy converted to it."""
+        """This image if it already has ``layout``, else a packed copy converted to it (one kernel)."""
         target = parse_layout(layout, where="to_layout()")
         if target is self._spec.layout:
             return self
-        return cast("GpuImage[Any, D]", _ops.copy_to_new(self, target, self._spec.device))
+        return cast("GpuImage[Any, D]", self._converted(self._spec.dtype, target, 1, "to_layout()"))
+
+    @overload
+    def astype(self, dtype: type[DT], *, scale: float = 1.0, offset: float = 0.0) -> GpuImage[L, DT]: ...
+    @overload
+    def astype(self, dtype: DTypeLike, *, scale: float = 1.0, offset: float = 0.0) -> GpuImage[L]: ...
+    def astype(self, dtype: DTypeLike, *, scale: float = 1.0, offset: float = 0.0) -> GpuImage[Any, Any]:
+        """A packed copy of element type ``dtype`` (a marker such as ``Float32``, or a name), same
+        layout: ``x * scale + offset`` per element.
+
+        The arithmetic runs in float32 (float64 where either side is a 32- or 64-bit integer or
+        float64). Integer targets round half to even and saturate (NaN becomes 0), like OpenCV's
+        ``convertTo``; float16 and bfloat16 round to nearest even. Without scale and offset, an
+        integer-to-integer cast saturates exactly.
+        """
+        target = parse_dtype(dtype, where="astype()")
+        affine = scaled_affine(self._spec.channels, scale, offset, where="astype()")
+        return converted(self, dtype=target, layout=self._spec.layout, affine=affine, where="astype()")
+
+    def _converted(
+        self, dtype: DTypeName, layout: Layout, row_alignment: int, where: str
+    ) -> GpuImage[Any, Any]:
+        affine = identity_affine(self._spec.channels)
+        return converted(
+            self, dtype=dtype, layout=layout, affine=affine, row_alignment=row_alignment, where=where
+        )
 
     def cuda(self, device: DeviceLike | None = None) -> Self:
         """This image if it is on ``device`` (default: its own GPU, or cuda:0 for host images), else a

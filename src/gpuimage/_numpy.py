@@ -8,14 +8,14 @@ import numpy as np
 import numpy.typing as npt
 
 from ._cai import ArrayExport, host_array_interface
-from ._device import CPU
+from ._device import CPU, Device
 from ._dtypes import DTypeName, parse_dtype
-from ._errors import DeviceError, DTypeError, InteropError
+from ._errors import DeviceError, DTypeError, InteropError, ReadOnlyError
 from ._layout import Layout
 from ._source import Imported, spec_from_strided
 from ._spec import ImageSpec
 
-__all__ = ["allocate", "parse", "view"]
+__all__ = ["allocate", "empty", "parse", "strided_parts", "view"]
 
 
 def parse(array: object, *, layout: Layout | None, where: str) -> Imported:
@@ -50,3 +50,22 @@ def allocate(nbytes: int, alignment: int) -> tuple[int, npt.NDArray[np.uint8]]:
     base = int(buffer.__array_interface__["data"][0])
     offset = (-base) % alignment
     return base + offset, buffer
+
+
+def strided_parts(array: object) -> tuple[int, tuple[int, ...], tuple[int, ...], DTypeName, Device]:
+    """(pointer, shape, byte strides, dtype, device) of a writable NumPy array of an image dtype."""
+    if not isinstance(array, np.ndarray):
+        raise InteropError(f"expected a numpy.ndarray, got {type(array).__name__}.")
+    ndarray = cast("npt.NDArray[np.generic]", array)
+    if not ndarray.flags.writeable:
+        raise ReadOnlyError("out: the NumPy array is read-only.")
+    dtype = parse_dtype(ndarray.dtype, where="out")
+    ptr = int(ndarray.__array_interface__["data"][0])
+    return ptr, tuple(ndarray.shape), tuple(ndarray.strides), dtype, CPU
+
+
+def empty(shape: tuple[int, ...], dtype: DTypeName) -> npt.NDArray[Any]:
+    """A new packed host array (NumPy has no bfloat16: ``DTypeError``)."""
+    if dtype == "bfloat16":
+        raise DTypeError("NumPy has no bfloat16 dtype; use like='torch'.")
+    return np.empty(shape, dtype=np.dtype(dtype))

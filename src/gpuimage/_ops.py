@@ -61,6 +61,12 @@ def copy_into(source: GpuImage[Any, Any], target: GpuImage[Any, Any]) -> None:
     later readers and writers). Read-only sources work: the views here are internal. A copy into
     host memory has completed when this returns.
     """
+    if source.device == target.device:
+        from ._conversions import convert_into
+        from ._convert import identity_affine
+
+        convert_into(source, target, identity_affine(source.channels), where="copy")
+        return
     axes = permutation(source.layout, target.layout)
     gpu = target.device if target.device.is_cuda else source.device
     if not gpu.is_cuda and (source.dtype != "bfloat16" or not is_installed("torch")):

@@ -6,12 +6,12 @@ themselves live in ``_cuda`` (which picks the CuPy or torch spoke).
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from contextlib import contextmanager
 from typing import Self
 
 from . import _cuda
-from ._errors import InteropError
+from ._errors import DeviceError, InteropError
 from ._spec import ImageSpec
 from ._streams import LEGACY_DEFAULT, ReadyState, StreamLike, stream_handle
 
@@ -105,6 +105,30 @@ class StreamOrdering:
         finally:
             if self._spec.device.is_cuda:
                 self._ready.reads.append(_cuda.record(reader, self._spec.device.index))
+
+    @classmethod
+    @contextmanager
+    def reading_all(cls, images: Sequence[StreamOrdering], stream: StreamLike) -> Generator[None]:
+        """``reading(stream)`` for many images of one device at once: on entry ``stream`` waits for
+        each image's data; on exit one event records the reads for all of them (a batch of 64 crops
+        records one event, not 64)."""
+        reader = cls._handle(stream)
+        devices = {image._spec.device for image in images}
+        if len(devices) > 1:
+            raise DeviceError(
+                f"reading_all(): expected images of one device, got {sorted(map(str, devices))}."
+            )
+        for image in images:
+            image._order(reader)
+            if image._spec.device.is_cuda:
+                image._note_use(reader)
+        try:
+            yield
+        finally:
+            if images and images[0]._spec.device.is_cuda:
+                event = _cuda.record(reader, images[0]._device_index)
+                for state in {id(image._ready): image._ready for image in images}.values():
+                    state.reads.append(event)
 
     def synchronize(self) -> None:
         """Block the host until the image's data is ready; afterwards nothing is pending (``stream``

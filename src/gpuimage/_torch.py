@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import Any, Protocol, cast
 
 import numpy.typing as npt
@@ -28,6 +29,9 @@ __all__ = [
     "DTYPES",
     "allocate",
     "cuda_available",
+    "empty",
+    "stream_context",
+    "strided_parts",
     "get_device",
     "current_stream",
     "RecordedEvent",
@@ -225,3 +229,27 @@ def get_device() -> int:
 def set_device(device: int) -> None:
     """Make ``device`` torch's (and the runtime's) current CUDA device."""
     torch.cuda.set_device(device)
+
+
+@contextlib.contextmanager
+def stream_context(handle: int, device: int) -> Generator[None]:
+    """Run torch operations on the raw stream ``handle`` of ``device`` inside the block."""
+    with torch.cuda.device(device), torch.cuda.stream(_stream(handle, device)):
+        yield
+
+
+def strided_parts(tensor: object) -> tuple[int, tuple[int, ...], tuple[int, ...], DTypeName, Device]:
+    """(pointer, shape, byte strides, dtype, device) of a dense tensor of an image dtype."""
+    if not isinstance(tensor, torch.Tensor) or tensor.layout != torch.strided:
+        raise InteropError(f"expected a dense strided torch.Tensor, got {type(tensor).__name__}.")
+    dtype = _NAMES.get(tensor.dtype)
+    if dtype is None:
+        raise DTypeError(f"torch dtype {tensor.dtype} is not an image dtype.")
+    itemsize = tensor.element_size()
+    strides = tuple(stride * itemsize for stride in tensor.stride())
+    return tensor.data_ptr(), tuple(tensor.shape), strides, dtype, _device_of(tensor.device, where="out")
+
+
+def empty(shape: tuple[int, ...], dtype: DTypeName, device: Device) -> torch.Tensor:
+    """A new packed tensor."""
+    return torch.empty(shape, dtype=DTYPES[dtype], device=str(device))

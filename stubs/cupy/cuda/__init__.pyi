@@ -1,4 +1,5 @@
 # Partial stubs for cupy.cuda: the names gpuimage uses, re-exported from their modules.
+from cupy.cuda import compiler as compiler
 from cupy.cuda import device as device
 from cupy.cuda import memory as memory
 from cupy.cuda import runtime as runtime

@@ -1,0 +1,324 @@
+"""``normalize_batch``: many images and regions normalized into one NCHW array by one kernel launch.
+
+The destination is a foreign array (torch, CuPy or, for host images, NumPy); each item is one CHW slot
+of it. Planning is ``_convert``'s (``BatchItem``, ``batch_size``); execution is ``_conversions``'.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeVar, cast, overload
+
+from . import _convert
+from ._conversions import current_stream, executor_for, numpy_hwc, torch_hwc
+from ._convert import Affine, BatchItem
+from ._device import Device
+from ._dtypes import DTypeLike, DTypeName, Float32, dtype_info, parse_dtype
+from ._errors import DeviceError, SpecError
+from ._geometry import Geometry, byte_extent, check_geometry, crop_offset
+from ._layout import Layout
+from ._spec import ImageSpec, trusted_spec
+
+if TYPE_CHECKING:
+    import cupy
+    import numpy.typing as npt
+    import torch
+
+    from ._image import GpuImage
+
+__all__ = ["normalize_batch"]
+
+Roi = tuple[int, int, int, int]
+
+
+class _BatchOut(NamedTuple):
+    """An NCHW destination as the kernels see it: base pointer, item pitch and one item's geometry."""
+
+    array: Any
+    ptr: int
+    item_pitch: int
+    geometry: Geometry
+    dtype: DTypeName
+    device: Device
+
+
+def _parse_batch_out(
+    out: object, count: int, channels: int, size: tuple[int, int], dtype: DTypeName, where: str
+) -> _BatchOut:
+    module = type(out).__module__.split(".")[0]
+    if module == "torch":
+        from . import _torch
+
+        ptr, shape, strides, found, device = _torch.strided_parts(out)
+    elif module == "cupy":
+        from . import _cupy
+
+        ptr, shape, strides, found, device = _cupy.strided_parts(out)
+    elif module == "numpy":
+        from . import _numpy
+
+        ptr, shape, strides, found, device = _numpy.strided_parts(out)
+    else:
+        raise SpecError(
+            f"{where}: expected out to be a torch.Tensor, cupy.ndarray or numpy.ndarray, got {module}."
+        )
+    expected = (count, channels, *size)
+    if tuple(shape) != expected:
+        raise SpecError(f"{where}: expected out of shape (N, C, H, W) = {expected}, got {tuple(shape)}.")
+    if found != dtype:
+        raise SpecError(f"{where}: expected out of dtype {dtype}, got {found}.")
+    itemsize = dtype_info(dtype).itemsize
+    item_pitch, channel_stride, row_pitch, pixel_stride = strides
+    geometry = Geometry(size[0], size[1], channels, row_pitch, pixel_stride, channel_stride)
+    check_geometry(geometry, itemsize, where=where)
+    extent = byte_extent((channels, *size), (channel_stride, row_pitch, pixel_stride), itemsize)
+    if count > 1 and item_pitch < extent:
+        raise SpecError(f"{where}: the items of out overlap (item stride {item_pitch} bytes < {extent}).")
+    return _BatchOut(out, ptr, item_pitch, geometry, dtype, device)
+
+
+def _allocate_batch(
+    like: str, count: int, channels: int, size: tuple[int, int], dtype: DTypeName, device: Device, where: str
+) -> object:
+    shape = (count, channels, *size)
+    if like == "torch":
+        from . import _torch
+
+        return _torch.empty(shape, dtype, device)
+    if like == "cupy":
+        from . import _cupy
+
+        return _cupy.empty(shape, dtype, device)
+    if like == "numpy" and not device.is_cuda:
+        from . import _numpy
+
+        return _numpy.empty(shape, dtype)
+    raise SpecError(f"{where}: expected like='torch', 'cupy' or (host images) 'numpy', got like={like!r}.")
+
+
+BatchT = TypeVar("BatchT", "torch.Tensor", "cupy.ndarray", "npt.NDArray[Any]")
+
+
+@overload
+def normalize_batch(
+    images: Sequence[GpuImage[Any, Any]],
+    mean: float | Sequence[float],
+    std: float | Sequence[float],
+    *,
+    rois: Sequence[Roi | None] | None = None,
+    size: tuple[int, int] | None = None,
+    pad_value: float = 0.0,
+    dtype: DTypeLike | None = None,
+    scale: float | None = None,
+    reverse_channels: bool = False,
+    out: BatchT,
+) -> BatchT: ...
+@overload
+def normalize_batch(
+    images: Sequence[GpuImage[Any, Any]],
+    mean: float | Sequence[float],
+    std: float | Sequence[float],
+    *,
+    rois: Sequence[Roi | None] | None = None,
+    size: tuple[int, int] | None = None,
+    pad_value: float = 0.0,
+    dtype: DTypeLike | None = None,
+    scale: float | None = None,
+    reverse_channels: bool = False,
+    out: None = None,
+    like: Literal["torch"] = "torch",
+) -> torch.Tensor: ...
+@overload
+def normalize_batch(
+    images: Sequence[GpuImage[Any, Any]],
+    mean: float | Sequence[float],
+    std: float | Sequence[float],
+    *,
+    rois: Sequence[Roi | None] | None = None,
+    size: tuple[int, int] | None = None,
+    pad_value: float = 0.0,
+    dtype: DTypeLike | None = None,
+    scale: float | None = None,
+    reverse_channels: bool = False,
+    out: None = None,
+    like: Literal["cupy"],
+) -> cupy.ndarray: ...
+@overload
+def normalize_batch(
+    images: Sequence[GpuImage[Any, Any]],
+    mean: float | Sequence[float],
+    std: float | Sequence[float],
+    *,
+    rois: Sequence[Roi | None] | None = None,
+    size: tuple[int, int] | None = None,
+    pad_value: float = 0.0,
+    dtype: DTypeLike | None = None,
+    scale: float | None = None,
+    reverse_channels: bool = False,
+    out: None = None,
+    like: Literal["numpy"],
+) -> npt.NDArray[Any]: ...
+def normalize_batch(
+    images: Sequence[GpuImage[Any, Any]],
+    mean: float | Sequence[float],
+    std: float | Sequence[float],
+    *,
+    rois: Sequence[Roi | None] | None = None,
+    size: tuple[int, int] | None = None,
+    pad_value: float = 0.0,
+    dtype: DTypeLike | None = None,
+    scale: float | None = None,
+    reverse_channels: bool = False,
+    out: object = None,
+    like: str = "torch",
+) -> Any:
+    """``normalize`` over many images and regions, packed into one NCHW array by a single kernel.
+
+    Parameters:
+        images: images of one dtype, channel count and device; sizes and layouts may differ.
+        rois: one ``(x, y, width, height)`` per image (None: the whole image); bounds are checked.
+        size: ``(height, width)`` of the batch; default: the largest region. Regions are not resized:
+            each sits at the top left of its slot, the rest is filled with ``pad_value`` (in output
+            units, after normalization).
+        out: an NCHW torch tensor, CuPy array or (host images) NumPy array to write into, any strides.
+        like: the library of the new array when ``out`` is None: "torch", "cupy" or "numpy" (host).
+        mean, std, dtype, scale, reverse_channels: as for ``normalize``.
+
+    Returns:
+        ``out``, or a new array. On a GPU the work is queued on the current stream of ``out``'s (or
+        ``like``'s) library, after every image's data; each image records the read.
+    """
+    where = "normalize_batch()"
+    sources = _checked_images(images, where)
+    regions = _regions(sources, rois, where)
+    first = sources[0]
+    target = parse_dtype(Float32 if dtype is None else dtype, where=where)
+    batch_hw = _convert.batch_size([(item.height, item.width) for item in regions], size, where=where)
+    factor = _convert.input_scale(first.dtype, scale, where=where)
+    affine = _convert.normalize_affine(
+        first.channels, mean, std, factor, reverse=reverse_channels, where=where
+    )
+    if out is None:
+        out = _allocate_batch(like, len(regions), first.channels, batch_hw, target, first.device, where)
+    batch = _parse_batch_out(out, len(regions), first.channels, batch_hw, target, where)
+    if batch.device != first.device:
+        raise DeviceError(f"{where}: expected out on {first.device}, got {batch.device}.")
+    extent = batch.item_pitch * (len(regions) - 1) + byte_extent(
+        (first.channels, *batch_hw),
+        (batch.geometry.channel_stride, batch.geometry.row_pitch, batch.geometry.pixel_stride),
+        dtype_info(target).itemsize,
+    )
+    if any(_convert.ranges_overlap((image.ptr, image.nbytes), (batch.ptr, extent)) for image in sources):
+        raise SpecError(f"{where}: out overlaps an input image; write into separate memory.")
+    _run_batch(sources, regions, batch, affine, pad_value, where)
+    return out
+
+
+def _checked_images(images: Sequence[GpuImage[Any, Any]], where: str) -> list[GpuImage[Any, Any]]:
+    """The images as a list: at least one, all GpuImages of one dtype, channel count and device."""
+    from ._image import GpuImage
+
+    sources = list(images)
+    if not sources:
+        raise SpecError(f"{where}: expected at least one image, got an empty sequence.")
+    for image in sources:
+        if not isinstance(cast(object, image), GpuImage):
+            raise SpecError(f"{where}: expected GpuImage items, got {type(image).__name__}.")
+    _convert.check_same([image.dtype for image in sources], "dtype", where=where)
+    _convert.check_same([image.channels for image in sources], "channels", where=where)
+    _convert.check_same([image.device for image in sources], "device", where=where)
+    return sources
+
+
+def _regions(
+    images: list[GpuImage[Any, Any]], rois: Sequence[Roi | None] | None, where: str
+) -> list[BatchItem]:
+    """Where each image's region lies, bounds checked (no crop objects: a batch of 64 would spend
+    more on building them than the GPU spends on the batch)."""
+    boxes: list[Roi | None] = [None] * len(images) if rois is None else list(rois)
+    if len(boxes) != len(images):
+        raise SpecError(f"{where}: expected one roi per image ({len(images)}), got {len(boxes)}.")
+    items: list[BatchItem] = []
+    for image, box in zip(images, boxes, strict=True):
+        geometry = image.spec.geometry
+        _, _, _, row_pitch, pixel_stride, channel_stride = geometry
+        if box is None:
+            items.append(
+                BatchItem(image.ptr, row_pitch, pixel_stride, channel_stride, image.height, image.width)
+            )
+            continue
+        if not isinstance(cast(object, box), tuple) or len(box) != 4:
+            raise SpecError(f"{where}: expected each roi as (x, y, width, height), got {box!r}.")
+        offset = crop_offset(geometry, *box)
+        items.append(BatchItem(image.ptr + offset, row_pitch, pixel_stride, channel_stride, box[3], box[2]))
+    return items
+
+
+def _region_spec(image: GpuImage[Any, Any], item: BatchItem) -> ImageSpec:
+    geometry = Geometry(item.height, item.width, image.channels, *item[1:4])
+    return trusted_spec(geometry, image.dtype, image.layout, image.device)
+
+
+def _run_batch(
+    images: list[GpuImage[Any, Any]],
+    regions: list[BatchItem],
+    batch: _BatchOut,
+    affine: Affine,
+    pad: float,
+    where: str,
+) -> None:
+    first = images[0]
+    executor = executor_for(first.device, where)
+    slot = trusted_spec(batch.geometry, batch.dtype, Layout.CHW, batch.device)
+    slots = [batch.ptr + index * batch.item_pitch for index in range(len(regions))]
+    if executor == "numpy":
+        from . import _host_convert
+
+        for image, item, ptr in zip(images, regions, slots, strict=True):
+            view = numpy_hwc(ptr, slot, batch.array)
+            _host_convert.fill(view, pad, first.dtype, batch.dtype)
+            source = numpy_hwc(item.ptr, _region_spec(image, item), image.owner, readonly=image.readonly)
+            _host_convert.convert(source, view[: item.height, : item.width], first.dtype, batch.dtype, affine)
+        return
+    module = type(batch.array).__module__.split(".")[0]
+    stream = current_stream("torch" if module == "torch" else "cupy", first.device)
+    with type(first).reading_all(images, stream):
+        if executor == "cupy":
+            from . import _kernels
+
+            located = [
+                (item.ptr, Geometry(item.height, item.width, first.channels, *item[1:4])) for item in regions
+            ]
+            variant = _convert.plan_variant(
+                first.dtype,
+                batch.dtype,
+                located,
+                (batch.ptr, batch.geometry),
+                affine,
+                item_pitch=batch.item_pitch,
+            )
+            _kernels.launch(
+                variant,
+                source=(0, batch.geometry),
+                target=(batch.ptr, batch.geometry),
+                affine=affine,
+                stream=stream,
+                device=first.device.index,
+                batch=regions,
+                item_pitch=batch.item_pitch,
+                pad=pad,
+            )
+            return
+        from . import _torch, _torch_convert
+
+        with _torch.stream_context(stream, first.device.index):
+            for image, item, ptr in zip(images, regions, slots, strict=True):
+                slot_tensor = torch_hwc(ptr, slot, batch.array)
+                _torch_convert.fill(slot_tensor, pad, first.dtype, batch.dtype)
+                _torch_convert.convert(
+                    torch_hwc(item.ptr, _region_spec(image, item), image.owner),
+                    slot_tensor[: item.height, : item.width],
+                    first.dtype,
+                    batch.dtype,
+                    affine,
+                )

@@ -1,0 +1,384 @@
+"""Conversions between images: layout, pitch, dtype, normalization, batches.
+
+Every conversion is planned in ``_convert`` (pure) and run by one executor: the CuPy kernels
+(``_kernels``) on a GPU when CuPy is installed, torch operations (``_torch_convert``, slower) when only
+torch is, NumPy (``_host_convert``) for host images. Work is queued on the source's stream (the one its
+data is ready on; the executor's current stream when nothing is pending), on the source's device,
+ordered after the source's data and any pending use of the destination, and recorded on both.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
+
+from . import _convert
+from ._backends import is_installed
+from ._convert import Affine
+from ._device import Device
+from ._dtypes import AnyDType, DTypeLike, DTypeName, Float32, UInt8, parse_dtype
+from ._errors import DeviceError, LayoutError, MissingBackendError, ReadOnlyError, SpecError
+from ._geometry import Geometry
+from ._layout import CHW, HWC, Layout
+from ._spec import ImageSpec
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+    import torch
+
+    from ._image import GpuImage
+
+__all__ = [
+    "convert_into",
+    "converted",
+    "current_stream",
+    "denormalize",
+    "executor_for",
+    "located",
+    "normalize",
+    "numpy_hwc",
+    "torch_hwc",
+]
+
+DT = TypeVar("DT", bound=AnyDType)
+Executor = Literal["cupy", "torch", "numpy"]
+
+
+@functools.cache
+def _gpu_executor() -> Executor | None:
+    """CuPy's kernels where CuPy reaches a GPU, else torch's operations; asked once per process."""
+    if is_installed("cupy"):
+        from . import _cupy
+
+        if _cupy.gpu_available():
+            return "cupy"
+    if is_installed("torch"):
+        from . import _torch
+
+        if _torch.cuda_available():
+            return "torch"
+    return None
+
+
+def executor_for(device: Device, where: str) -> Executor:
+    """Which library runs conversions of images on ``device``."""
+    if not device.is_cuda:
+        return "numpy"
+    executor = _gpu_executor()
+    if executor is None:
+        raise MissingBackendError(
+            f"{where}: converting a GPU image needs CuPy (fast kernels: pip install 'gpuimage[cupy]') or a "
+            "CUDA build of torch that sees the GPU."
+        )
+    return executor
+
+
+def current_stream(executor: Executor, device: Device) -> int:
+    """The executor's current stream on ``device`` (0 for host work)."""
+    if executor == "cupy":
+        from . import _cupy
+
+        return _cupy.current_stream(device.index)
+    if executor == "torch":
+        from . import _torch
+
+        return _torch.current_stream(device.index)
+    return 0
+
+
+def _launch_stream(image: GpuImage[Any, Any], executor: Executor) -> int:
+    """The source's stream, so the conversion follows its producer without a cross-stream wait."""
+    stream = image.stream
+    return current_stream(executor, image.device) if stream is None else stream
+
+
+def _hwc_axes(layout: Layout) -> tuple[int, int, int]:
+    return (1, 2, 0) if layout is Layout.CHW else (0, 1, 2)
+
+
+def numpy_hwc(ptr: int, spec: ImageSpec, owner: object, *, readonly: bool = False) -> npt.NDArray[Any]:
+    """A NumPy view in HWC order (bfloat16 as its uint16 bits)."""
+    from . import _numpy
+
+    carrier: DTypeName | None = "uint16" if spec.dtype == "bfloat16" else None
+    array = _numpy.view(ptr, spec, owner, readonly=readonly, as_dtype=carrier)
+    return array.transpose(_hwc_axes(spec.layout))
+
+
+def torch_hwc(ptr: int, spec: ImageSpec, owner: object) -> torch.Tensor:
+    """A torch view in HWC order."""
+    from . import _torch
+
+    return _torch.view(ptr, spec, owner).permute(_hwc_axes(spec.layout))
+
+
+def located(image: GpuImage[Any, Any]) -> tuple[int, Geometry]:
+    return image.ptr, image.spec.geometry
+
+
+def _check_pair(source: GpuImage[Any, Any], target: GpuImage[Any, Any], where: str) -> None:
+    if target.readonly:
+        raise ReadOnlyError(f"{where}: the destination image is read-only.")
+    if source.device != target.device:
+        raise DeviceError(
+            f"{where}: expected the destination on {source.device}, got device={target.device}. "
+            "Convert on the source's device, then move the result with cuda() or cpu()."
+        )
+    if (source.height, source.width, source.channels) != (target.height, target.width, target.channels):
+        raise SpecError(
+            f"{where}: expected a destination of {source.height}x{source.width}x{source.channels} "
+            f"(height x width x channels), got {target.height}x{target.width}x{target.channels}."
+        )
+    if _convert.ranges_overlap((source.ptr, source.nbytes), (target.ptr, target.nbytes)):
+        raise SpecError(f"{where}: the destination overlaps the source; convert into separate memory.")
+
+
+def convert_into(
+    source: GpuImage[Any, Any], target: GpuImage[Any, Any], affine: Affine, *, where: str
+) -> None:
+    """Write ``affine(source)`` into ``target`` (same sizes and device; any layouts, pitches, dtypes)."""
+    _check_pair(source, target, where)
+    executor = executor_for(source.device, where)
+    if executor == "numpy":
+        from . import _host_convert
+
+        _host_convert.convert(
+            numpy_hwc(source.ptr, source.spec, source.owner, readonly=source.readonly),
+            numpy_hwc(target.ptr, target.spec, target.owner),
+            source.dtype,
+            target.dtype,
+            affine,
+        )
+        return
+    stream = _launch_stream(source, executor)
+    with source.reading(stream), target.writing(stream):
+        if executor == "cupy":
+            from . import _kernels
+
+            if _convert.is_row_copy(
+                source.dtype, target.dtype, source.spec.geometry, target.spec.geometry, affine
+            ):
+                _kernels.copy_rows(
+                    located(source), located(target), source.spec.itemsize, stream, source.device.index
+                )
+                return
+            variant = _convert.plan_variant(
+                source.dtype, target.dtype, [located(source)], located(target), affine
+            )
+            _kernels.launch(
+                variant,
+                source=located(source),
+                target=located(target),
+                affine=affine,
+                stream=stream,
+                device=source.device.index,
+            )
+        else:
+            from . import _torch, _torch_convert
+
+            with _torch.stream_context(stream, source.device.index):
+                _torch_convert.convert(
+                    torch_hwc(source.ptr, source.spec, source.owner),
+                    torch_hwc(target.ptr, target.spec, target.owner),
+                    source.dtype,
+                    target.dtype,
+                    affine,
+                )
+
+
+def _new_like(
+    source: GpuImage[Any, Any],
+    *,
+    dtype: DTypeName,
+    layout: Layout,
+    row_alignment: int,
+    executor: Executor,
+) -> GpuImage[Any, Any]:
+    from ._image import GpuImage
+
+    return GpuImage.empty(
+        source.height,
+        source.width,
+        source.channels,
+        dtype,
+        layout=layout,
+        device=source.device,
+        row_alignment=row_alignment,
+        stream=_launch_stream(source, executor) if executor != "numpy" else None,
+    )
+
+
+def converted(
+    source: GpuImage[Any, Any],
+    *,
+    dtype: DTypeName,
+    layout: Layout,
+    affine: Affine,
+    row_alignment: int = 1,
+    where: str,
+) -> GpuImage[Any, Any]:
+    """A new ``dtype``, ``layout`` image (rows every ``row_alignment`` bytes) holding ``affine(source)``."""
+    executor = executor_for(source.device, where)
+    target = _new_like(source, dtype=dtype, layout=layout, row_alignment=row_alignment, executor=executor)
+    convert_into(source, target, affine, where=where)
+    return target
+
+
+def _destination(
+    source: GpuImage[Any, Any],
+    out: GpuImage[Any, Any] | None,
+    *,
+    dtype: DTypeName,
+    layout: Layout,
+    where: str,
+) -> GpuImage[Any, Any]:
+    if out is None:
+        return _new_like(
+            source, dtype=dtype, layout=layout, row_alignment=1, executor=executor_for(source.device, where)
+        )
+    if out.layout is not layout:
+        raise LayoutError(
+            f"{where}: expected a {layout.value} destination, got out.layout={out.layout.value}."
+        )
+    if out.dtype != dtype:
+        raise SpecError(
+            f"{where}: expected a {dtype} destination (dtype={dtype}), got out.dtype={out.dtype}."
+        )
+    return out
+
+
+# -- normalization ----------------------------------------------------------------------------------
+
+
+@overload
+def normalize(
+    image: GpuImage[Any, Any],
+    mean: float | Sequence[float],
+    std: float | Sequence[float],
+    *,
+    dtype: type[DT],
+    scale: float | None = None,
+    reverse_channels: bool = False,
+    out: GpuImage[CHW, Any] | None = None,
+) -> GpuImage[CHW, DT]: ...
+@overload
+def normalize(
+    image: GpuImage[Any, Any],
+    mean: float | Sequence[float],
+    std: float | Sequence[float],
+    *,
+    dtype: None = None,
+    scale: float | None = None,
+    reverse_channels: bool = False,
+    out: GpuImage[CHW, Any] | None = None,
+) -> GpuImage[CHW, Float32]: ...
+@overload
+def normalize(
+    image: GpuImage[Any, Any],
+    mean: float | Sequence[float],
+    std: float | Sequence[float],
+    *,
+    dtype: DTypeLike,
+    scale: float | None = None,
+    reverse_channels: bool = False,
+    out: GpuImage[CHW, Any] | None = None,
+) -> GpuImage[CHW]: ...
+def normalize(
+    image: GpuImage[Any, Any],
+    mean: float | Sequence[float],
+    std: float | Sequence[float],
+    *,
+    dtype: DTypeLike | None = None,
+    scale: float | None = None,
+    reverse_channels: bool = False,
+    out: GpuImage[CHW, Any] | None = None,
+) -> GpuImage[CHW, Any]:
+    """Turn a decoded image into model input in one pass: ``(x * scale - mean[c]) / std[c]``, CHW.
+
+    Parameters:
+        image: any layout, pitch or crop; typically uint8 or uint16 HWC.
+        mean, std: one value, or one per channel in the output's channel order.
+        dtype: of the result (default float32; float16 and bfloat16 round to nearest even).
+        scale: brings raw values to the units of mean and std; default 1/255 for uint8 and 1/65535
+            for uint16 (torchvision's convention), else 1.
+        reverse_channels: read channels in reverse order (BGR in, RGB out).
+        out: a CHW image to write into, for example ``GpuImage.from_torch(batch[i], layout="CHW")``.
+
+    Returns:
+        ``out``, or a new packed CHW image on the image's device, ready on the image's stream.
+
+    Raises:
+        SpecError: mean or std of the wrong length, a zero std, a destination of another size.
+        LayoutError, DeviceError, ReadOnlyError: a destination that cannot take the result.
+    """
+    where = "normalize()"
+    target = parse_dtype(Float32 if dtype is None else dtype, where=where)
+    factor = _convert.input_scale(image.dtype, scale, where=where)
+    affine = _convert.normalize_affine(
+        image.channels, mean, std, factor, reverse=reverse_channels, where=where
+    )
+    destination = _destination(image, out, dtype=target, layout=Layout.CHW, where=where)
+    convert_into(image, destination, affine, where=where)
+    return destination
+
+
+@overload
+def denormalize(
+    image: GpuImage[Any, Any],
+    mean: float | Sequence[float],
+    std: float | Sequence[float],
+    *,
+    dtype: type[DT],
+    scale: float | None = None,
+    reverse_channels: bool = False,
+    out: GpuImage[HWC, Any] | None = None,
+) -> GpuImage[HWC, DT]: ...
+@overload
+def denormalize(
+    image: GpuImage[Any, Any],
+    mean: float | Sequence[float],
+    std: float | Sequence[float],
+    *,
+    dtype: None = None,
+    scale: float | None = None,
+    reverse_channels: bool = False,
+    out: GpuImage[HWC, Any] | None = None,
+) -> GpuImage[HWC, UInt8]: ...
+@overload
+def denormalize(
+    image: GpuImage[Any, Any],
+    mean: float | Sequence[float],
+    std: float | Sequence[float],
+    *,
+    dtype: DTypeLike,
+    scale: float | None = None,
+    reverse_channels: bool = False,
+    out: GpuImage[HWC, Any] | None = None,
+) -> GpuImage[HWC]: ...
+def denormalize(
+    image: GpuImage[Any, Any],
+    mean: float | Sequence[float],
+    std: float | Sequence[float],
+    *,
+    dtype: DTypeLike | None = None,
+    scale: float | None = None,
+    reverse_channels: bool = False,
+    out: GpuImage[HWC, Any] | None = None,
+) -> GpuImage[HWC, Any]:
+    """The inverse of ``normalize``, for drawing and encoding: ``(x * std[c] + mean[c]) / scale``,
+    rounded half to even and clamped, as an HWC image (default uint8).
+
+    ``mean`` and ``std`` are in the input's channel order, and ``scale`` defaults by the output dtype
+    (1/255 for uint8), so ``denormalize(normalize(img, m, s), m, s)`` gives ``img`` back, and
+    ``reverse_channels=True`` undoes a reversal. Parameters and errors as for ``normalize``.
+    """
+    where = "denormalize()"
+    target = parse_dtype(UInt8 if dtype is None else dtype, where=where)
+    factor = _convert.input_scale(target, scale, where=where)
+    affine = _convert.denormalize_affine(
+        image.channels, mean, std, factor, reverse=reverse_channels, where=where
+    )
+    destination = _destination(image, out, dtype=target, layout=Layout.HWC, where=where)
+    convert_into(image, destination, affine, where=where)
+    return destination

@@ -1,0 +1,91 @@
+"""The NumPy executor of conversions: host images, and the reference the GPU kernels are tested against.
+
+Arrays come in logical HWC order (any strides); bfloat16 travels as its uint16 bits, since NumPy has no
+bfloat16. The arithmetic follows ``_convert`` exactly: accumulator dtype, one rounding per operation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ._convert import Affine, Mode, accumulator, integer_range, mode
+from ._dtypes import DTypeName
+
+__all__ = ["convert", "fill", "from_accumulator", "to_accumulator"]
+
+Array = npt.NDArray[Any]
+
+
+def to_accumulator(values: Array, dtype: DTypeName, wide: np.dtype[Any]) -> Array:
+    """Element values in the accumulator dtype ``wide`` (float32 or float64)."""
+    if dtype == "bfloat16":
+        return (values.astype(np.uint32) << np.uint32(16)).view(np.float32).astype(wide)
+    return values.astype(wide)
+
+
+def _to_bfloat16_bits(values: Array) -> Array:
+    bits = values.astype(np.float32).view(np.uint32)
+    nan = (bits & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000)
+    rounded = (bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)
+    quiet = (bits >> np.uint32(16)) | np.uint32(0x40)
+    return np.where(nan, quiet, rounded).astype(np.uint16)
+
+
+def _saturate(values: Array, dtype: DTypeName) -> Array:
+    """Round half to even, clamp to the dtype's range, NaN to 0: the kernels' ``saturate_float``."""
+    low, high = integer_range(dtype)
+    storage = np.dtype(dtype)
+    with np.errstate(invalid="ignore"):
+        rounded = np.rint(values)
+        nan = np.isnan(rounded)
+        above = rounded >= float(high)
+        below = rounded <= float(low)
+        inside = np.where(nan | above | below, 0, rounded).astype(storage)
+    result: Array = np.where(above, storage.type(high), np.where(below, storage.type(low), inside))
+    return result.astype(storage)
+
+
+def from_accumulator(values: Array, dtype: DTypeName) -> Array:
+    """Accumulator values stored as ``dtype`` (bfloat16: its uint16 bits)."""
+    if dtype == "bfloat16":
+        return _to_bfloat16_bits(values)  # from float64 through float32, as the kernels do
+    if dtype == "bool":
+        nonzero: Array = values != 0
+        return nonzero
+    if dtype in ("float16", "float32", "float64"):
+        return values.astype(dtype)
+    return _saturate(values, dtype)
+
+
+def convert(
+    source: Array, target: Array, source_dtype: DTypeName, target_dtype: DTypeName, affine: Affine
+) -> None:
+    """Write ``affine(source)`` into ``target`` (both HWC-ordered arrays of the same shape)."""
+    if affine.reverse:
+        source = source[..., ::-1]
+    path = mode(source_dtype, target_dtype, affine)
+    if path is Mode.COPY:
+        np.copyto(target, source)
+        return
+    if path is Mode.INTEGER:
+        wide_int = source.astype(np.int64)
+        if target_dtype == "bool":
+            np.copyto(target, wide_int != 0)
+        else:
+            np.copyto(target, np.clip(wide_int, *integer_range(target_dtype)).astype(target.dtype))
+        return
+    wide = np.dtype(accumulator(source_dtype, target_dtype))
+    values = to_accumulator(source, source_dtype, wide)
+    if not affine.is_identity:
+        # two operations, each rounded in the accumulator dtype (the kernels run without FMA)
+        values = values * np.asarray(affine.scale, dtype=wide) + np.asarray(affine.offset, dtype=wide)
+    np.copyto(target, from_accumulator(values, target_dtype))
+
+
+def fill(target: Array, value: float, source_dtype: DTypeName, target_dtype: DTypeName) -> None:
+    """Set every element of ``target`` to ``value`` (in the accumulator, then stored like the rest)."""
+    wide = np.dtype(accumulator(source_dtype, target_dtype))
+    target[...] = from_accumulator(np.asarray(value, dtype=wide), target_dtype)

@@ -1,0 +1,292 @@
+"""The CuPy executor of conversions: compiles ``_kernels.cu`` per variant (NVRTC) and launches it.
+
+Kernels run on the stream and device they are given; the callers (``_conversions``) order them after
+the source's data and record them for later readers and writers.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import threading
+from collections.abc import Sequence
+from importlib import resources
+
+import numpy as np
+import numpy.typing as npt
+
+from ._backends import missing_backend
+
+try:
+    import cupy
+except ImportError as exc:  # pragma: no cover - exercised only where CuPy is absent
+    raise missing_backend("cupy") from exc
+
+from ._convert import Affine, BatchItem, Mode, Variant, integer_range
+from ._dtypes import DTypeName
+from ._errors import CudaError
+from ._geometry import Geometry
+
+__all__ = ["copy_rows", "defines", "launch"]
+
+BLOCK = 128
+_STORAGE: dict[DTypeName, str] = {
+    "bool": "unsigned char",
+    "uint8": "unsigned char",
+    "int8": "signed char",
+    "uint16": "unsigned short",
+    "int16": "short",
+    "uint32": "unsigned int",
+    "int32": "int",
+    "int64": "long long",
+    "float16": "unsigned short",
+    "bfloat16": "unsigned short",
+    "float32": "float",
+    "float64": "double",
+}
+
+
+def _integer_literal(value: int) -> str:
+    # -2**63 has no literal of its own in C++: its magnitude overflows before the minus applies.
+    return "(-9223372036854775807LL - 1)" if value == -(2**63) else f"{value}LL"
+
+
+def _load_acc(dtype: DTypeName) -> str:
+    if dtype == "float16":
+        return "((ACC_T)half_to_float(x))"
+    if dtype == "bfloat16":
+        return "((ACC_T)bfloat_to_float(x))"
+    if dtype == "bool":
+        return "((ACC_T)((x) != 0))"
+    return "((ACC_T)(x))"
+
+
+def _store_acc(dtype: DTypeName, accumulator: DTypeName) -> str:
+    if dtype in ("float32", "float64"):
+        return f"(({_STORAGE[dtype]})(v))"
+    if dtype == "float16":
+        return "double_to_half(v)" if accumulator == "float64" else "float_to_half(v)"
+    if dtype == "bfloat16":
+        return "float_to_bfloat((float)(v))"  # from float64: through float32, as the host reference does
+    if dtype == "bool":
+        return "((unsigned char)((v) != 0))"
+    storage = _STORAGE[dtype]
+    low, high = (_integer_literal(value) for value in integer_range(dtype))
+    return f"saturate_float<{storage}>(v, (ACC_T){low}, (ACC_T){high}, ({storage}){low}, ({storage}){high})"
+
+
+def _store_int(dtype: DTypeName) -> str:
+    if dtype == "bool":
+        return "((unsigned char)((v) != 0))"
+    low, high = (_integer_literal(value) for value in integer_range(dtype))
+    return f"saturate_integer<{_STORAGE[dtype]}>(v, {low}, {high})"
+
+
+def defines(variant: Variant) -> str:
+    """The ``#define`` lines that specialise ``_kernels.cu`` for ``variant``."""
+    accumulator = "double" if variant.accumulator == "float64" else "float"
+    integer = variant.mode is Mode.INTEGER
+    lines = {
+        "SRC_T": _STORAGE[variant.source_dtype],
+        "DST_T": _STORAGE[variant.target_dtype],
+        "ACC_T": accumulator,
+        "RINT": "rint" if accumulator == "double" else "rintf",
+        "LOAD_ACC(x)": _load_acc(variant.source_dtype),
+        "STORE_ACC(v)": _store_acc(variant.target_dtype, variant.accumulator),
+        "LOAD_INT(x)": "((long long)((x) != 0))" if variant.source_dtype == "bool" else "((long long)(x))",
+        "STORE_INT(v)": _store_int(variant.target_dtype) if integer else "0",
+        "CHANNELS": str(variant.channels),
+        "PIXELS": str(variant.pixels),
+        "SRC_KIND": str(int(variant.source_kind)),
+        "DST_KIND": str(int(variant.target_kind)),
+        "SRC_VEC": str(variant.source_vector),
+        "DST_VEC": str(variant.target_vector),
+        "MODE": str(int(variant.mode)),
+        "ARITHMETIC": str(int(variant.arithmetic)),
+        "REVERSE": str(int(variant.reverse)),
+    }
+    return "".join(f"#define {name} {value}\n" for name, value in lines.items())
+
+
+@functools.cache
+def _source() -> str:
+    return resources.files("gpuimage").joinpath("_kernels.cu").read_text(encoding="utf-8")
+
+
+@functools.cache
+def _function(variant: Variant, device: int) -> cupy.RawKernel:
+    with cupy.cuda.Device(device):
+        module = cupy.RawModule(code=defines(variant) + _source(), options=("--std=c++17", "--fmad=false"))
+        try:
+            return module.get_function("gpuimage_convert")
+        except cupy.cuda.compiler.CompileException as exc:  # a bug of ours, never the user's input
+            raise CudaError(f"compiling the conversion kernel for {variant} failed: {exc}") from exc
+
+
+class _Handle:
+    """A raw stream handle in the ``__cuda_stream__`` protocol, for ``cupy.cuda.Stream.from_external``."""
+
+    __slots__ = ("handle",)
+
+    def __init__(self, handle: int) -> None:
+        self.handle = handle
+
+    def __cuda_stream__(self) -> tuple[int, int]:
+        return (0, self.handle)
+
+
+@functools.lru_cache(maxsize=64)
+def _stream(handle: int, device: int) -> cupy.cuda.Stream:
+    """CuPy's object for a raw stream handle (made under ``device``, which it then belongs to)."""
+    with cupy.cuda.Device(device):
+        return cupy.cuda.Stream.from_external(_Handle(handle))
+
+
+class _Staging:
+    """Pinned host buffers that carry batch tables to the GPU without blocking the host.
+
+    A pageable upload would wait for all work queued before it; these copies are asynchronous. A
+    buffer is reused round-robin once the copy that read it has completed (its event), so the host
+    only waits when ``SLOTS`` batches are still queued.
+    """
+
+    SLOTS = 16
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._buffers: list[tuple[int, int, int] | None] = [None] * self.SLOTS  # (pointer, bytes, event)
+        self._next = 0
+
+    def upload(self, table: npt.NDArray[np.int64], stream: int) -> cupy.ndarray:
+        """``table`` on the current device, copied on ``stream`` (call inside that device and stream)."""
+        runtime = cupy.cuda.runtime
+        with self._lock:
+            index, self._next = self._next, (self._next + 1) % self.SLOTS
+            buffer = self._buffers[index]
+            if buffer is not None:
+                runtime.eventSynchronize(buffer[2])
+            if buffer is None or buffer[1] < table.nbytes:
+                if buffer is not None:
+                    runtime.freeHost(buffer[0])
+                    runtime.eventDestroy(buffer[2])
+                size = max(4096, 1 << (table.nbytes - 1).bit_length())
+                buffer = (
+                    runtime.hostAlloc(size, 0),
+                    size,
+                    runtime.eventCreateWithFlags(runtime.eventDisableTiming),
+                )
+                self._buffers[index] = buffer
+            pointer = ctypes.cast(buffer[0], ctypes.POINTER(ctypes.c_int64))
+            np.ctypeslib.as_array(pointer, shape=(table.size,))[:] = table.ravel()
+            device = cupy.empty(table.size, dtype=np.int64)
+            runtime.memcpyAsync(device.data.ptr, buffer[0], table.nbytes, runtime.memcpyHostToDevice, stream)
+            runtime.eventRecord(buffer[2], stream)
+        return device
+
+
+_staging = _Staging()
+
+
+def _block(groups: int, rows: int) -> tuple[int, int, int]:
+    """128 threads: along the row as far as it has runs of pixels, the rest on further rows."""
+    across = 32 if groups <= 32 else (64 if groups <= 64 else 128)
+    return across, max(1, min(BLOCK // across, rows)), 1
+
+
+def launch(
+    variant: Variant,
+    *,
+    source: tuple[int, Geometry],
+    target: tuple[int, Geometry],
+    affine: Affine,
+    stream: int,
+    device: int,
+    batch: Sequence[BatchItem] = (),
+    item_pitch: int = 0,
+    pad: float = 0.0,
+) -> None:
+    """Queue one kernel on ``stream``: ``source`` converted into ``target`` (one image), or, with
+    ``batch``, every item into ``target`` + ``i * item_pitch`` bytes (``target``'s geometry gives the
+    batch's height, width and strides; ``source`` is unused then)."""
+    accumulator = np.float64 if variant.accumulator == "float64" else np.float32
+    target_ptr, out = target
+    groups = -(-out.width // variant.pixels)
+    block = _block(groups, out.height)
+    grid = (-(-groups // block[0]), min(-(-out.height // block[1]), 65535), max(len(batch), 1))
+    src_ptr, region = source if not batch else (0, out)
+    scale = [accumulator(value) for value in (*affine.scale, *(1.0,) * (4 - len(affine.scale)))]
+    offset = [accumulator(value) for value in (*affine.offset, *(0.0,) * (4 - len(affine.offset)))]
+    function = _function(variant, device)
+    with cupy.cuda.Device(device), _stream(stream, device):
+        # The table outlives the kernel: CuPy's pool hands its memory on to later work on this
+        # stream only, which runs after the kernel.
+        table = _staging.upload(np.array(batch, dtype=np.int64), stream) if batch else None
+        function(
+            grid,
+            block,
+            (
+                table if table is not None else np.uint64(0),
+                np.uint64(src_ptr),
+                *(
+                    np.int64(value)
+                    for value in (region.row_pitch, region.pixel_stride, region.channel_stride)
+                ),
+                np.uint64(target_ptr),
+                *(np.int64(value) for value in (out.row_pitch, out.pixel_stride, out.channel_stride)),
+                np.int64(item_pitch),
+                *(np.int32(value) for value in (region.height, region.width, out.height, out.width)),
+                *scale,
+                *offset,
+                accumulator(pad),
+            ),
+        )
+
+
+def copy_rows(
+    source: tuple[int, Geometry], target: tuple[int, Geometry], itemsize: int, stream: int, device: int
+) -> None:
+    """Copy an image whose rows are packed runs of bytes (interleaved, or planar per plane) with the
+    driver's 2-D copy: pitch to pitch, at copy bandwidth. Same dtype, same layout."""
+    (src, region), (dst, out) = source, target
+    runtime = cupy.cuda.runtime
+    planar = region.channels > 1 and region.pixel_stride == itemsize
+    row_bytes = region.width * itemsize * (1 if planar else region.channels)
+    with cupy.cuda.Device(device):
+        if not planar:
+            runtime.memcpy2DAsync(
+                dst,
+                out.row_pitch,
+                src,
+                region.row_pitch,
+                row_bytes,
+                region.height,
+                runtime.memcpyDeviceToDevice,
+                stream,
+            )
+        elif (
+            region.channel_stride == region.height * region.row_pitch
+            and out.channel_stride == out.height * out.row_pitch
+        ):
+            rows = region.height * region.channels  # planes follow each other: one copy of all their rows
+            runtime.memcpy2DAsync(
+                dst,
+                out.row_pitch,
+                src,
+                region.row_pitch,
+                row_bytes,
+                rows,
+                runtime.memcpyDeviceToDevice,
+                stream,
+            )
+        else:
+            for channel in range(region.channels):
+                runtime.memcpy2DAsync(
+                    dst + channel * out.channel_stride,
+                    out.row_pitch,
+                    src + channel * region.channel_stride,
+                    region.row_pitch,
+                    row_bytes,
+                    region.height,
+                    runtime.memcpyDeviceToDevice,
+                    stream,
+                )
