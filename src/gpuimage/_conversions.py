@@ -156,13 +156,6 @@ def convert_into(
         if executor == "cupy":
             from . import _kernels
 
-            if _convert.is_row_copy(
-                source.dtype, target.dtype, source.spec.geometry, target.spec.geometry, affine
-            ):
-                _kernels.copy_rows(
-                    located(source), located(target), source.spec.itemsize, stream, source.device.index
-                )
-                return
             variant = _convert.plan_variant(
                 source.dtype, target.dtype, [located(source)], located(target), affine
             )

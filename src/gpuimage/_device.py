@@ -47,6 +47,7 @@ class Device:
 
 
 CPU = Device("cpu")
+"""Host memory, ``Device("cpu")``: where ``device="cpu"`` images live (NumPy allocates them)."""
 
 DeviceLike: TypeAlias = Device | int | str
 """What every ``device=`` parameter accepts: a ``Device``, a CUDA ordinal, ``"cuda:N"`` or ``"cpu"``."""

@@ -140,7 +140,8 @@ class GpuImage(StreamOrdering, Generic[L, D]):
         Raises:
             LayoutError: a 3-D tensor without ``layout``, or a tensor that is not 2-D or 3-D.
             DTypeError: a dtype that is not an image dtype (complex, for example).
-            StrideError: negative strides; PitchError: overlapping elements (an ``expand``).
+            StrideError: negative strides.
+            PitchError: overlapping elements (an ``expand``).
             BoundsError: a view that reaches outside its storage.
         """
         where = "GpuImage.from_torch()"

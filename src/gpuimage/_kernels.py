@@ -27,7 +27,7 @@ from ._dtypes import DTypeName
 from ._errors import CudaError
 from ._geometry import Geometry
 
-__all__ = ["copy_rows", "defines", "launch"]
+__all__ = ["defines", "launch"]
 
 BLOCK = 128
 _STORAGE: dict[DTypeName, str] = {
@@ -157,7 +157,7 @@ class _Staging:
         self._buffers: list[tuple[int, int, int] | None] = [None] * self.SLOTS  # (pointer, bytes, event)
         self._next = 0
 
-    def upload(self, table: npt.NDArray[np.int64], stream: int) -> cupy.ndarray:
+    def to_device(self, table: npt.NDArray[np.int64], stream: int) -> cupy.ndarray:
         """``table`` on the current device, copied on ``stream`` (call inside that device and stream)."""
         runtime = cupy.cuda.runtime
         with self._lock:
@@ -220,7 +220,7 @@ def launch(
     with cupy.cuda.Device(device), _stream(stream, device):
         # The table outlives the kernel: CuPy's pool hands its memory on to later work on this
         # stream only, which runs after the kernel.
-        table = _staging.upload(np.array(batch, dtype=np.int64), stream) if batch else None
+        table = _staging.to_device(np.array(batch, dtype=np.int64), stream) if batch else None
         function(
             grid,
             block,
@@ -240,53 +240,3 @@ def launch(
                 accumulator(pad),
             ),
         )
-
-
-def copy_rows(
-    source: tuple[int, Geometry], target: tuple[int, Geometry], itemsize: int, stream: int, device: int
-) -> None:
-    """Copy an image whose rows are packed runs of bytes (interleaved, or planar per plane) with the
-    driver's 2-D copy: pitch to pitch, at copy bandwidth. Same dtype, same layout."""
-    (src, region), (dst, out) = source, target
-    runtime = cupy.cuda.runtime
-    planar = region.channels > 1 and region.pixel_stride == itemsize
-    row_bytes = region.width * itemsize * (1 if planar else region.channels)
-    with cupy.cuda.Device(device):
-        if not planar:
-            runtime.memcpy2DAsync(
-                dst,
-                out.row_pitch,
-                src,
-                region.row_pitch,
-                row_bytes,
-                region.height,
-                runtime.memcpyDeviceToDevice,
-                stream,
-            )
-        elif (
-            region.channel_stride == region.height * region.row_pitch
-            and out.channel_stride == out.height * out.row_pitch
-        ):
-            rows = region.height * region.channels  # planes follow each other: one copy of all their rows
-            runtime.memcpy2DAsync(
-                dst,
-                out.row_pitch,
-                src,
-                region.row_pitch,
-                row_bytes,
-                rows,
-                runtime.memcpyDeviceToDevice,
-                stream,
-            )
-        else:
-            for channel in range(region.channels):
-                runtime.memcpy2DAsync(
-                    dst + channel * out.channel_stride,
-                    out.row_pitch,
-                    src + channel * region.channel_stride,
-                    region.row_pitch,
-                    row_bytes,
-                    region.height,
-                    runtime.memcpyDeviceToDevice,
-                    stream,
-                )

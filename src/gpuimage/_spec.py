@@ -177,16 +177,11 @@ class ImageSpec(BaseModel):
             dtype_info(dtype_name).itemsize,
             row_alignment=row_alignment,
         )
-        return cls(
-            height=height,
-            width=width,
-            channels=channels,
-            dtype=dtype_name,
-            layout=layout_value,
-            row_pitch=geometry.row_pitch,
-            pixel_stride=geometry.pixel_stride,
-            channel_stride=geometry.channel_stride,
-            device=device,
+        # Packed geometry is valid by construction but for its size: check only that, and skip
+        # pydantic's validation (conversions allocate their results through here on every call).
+        check_geometry(geometry, dtype_info(dtype_name).itemsize, where="ImageSpec.packed()")
+        return trusted_spec(
+            geometry, dtype_name, layout_value, parse_device(device, where="ImageSpec.packed()")
         )
 
     def replace(self, **changes: Any) -> ImageSpec:
@@ -226,7 +221,7 @@ class ImageSpec(BaseModel):
 
     @cached_property
     def shape(self) -> tuple[int, int, int]:
-        """Sizes in layout order: ``(H, W, C)`` for HWC, ``(C, H, W)`` for CHW."""
+        """Sizes in layout order, ``(H, W, C)`` for HWC and ``(C, H, W)`` for CHW."""
         return layout_shape(self.layout, self.height, self.width, self.channels)
 
     @cached_property

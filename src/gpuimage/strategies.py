@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from ._device import Device, DeviceLike, parse_device
 from ._dtypes import DTYPES, DTypeName
 from ._geometry import packed_geometry
+from ._hypothesis_hook import setup
 from ._image import GpuImage
 from ._layout import Layout
 from ._spec import ImageSpec
@@ -121,7 +122,15 @@ def fill_pattern(image: GpuImage, seed: int) -> None:
     if image.dtype == "bool":
         values %= 2
     pattern = values.reshape(image.shape)
-    if image.device.is_cuda or image.dtype == "bfloat16":
+    if not image.device.is_cuda and image.dtype == "bfloat16":
+        # NumPy has no bfloat16: write the bits (the values are small integers, exact in bfloat16),
+        # so host images never import torch in the middle of input generation
+        from ._numpy import view
+
+        bits = (pattern.astype(np.float32).view(np.uint32) >> 16).astype(np.uint16)
+        view(image.ptr, image.spec, image.owner, readonly=False, as_dtype="uint16")[...] = bits
+        return
+    if image.device.is_cuda:
         import torch
 
         from ._torch import DTYPES as TORCH_DTYPES
@@ -154,10 +163,4 @@ def images(
     return _images(specs if specs is not None else image_specs(device=device))
 
 
-def _hypothesis_setup_hook() -> None:
-    """Register ``images()`` for ``st.from_type(GpuImage)``; hypothesis calls this through the
-    ``hypothesis`` entry point when it loads, so users need not import this module first."""
-    st.register_type_strategy(GpuImage, images())
-
-
-_hypothesis_setup_hook()
+setup()  # also where gpuimage runs from a source tree without its entry point installed

@@ -18,11 +18,17 @@ from gpuimage import (
     HWC,
     AnyDType,
     AnyLayout,
+    BFloat16,
+    Float16,
     Float32,
     GpuImage,
     ImageSpec,
     Layout,
     UInt8,
+    UInt16,
+    denormalize,
+    normalize,
+    normalize_batch,
 )
 
 
@@ -62,6 +68,27 @@ def ops_keep_or_change_the_parameters(image: GpuImage[HWC, UInt8]) -> None:
     assert_type(image.cpu(), GpuImage[HWC, UInt8])
     assert_type(image.to_layout("CHW"), GpuImage[CHW, UInt8])
     assert_type(image.to_layout(Layout.CHW).to_layout(HWC), GpuImage[HWC, UInt8])
+
+
+def conversions_change_the_dtype(image: GpuImage[HWC, UInt8], planar: GpuImage[CHW, Float32]) -> None:
+    assert_type(image.astype(Float32), GpuImage[HWC, Float32])
+    assert_type(image.astype(Float16, scale=2.0), GpuImage[HWC, Float16])
+    assert_type(image.astype("float32"), GpuImage[HWC, AnyDType])
+    assert_type(planar.astype(UInt8, scale=255.0), GpuImage[CHW, UInt8])
+    assert_type(image.copy(row_alignment=256), GpuImage[HWC, UInt8])
+    assert_type(normalize(image, (0.5, 0.5, 0.5), 0.25), GpuImage[CHW, Float32])
+    assert_type(normalize(image, 0.5, 0.25, dtype=BFloat16), GpuImage[CHW, BFloat16])
+    assert_type(normalize(image, 0.5, 0.25, dtype="float16"), GpuImage[CHW, AnyDType])
+    assert_type(denormalize(planar, 0.5, 0.25), GpuImage[HWC, UInt8])
+    assert_type(denormalize(planar, 0.5, 0.25, dtype=UInt16), GpuImage[HWC, UInt16])
+    denormalize(planar, 0.5, 0.25).as_gpumat()  # back to HWC: a GpuMat view type-checks again
+
+
+def batches_return_the_library_array(images: list[GpuImage[HWC, UInt8]], out: torch.Tensor) -> None:
+    assert_type(normalize_batch(images, 0.5, 0.25), torch.Tensor)
+    assert_type(normalize_batch(images, 0.5, 0.25, like="cupy"), cupy.ndarray)
+    assert_type(normalize_batch(images, 0.5, 0.25, like="numpy"), npt.NDArray[Any])
+    assert_type(normalize_batch(images, 0.5, 0.25, rois=[(0, 0, 8, 8)] * len(images), out=out), torch.Tensor)
 
 
 def checked_narrowing(image: GpuImage) -> None:

@@ -66,6 +66,7 @@ def eventElapsedTime(start: int, end: int) -> float: ...  # milliseconds
 # Copies and pinned host memory (cupy_backends.cuda.api.runtime)
 memcpyHostToDevice: int
 memcpyDeviceToDevice: int
+
 def memcpyAsync(dst: int, src: int, size: int, kind: int, stream: int) -> None: ...
 def memcpy2DAsync(
     dst: int, dpitch: int, src: int, spitch: int, width: int, height: int, kind: int, stream: int

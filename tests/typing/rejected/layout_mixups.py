@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from gpuimage import CHW, HWC, Float32, GpuImage, UInt8
+from gpuimage import CHW, HWC, Float32, GpuImage, UInt8, normalize
 
 
 def needs_chw(image: GpuImage[CHW]) -> None: ...
@@ -37,3 +37,12 @@ def converted_layout_is_tracked(image: GpuImage[HWC, UInt8]) -> None:
 
 def unknown_layout_string(frame: torch.Tensor) -> None:
     GpuImage.from_torch(frame, layout="NCHW")  # mypy: call-overload  # pyright: reportCallIssue
+
+
+def conversion_changes_the_dtype(image: GpuImage[HWC, UInt8]) -> None:
+    same: GpuImage[HWC, UInt8] = image.astype(Float32)  # mypy: assignment  # pyright: reportAssignmentType
+    del same
+
+
+def normalized_images_are_planar(image: GpuImage[HWC, UInt8]) -> None:
+    normalize(image, 0.5, 0.25).as_gpumat()  # mypy: misc  # pyright: reportAttributeAccessIssue

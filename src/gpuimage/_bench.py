@@ -1,0 +1,256 @@
+"""``gpuimage bench``: runs the scripts in benchmarks/ with a progress bar and prints one table of
+their results and targets (on a machine without a GPU it says so and runs nothing)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import IO, Any, cast
+
+from ._info import torch_devices
+
+__all__ = ["BenchRow", "bench", "bench_rows"]
+
+_BENCH_SOURCE_HINT = (
+    "The benchmarks are not part of the wheel: they live in the benchmarks/ folder of gpuimage's source "
+    "repository. Check it out and run `python -m gpuimage bench --dir path/to/benchmarks`."
+)
+
+
+# -- bench --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BenchRow:
+    """One line of the ``bench`` table. Times and ratios are text as the benchmark wrote them."""
+
+    benchmark: str
+    case: str
+    gpuimage: str
+    alternative: str
+    ratio: str
+    target: str
+    result: str  # PASS, FAIL, info (no target), or ERROR (the script did not finish)
+
+
+_RESULTS = {True: "PASS", False: "FAIL", None: "info"}
+# A check named "<case> <op> <target>": the target is the last comparison in the text.
+_TARGET = re.compile(r"^(?P<case>.*\S)\s+(?P<op><=|>=|==|<|>)\s+(?P<target>[^<>=]+)$")
+
+
+def _timings(results: Mapping[str, Any]) -> dict[str, float]:
+    """Median microseconds by operation name, from every table of per-call statistics in a result."""
+    found: dict[str, float] = {}
+    for table in results.values():
+        if isinstance(table, dict):
+            for name, stats in cast("dict[str, object]", table).items():
+                if isinstance(stats, dict) and "median_us" in stats:
+                    found[name] = float(cast("dict[str, Any]", stats)["median_us"])
+    return found
+
+
+def _measure(check: Mapping[str, Any], who: str) -> str:
+    """``<who>_gbps`` or ``<who>_us`` of a check, as text with its unit ("" where it has neither)."""
+    gbps, micros = check.get(f"{who}_gbps"), check.get(f"{who}_us")
+    if isinstance(gbps, int | float):
+        return f"{gbps:.1f} GB/s"
+    return f"{micros:.3f} us" if isinstance(micros, int | float) else ""
+
+
+def _given(check: Mapping[str, Any], key: str, derived: str) -> str:
+    """A field the check gives itself (numbers formatted; a ratio or target with no operator is
+    ">=", as benchmarks/conversions.py has it), else the one derived from its text."""
+    if key not in check:
+        return derived
+    value: object = check[key]
+    if value is None:
+        return ""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return f">= {value:g}" if key == "target" else f"{value:.2f}"
+    return str(value)
+
+
+def bench_rows(benchmark: str, results: Mapping[str, Any]) -> list[BenchRow]:
+    """The table rows of one benchmark's ``--json`` output.
+
+    Two shapes of ``results["checks"]`` entries are read. ``{"check", "value", "passed"}``
+    (views.py, streams.py): a trailing comparison in the check is the target, "<ours> vs <theirs>"
+    takes both medians from the result's timing tables (target: ratio <= 1, gpuimage /
+    alternative), a value "ratio X" is the ratio and any other value is gpuimage's.
+    ``{"case", "against", "gpuimage_gbps", "other_gbps", "ratio", "target", "passed"}``
+    (conversions.py): the fields as given, a bare number target meaning ratio >= target. Fields
+    named ``gpuimage`` or ``alternative`` are taken as they are.
+    """
+    timings = _timings(results)
+    rows: list[BenchRow] = []
+    for check in cast("list[dict[str, Any]]", results.get("checks", [])):
+        text, value, passed = str(check.get("check", "")), str(check.get("value", "")), check.get("passed")
+        case, target, ours, theirs, ratio = (
+            text,
+            "",
+            _measure(check, "gpuimage"),
+            _measure(check, "other"),
+            "",
+        )
+        match = _TARGET.match(text)
+        if match is not None:
+            case, target = match["case"], f"{match['op']} {match['target']}"
+        pair = re.fullmatch(r"(?P<ours>.+) vs (?P<theirs>.+)", case)
+        if pair is not None and pair["ours"] in timings and pair["theirs"] in timings:
+            ours, theirs = f"{timings[pair['ours']]:.3f} us", f"{timings[pair['theirs']]:.3f} us"
+            target = target or ("ratio <= 1" if passed is not None else "")
+        if value.startswith("ratio "):
+            ratio = value.removeprefix("ratio ")
+        elif value:
+            ours = ours or value
+        against = check.get("against")
+        if isinstance(against, str):  # the alternative's name
+            theirs = f"{theirs} ({against})" if theirs else against
+        rows.append(
+            BenchRow(
+                benchmark=benchmark,
+                case=_given(check, "case", case),
+                gpuimage=_given(check, "gpuimage", ours),
+                alternative=_given(check, "alternative", theirs),
+                ratio=_given(check, "ratio", ratio),
+                target=_given(check, "target", target),
+                result=_RESULTS.get(passed, "info") if isinstance(passed, bool | None) else "info",
+            )
+        )
+    return rows
+
+
+def _print_table(rows: Sequence[BenchRow], out: IO[str]) -> None:
+    header = BenchRow("benchmark", "case", "gpuimage", "alternative", "ratio", "target", "result")
+    lines = [list(asdict(row).values()) for row in (header, *rows)]
+    widths = [max(len(line[column]) for line in lines) for column in range(len(lines[0]))]
+    right = {2, 3, 4}  # numbers line up on the right
+    for number, line in enumerate(lines):
+        cells = [
+            cell.rjust(width) if column in right else cell.ljust(width)
+            for column, (cell, width) in enumerate(zip(line, widths, strict=True))
+        ]
+        print("  ".join(cells).rstrip(), file=out)
+        if number == 0:
+            print("  ".join("-" * width for width in widths), file=out)
+
+
+class _Progress:
+    """A text progress bar on stderr, redrawn in place every second on a terminal; elsewhere (a log
+    file, CI) one line per benchmark and one a minute, so the log stays readable."""
+
+    def __init__(self, total: int, out: IO[str]) -> None:
+        self.total, self.out = total, out
+        self.live = out.isatty()
+        self.width = 0
+        self.last: tuple[int, int] | None = None  # (step, minute) of the last line written elsewhere
+
+    def show(self, done: int, label: str, elapsed_s: float) -> None:
+        filled = 24 * done // self.total
+        line = f"[{'#' * filled}{'-' * (24 - filled)}] {done}/{self.total} {label} ({elapsed_s:.0f} s)"
+        if self.live:
+            self.out.write("\r" + line.ljust(self.width))
+            self.width = len(line)
+        elif self.last != (done, int(elapsed_s // 60)):
+            self.last = (done, int(elapsed_s // 60))
+            self.out.write(line + "\n")
+        self.out.flush()
+
+    def close(self) -> None:
+        if self.live:
+            self.out.write("\n")
+            self.out.flush()
+
+
+def _find_benchmarks(given: Path | None) -> Path | None:
+    """The benchmarks folder: ``--dir``, else ./benchmarks, else the one beside src/ in a source tree."""
+    source_tree = Path(__file__).resolve().parents[2] / "benchmarks"
+    candidates = [given] if given is not None else [Path.cwd() / "benchmarks", source_tree]
+    return next((path for path in candidates if (path / "_common.py").is_file()), None)
+
+
+def _gpu_missing() -> str | None:
+    """Why the benchmarks cannot run here (they need torch with CUDA and a GPU), or None."""
+    if importlib.util.find_spec("torch") is None:
+        return "torch is not installed"
+    devices, reason = torch_devices()
+    return None if devices else reason
+
+
+def _run_script(script: Path, *, quick: bool, reports: Path, progress: _Progress, done: int) -> int:
+    """Run one benchmark: its text report goes to ``reports/<name>.txt``, its JSON beside it."""
+    command = [sys.executable, str(script), "--json", str(reports / f"{script.stem}.json")]
+    command += ["--quick"] if quick else []
+    start = time.monotonic()
+    with (reports / f"{script.stem}.txt").open("w") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=script.parent)
+        while True:
+            try:
+                return process.wait(timeout=1.0)
+            except subprocess.TimeoutExpired:
+                progress.show(done, script.name, time.monotonic() - start)
+            except BaseException:  # Ctrl-C: stop the benchmark too, then let the interrupt through
+                process.kill()
+                process.wait()
+                raise
+
+
+def _results(path: Path) -> dict[str, Any] | None:
+    """A benchmark's JSON output, or None where it wrote none (or not a JSON object)."""
+    try:
+        results: object = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return cast("dict[str, Any]", results) if isinstance(results, dict) else None
+
+
+def bench(args: argparse.Namespace) -> int:
+    folder = _find_benchmarks(args.dir)
+    scripts = [] if folder is None else sorted(p for p in folder.glob("*.py") if not p.name.startswith("_"))
+    if not scripts:
+        where = args.dir if args.dir is not None else "./benchmarks or the source tree"
+        print(f"gpuimage bench: no benchmarks found in {where}. {_BENCH_SOURCE_HINT}", file=sys.stderr)
+        return 2
+    missing = _gpu_missing()
+    if missing is not None:
+        print(f"gpuimage bench: no CUDA GPU is reachable ({missing}); the benchmarks need one, none was run.")
+        return 0
+    reports: Path = args.reports or Path(tempfile.mkdtemp(prefix="gpuimage-bench-"))
+    reports.mkdir(parents=True, exist_ok=True)
+    progress = _Progress(len(scripts), sys.stderr)
+    rows: list[BenchRow] = []
+    collected: dict[str, Any] = {}
+    start = time.monotonic()
+    for done, script in enumerate(scripts):
+        progress.show(done, script.name, 0.0)
+        code = _run_script(script, quick=args.quick, reports=reports, progress=progress, done=done)
+        results = _results(reports / f"{script.stem}.json") if code == 0 else None
+        if results is None:
+            case = f"exit code {code}, no results: see {reports / script.stem}.txt"
+            rows.append(BenchRow(script.stem, case, "", "", "", "", result="ERROR"))
+            continue
+        collected[script.stem] = results
+        rows.extend(bench_rows(script.stem, results))
+    progress.show(len(scripts), "done", time.monotonic() - start)
+    progress.close()
+    _print_table(rows, sys.stdout)
+    failed, errors = (sum(row.result == kind for row in rows) for kind in ("FAIL", "ERROR"))
+    targets = sum(row.result in ("PASS", "FAIL") for row in rows)
+    finished = len(scripts) - errors
+    print(
+        f"\n{targets - failed} of {targets} targets passed; {finished} of {len(scripts)} benchmarks finished."
+    )
+    print(f"Each benchmark's own report: {reports}")
+    if args.json is not None:
+        table = [asdict(row) for row in rows]
+        args.json.write_text(json.dumps({"benchmarks": collected, "rows": table}, indent=2) + "\n")
+    return 1 if errors else 0

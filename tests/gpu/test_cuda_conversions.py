@@ -1,0 +1,297 @@
+"""Conversions on a GPU: the CuPy kernels (and the torch fallback) against the NumPy reference.
+
+Every dtype pair, both layouts on each side, padded pitches, regions at odd offsets, widths 1, 2, 3,
+7, 33 and more, 1 to 4 channels, identity, scaled and channel-reversing maps. The kernels compute
+the reference's formula with the same roundings, so results are compared bit for bit (NaNs only as
+NaNs); the torch fallback may differ by one ulp in float16 from float64 (torch rounds through float32).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+pytest.importorskip("cupy")
+pytest.importorskip("torch")
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+import gpuimage as gi
+from gpuimage import DTypeName, GpuImage, Layout, _conversions, _kernels
+from gpuimage._conversions import convert_into
+from gpuimage._convert import Affine, identity_affine, scaled_affine
+from gpuimage._host_convert import convert as host_convert
+
+from ._support import TORCH_DTYPES, gpu_settings
+
+pytestmark = pytest.mark.cuda
+
+DTYPES: list[DTypeName] = list(TORCH_DTYPES)
+WIDTHS = st.sampled_from([1, 2, 3, 7, 33]) | st.integers(1, 300)
+
+
+def storage(dtype: DTypeName) -> np.dtype[Any]:
+    return np.dtype(np.uint16) if dtype == "bfloat16" else np.dtype(dtype)
+
+
+def random_values(rng: np.random.Generator, dtype: DTypeName, shape: tuple[int, ...]) -> npt.NDArray[Any]:
+    """Half plain values, half arbitrary bit patterns (NaN, infinities, extremes)."""
+    held = storage(dtype)
+    if dtype == "bool":
+        return rng.integers(0, 2, shape).astype(bool)
+    bits = rng.integers(0, 256, (*shape, held.itemsize), dtype=np.uint8).view(held).reshape(shape)
+    if held.kind == "f" or dtype == "bfloat16":
+        plain = (rng.standard_normal(shape) * 300).astype(np.float32)
+        plain_bits = (
+            (plain.view(np.uint32) >> 16).astype(np.uint16) if dtype == "bfloat16" else plain.astype(held)
+        )
+        return np.where(rng.random(shape) < 0.5, plain_bits, bits)
+    return bits
+
+
+def upload(host_hwc: npt.NDArray[Any], dtype: DTypeName, layout: Layout) -> GpuImage[Any, Any]:
+    """A GPU image holding ``host_hwc`` (bfloat16 given as bits) in ``layout``."""
+    ordered = host_hwc if layout is Layout.HWC else host_hwc.transpose(2, 0, 1)
+    tensor = torch.from_numpy(np.ascontiguousarray(ordered)).cuda()
+    if dtype == "bfloat16":
+        tensor = tensor.view(torch.bfloat16)
+    return GpuImage.from_torch(tensor, layout=layout)
+
+
+def download(image: GpuImage[Any, Any]) -> npt.NDArray[Any]:
+    """The image's elements on the host, HWC order, bfloat16 as bits."""
+    tensor = image.as_torch().cpu()
+    if image.layout is Layout.CHW:
+        tensor = tensor.permute(1, 2, 0)
+    if image.dtype == "bfloat16":
+        return tensor.contiguous().view(torch.int16).numpy().view(np.uint16)
+    return tensor.contiguous().numpy()
+
+
+def assert_matches(got: npt.NDArray[Any], want: npt.NDArray[Any], dtype: DTypeName, *, ulps: int = 0) -> None:
+    assert got.shape == want.shape
+    assert got.dtype == want.dtype
+    if dtype == "bfloat16":
+        nan_got, nan_want = (got & 0x7FFF) > 0x7F80, (want & 0x7FFF) > 0x7F80
+    elif storage(dtype).kind == "f":
+        nan_got, nan_want = np.isnan(got), np.isnan(want)
+    else:
+        assert np.array_equal(got, want)
+        return
+    assert np.array_equal(nan_got, nan_want)
+    signed = {1: np.int8, 2: np.int16, 4: np.int32, 8: np.int64}[got.itemsize]
+    difference = np.abs(got.view(signed).astype(np.int64) - want.view(signed).astype(np.int64))
+    assert int(np.where(nan_got, 0, difference).max(initial=0)) <= ulps
+
+
+@st.composite
+def cases(draw: st.DrawFn) -> dict[str, Any]:
+    channels = draw(st.integers(1, 4))
+    kind = draw(st.sampled_from(["identity", "scaled", "reversed"]))
+    affine: Affine
+    if kind == "identity":
+        affine = identity_affine(channels)
+    elif kind == "reversed":
+        affine = identity_affine(channels, reverse=True)
+    else:
+        affine = scaled_affine(
+            channels, draw(st.floats(-4, 4, allow_nan=False)), draw(st.floats(-300, 300)), where="test"
+        )
+    return {
+        "source": draw(st.sampled_from(DTYPES)),
+        "target": draw(st.sampled_from(DTYPES)),
+        "channels": channels,
+        "height": draw(st.integers(1, 9)),
+        "width": draw(WIDTHS),
+        "x": draw(st.integers(0, 5)),
+        "y": draw(st.integers(0, 3)),
+        "source_layout": draw(st.sampled_from(list(Layout))),
+        "target_layout": draw(st.sampled_from(list(Layout))),
+        "row_alignment": draw(st.sampled_from([1, 2, 16, 64, 256])),
+        "affine": affine,
+        "seed": draw(st.integers(0, 2**32 - 1)),
+    }
+
+
+def run_case(case: dict[str, Any]) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
+    """(GPU result, NumPy reference) of one conversion of a region of a padded image."""
+    rng = np.random.default_rng(case["seed"])
+    height, width, channels = case["height"], case["width"], case["channels"]
+    x, y = case["x"], case["y"]
+    parent = random_values(rng, case["source"], (y + height + 2, x + width + 3, channels))
+    source = upload(parent, case["source"], case["source_layout"]).crop(x, y, width, height)
+    target = GpuImage.empty(
+        height,
+        width,
+        channels,
+        case["target"],
+        layout=case["target_layout"],
+        row_alignment=case["row_alignment"],
+    )
+    convert_into(source, target, case["affine"], where="test")
+    want = np.empty((height, width, channels), storage(case["target"]))
+    host_convert(parent[y : y + height, x : x + width], want, case["source"], case["target"], case["affine"])
+    return download(target), want
+
+
+@pytest.fixture
+def launches(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """The keyword arguments of every kernel launch made during the test."""
+    calls: list[dict[str, Any]] = []
+    original = _kernels.launch
+
+    def counting(*args: Any, **kwargs: Any) -> None:
+        calls.append(kwargs)
+        original(*args, **kwargs)
+
+    monkeypatch.setattr(_kernels, "launch", counting)
+    return calls
+
+
+@gpu_settings(max_examples=400)
+@given(cases())
+def test_kernels_match_the_reference_bit_for_bit(case: dict[str, Any]) -> None:
+    got, want = run_case(case)
+    assert_matches(got, want, case["target"])
+
+
+@gpu_settings(max_examples=150)
+@given(cases())
+def test_torch_fallback_matches_the_reference(case: dict[str, Any]) -> None:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_conversions, "_gpu_executor", lambda: "torch")
+        got, want = run_case(case)
+    wide_to_half = case["target"] == "float16" and case["source"] in ("float64", "int32", "uint32", "int64")
+    assert_matches(got, want, case["target"], ulps=1 if wide_to_half else 0)
+
+
+def test_public_operations_take_the_kernel_path(launches: list[dict[str, Any]]) -> None:
+    frame = GpuImage.from_torch(
+        torch.randint(0, 256, (37, 41, 3), dtype=torch.uint8, device="cuda"), layout="HWC"
+    )
+    frame.to_layout("CHW")
+    frame.crop(3, 1, 30, 30).contiguous()
+    frame.astype(gi.Float16)
+    gi.normalize(frame, 0.5, 0.25)
+    assert len(launches) == 4
+
+
+@pytest.mark.parametrize("dtype", [gi.Float32, gi.Float16, gi.BFloat16])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_normalize_matches_torchvision(dtype: type[gi.AnyDType], reverse: bool) -> None:
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    frame = torch.randint(0, 256, (67, 131, 3), dtype=torch.uint8, device="cuda")
+    region = frame[5:50, 3:120]  # a pitched region at an odd offset
+    result = gi.normalize(
+        GpuImage.from_torch(frame, layout="HWC").crop(3, 5, 117, 45),
+        mean,
+        std,
+        dtype=dtype,
+        reverse_channels=reverse,
+    )
+    rgb = region.flip(-1) if reverse else region
+    reference = (
+        rgb.permute(2, 0, 1).double() / 255 - torch.tensor(mean, device="cuda").view(3, 1, 1).double()
+    ) / torch.tensor(std, device="cuda").view(3, 1, 1).double()
+    got = result.as_torch()
+    assert result.layout is Layout.CHW
+    assert got.dtype == TORCH_DTYPES[result.dtype]
+    if got.dtype == torch.float32:
+        # one multiply-add in float32, its factors rounded to float32: a few ulps of the largest term
+        assert torch.allclose(got.double(), reference, rtol=1e-6, atol=1e-6)
+        return
+    # float16 and bfloat16: within one ulp of the exact value rounded to the output type (near zero,
+    # where an ulp is finer than float32's own error, within 1e-6)
+    exact = reference.to(got.dtype).double()
+    spacing = (exact.abs() * torch.finfo(got.dtype).eps).clamp_min(1e-6)
+    assert bool(((got.double() - exact).abs() <= spacing).all())
+
+
+def test_denormalize_inverts_normalize_exactly() -> None:
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    frame = GpuImage.from_torch(
+        torch.randint(0, 256, (40, 50, 3), dtype=torch.uint8, device="cuda"), layout="HWC"
+    )
+    planar = gi.normalize(frame, mean, std, reverse_channels=True)
+    back = gi.denormalize(planar, mean, std, reverse_channels=True)
+    assert back.layout is Layout.HWC
+    assert back.dtype == "uint8"
+    assert torch.equal(back.as_torch(), frame.as_torch())
+
+
+def test_normalize_writes_into_a_slice_of_a_batch_tensor() -> None:
+    batch = torch.full((4, 3, 20, 30), -1.0, device="cuda")
+    frame = GpuImage.from_torch(
+        torch.randint(0, 256, (20, 30, 3), dtype=torch.uint8, device="cuda"), layout="HWC"
+    )
+    result = gi.normalize(frame, 0.5, 0.25, out=GpuImage.from_torch(batch[2], layout="CHW"))
+    assert result.ptr == batch[2].data_ptr()
+    expected = (frame.as_torch().permute(2, 0, 1).float() / 255 - 0.5) / 0.25
+    assert torch.allclose(batch[2], expected, atol=1e-6)
+    assert bool((batch[[0, 1, 3]] == -1.0).all())
+
+
+@pytest.mark.parametrize("like", ["torch", "cupy"])
+def test_normalize_batch_of_mixed_sizes_in_one_launch(like: str, launches: list[dict[str, Any]]) -> None:
+    frames = [
+        torch.randint(0, 256, shape, dtype=torch.uint8, device="cuda")
+        for shape in ((60, 80, 3), (33, 47, 3), (3, 50, 40))
+    ]
+    images = [
+        GpuImage.from_torch(frames[0], layout="HWC"),
+        GpuImage.from_torch(frames[1], layout="HWC"),
+        GpuImage.from_torch(frames[2], layout="CHW"),
+    ]
+    rois = [(7, 3, 31, 29), None, (1, 2, 33, 17)]
+    batch = gi.normalize_batch(images, 0.5, 0.25, rois=rois, size=(40, 48), pad_value=-3.0, like=like)  # type: ignore[call-overload]
+    assert len(launches) == 1
+    result = torch.as_tensor(batch, device="cuda")
+    regions = [frames[0][3:32, 7:38].permute(2, 0, 1), frames[1].permute(2, 0, 1), frames[2][:, 2:19, 1:34]]
+    for index, region in enumerate(regions):
+        _, height, width = region.shape
+        expected = (region.float() / 255 - 0.5) / 0.25
+        assert torch.allclose(result[index, :, :height, :width], expected, atol=1e-6)
+        assert bool((result[index, :, height:, :] == -3.0).all())
+        assert bool((result[index, :, :, width:] == -3.0).all())
+
+
+def test_normalize_batch_into_a_channels_last_tensor() -> None:
+    frames = [torch.randint(0, 256, (100, 120, 3), dtype=torch.uint8, device="cuda") for _ in range(2)]
+    images = [GpuImage.from_torch(frame, layout="HWC") for frame in frames]
+    rois = [(x, y, 24, 24) for x, y in ((0, 0), (1, 3), (95, 75), (17, 33))]
+    out = torch.empty((4, 24, 24, 3), device="cuda", dtype=torch.float16).permute(0, 3, 1, 2)
+    gi.normalize_batch([images[i % 2] for i in range(4)], 0.5, 0.25, rois=rois, dtype=gi.Float16, out=out)
+    for index, (x, y, w, h) in enumerate(rois):
+        expected = (
+            (frames[index % 2][y : y + h, x : x + w].permute(2, 0, 1).float() / 255 - 0.5) / 0.25
+        ).half()
+        assert torch.equal(out[index], expected)
+
+
+def test_conversions_run_after_the_source_is_written_on_another_stream() -> None:
+    side = torch.cuda.Stream()
+    frame = torch.zeros((256, 256, 3), dtype=torch.uint8, device="cuda")
+    torch.cuda.synchronize()
+    with torch.cuda.stream(side):
+        torch.cuda._sleep(20_000_000)  # hold the side stream so a missing wait would read zeros
+        frame.fill_(7)
+        image = GpuImage.from_torch(frame, layout="HWC")  # ready on the side stream
+    converted = image.astype(gi.Float32, scale=2.0)
+    assert converted.stream == side.cuda_stream  # queued behind the write, on the source's stream
+    batch = gi.normalize_batch([image], 0.0, 1.0, scale=1.0)  # on torch's current stream, after a wait
+    assert bool((converted.as_torch() == 14.0).all())
+    assert bool((batch == 7.0).all())
+
+
+def test_a_destination_overlapping_the_source_is_refused() -> None:
+    tensor = torch.zeros((10, 10, 3), dtype=torch.float32, device="cuda")
+    image = GpuImage.from_torch(tensor, layout="HWC")
+    with pytest.raises(gi.SpecError, match="overlaps"):
+        gi.normalize(image, 0.5, 0.25, out=GpuImage.from_torch(tensor.permute(2, 0, 1), layout="CHW"))
+    with pytest.raises(gi.DeviceError):
+        gi.normalize(image, 0.5, 0.25, out=GpuImage.empty(10, 10, 3, "float32", layout="CHW", device="cpu"))

@@ -1,0 +1,104 @@
+"""examples/pipeline.py: decode -> preprocess -> infer -> draw -> encode, on the host and on a GPU."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "pipeline.py"
+
+
+@pytest.fixture(scope="module")
+def pipeline() -> ModuleType:
+    """The example, imported from its file (examples/ is not a package)."""
+    spec = importlib.util.spec_from_file_location("pipeline_example", EXAMPLE)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
+    spec.loader.exec_module(module)
+    return module
+
+
+def _decode(jpeg: bytes) -> npt.NDArray[np.uint8]:
+    pixels = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert pixels is not None
+    return pixels.astype(np.uint8)
+
+
+def _check_drawn(pipeline: ModuleType, result: Any) -> None:
+    """The output has the input's size, green outlines where the boxes are, and the input elsewhere."""
+    before, after = _decode(pipeline.make_test_jpeg()), _decode(result.jpeg)
+    assert after.shape == before.shape == (result.height, result.width, 3) == (480, 640, 3)
+    outline = np.zeros(before.shape[:2], bool)
+    for detection, roi in zip(result.detections, pipeline.ROIS, strict=True):
+        x, y, width, height = detection.box
+        assert roi.x <= x
+        assert x + width <= roi.x + roi.width
+        assert roi.y <= y
+        assert y + height <= roi.y + roi.height
+        assert 0.0 <= detection.score <= 1.0
+        for sx, sy, sw, sh in pipeline.box_outline(detection.box, pipeline.BOX_THICKNESS):
+            outline[sy : sy + sh, sx : sx + sw] = True
+    # In BGR: green is channel 1. JPEG blurs colour edges, so compare medians over the outline.
+    blue, green, red = (np.median(after[..., channel][outline]) for channel in range(3))
+    assert green >= 200
+    assert blue <= 90
+    assert red <= 90
+    assert np.median(before[..., 1][outline]) <= 60  # the input had no green there: pixels changed
+    # Away from the outlines (beyond JPEG's 8x8 blocks) the output is the input, re-encoded.
+    near = cv2.dilate(outline.astype(np.uint8), np.ones((17, 17), np.uint8)).astype(bool)
+    difference = np.abs(after.astype(np.int16) - before.astype(np.int16))[~near]
+    assert difference.mean() < 2.0
+
+
+def test_host_path(pipeline: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    output = tmp_path / "boxes.jpg"
+    assert pipeline.main(["--output", str(output), "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("cpu path: decoded and encoded with opencv, boxes drawn with NumPy\n")
+    assert f"wrote {output} (640x480, " in out
+
+    result = pipeline.run(pipeline.make_test_jpeg(), device="cpu", codec="opencv")
+    assert (result.device, result.codec, result.drawn_with) == ("cpu", "opencv", "NumPy")
+    assert output.read_bytes() == result.jpeg  # the same weights and the same pixels every run
+    _check_drawn(pipeline, result)
+
+
+def test_nvimgcodec_needs_the_gpu(pipeline: ModuleType) -> None:
+    with pytest.raises(ValueError, match="nvImageCodec decodes into GPU memory"):
+        pipeline.run(pipeline.make_test_jpeg(), device="cpu", codec="nvimgcodec")
+
+
+@pytest.mark.cuda
+def test_gpu_path_matches_the_host_path(pipeline: ModuleType) -> None:
+    jpeg = pipeline.make_test_jpeg()
+    result = pipeline.run(jpeg, device="cuda", codec="opencv")
+    assert result.drawn_with == ("GpuMat" if cv2.cuda.getCudaEnabledDeviceCount() > 0 else "CuPy")
+    _check_drawn(pipeline, result)
+    host = pipeline.run(jpeg, device="cpu", codec="opencv")
+    for on_gpu, on_host in zip(result.detections, host.detections, strict=True):
+        assert on_gpu.score == pytest.approx(on_host.score, abs=1e-3)
+        assert all(abs(a - b) <= 1 for a, b in zip(on_gpu.box, on_host.box, strict=True))  # float rounding
+
+
+@pytest.mark.cuda
+def test_gpu_path_with_nvimgcodec(
+    pipeline: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if not pipeline.nvimgcodec_installed():
+        pytest.skip("nvidia-nvimgcodec is not installed")
+    result = pipeline.run(pipeline.make_test_jpeg(), device="cuda", codec="nvimgcodec")
+    assert result.codec == "nvimgcodec"
+    _check_drawn(pipeline, result)
+    output = tmp_path / "boxes.jpg"
+    assert pipeline.main(["--output", str(output)]) == 0  # auto: the GPU, and nvImageCodec
+    assert capsys.readouterr().out.startswith("cuda path: decoded and encoded with nvimgcodec")
