@@ -103,6 +103,18 @@ def test_writing_waits_for_the_producer_and_the_recorded_reads(runtime: Runtime)
         assert runtime.waits == [(12, 13, 0)]
 
 
+def test_repeated_reads_keep_one_event_per_stream(runtime: Runtime) -> None:
+    image = _image(stream=7)
+    for _ in range(100):  # a source converted every frame, never written again
+        with image.reading(9):
+            pass
+    with image.reading(5):
+        pass
+    runtime.waits.clear()
+    with image.writing(12):  # the last read on each stream stands for the ones before it
+        assert runtime.waits == [(7, 12, 0), (9, 12, 0), (5, 12, 0)]
+
+
 def test_nothing_is_ordered_when_nothing_is_pending(runtime: Runtime) -> None:
     image = _image(stream=None)
     image.as_cupy(stream=9)

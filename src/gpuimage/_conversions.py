@@ -156,8 +156,12 @@ def convert_into(
         if executor == "cupy":
             from . import _kernels
 
-            variant = _convert.plan_variant(
-                source.dtype, target.dtype, [located(source)], located(target), affine
+            variant = _convert.plan_single(
+                source.dtype,
+                target.dtype,
+                (source.ptr % _convert.MAX_VECTOR, source.spec.geometry),
+                (target.ptr % _convert.MAX_VECTOR, target.spec.geometry),
+                affine,
             )
             _kernels.launch(
                 variant,

@@ -14,6 +14,7 @@ cast saturates exactly in 64-bit integers.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from enum import IntEnum
@@ -39,6 +40,7 @@ __all__ = [
     "is_integral",
     "mode",
     "normalize_affine",
+    "plan_single",
     "plan_variant",
     "ranges_overlap",
     "run_kind",
@@ -319,6 +321,19 @@ def plan_variant(
         affine.reverse,
         accumulator(source_dtype, target_dtype),
     )
+
+
+@functools.lru_cache(maxsize=512)
+def plan_single(
+    source_dtype: DTypeName,
+    target_dtype: DTypeName,
+    source: tuple[int, Geometry],
+    target: tuple[int, Geometry],
+    affine: Affine,
+) -> Variant:
+    """``plan_variant`` for one image, memoized (a conversion's hot path): pass pointers modulo
+    ``MAX_VECTOR``, all that the access widths depend on."""
+    return plan_variant(source_dtype, target_dtype, [source], target, affine)
 
 
 def ranges_overlap(first: tuple[int, int], second: tuple[int, int]) -> bool:

@@ -393,6 +393,8 @@ class GpuImage(StreamOrdering, Generic[L, D]):
         memory = _allocate.allocate(spec.nbytes, spec.device, alignment=max(row_alignment, spec.itemsize))
         given = stream_handle(stream, where="GpuImage.empty()")
         ready = ReadyState(memory.stream if given is None else given)
+        if memory.stream is not None:
+            ready.users.add(memory.stream)  # the allocator already knows the allocating stream
         if given is not None and memory.stream is not None:
             # the pool handed out memory that earlier work on the allocating stream may still use
             _cuda.wait(memory.stream, given, spec.device.index)

@@ -84,7 +84,7 @@ class StreamOrdering:
         self._order(writer)
         if self._spec.device.is_cuda:
             self._note_use(writer)
-        for read in self._ready.reads:
+        for read in self._ready.reads.values():
             _cuda.wait_event(read, writer)
         try:
             yield self
@@ -104,7 +104,7 @@ class StreamOrdering:
             yield self
         finally:
             if self._spec.device.is_cuda:
-                self._ready.reads.append(_cuda.record(reader, self._spec.device.index))
+                self._ready.reads[reader] = _cuda.record(reader, self._spec.device.index)
 
     @classmethod
     @contextmanager
@@ -128,7 +128,7 @@ class StreamOrdering:
             if images and images[0]._spec.device.is_cuda:
                 event = _cuda.record(reader, images[0]._device_index)
                 for state in {id(image._ready): image._ready for image in images}.values():
-                    state.reads.append(event)
+                    state.reads[reader] = event
 
     def synchronize(self) -> None:
         """Block the host until the image's data is ready; afterwards nothing is pending (``stream``

@@ -73,7 +73,9 @@ class ReadyState:
     def __init__(self, stream: int | None, event: Event | None = None) -> None:
         self.stream = stream
         self.event = event
-        self.reads: list[Event] = []
+        # the last read recorded on each stream: it completes after every earlier read there, so an
+        # image read again and again holds one event per stream, not one per read
+        self.reads: dict[int, Event] = {}
         # streams the memory's allocator has been told about (torch's record_stream); never cleared
         self.users: set[int] = set()
 
@@ -81,7 +83,7 @@ class ReadyState:
         """Record that work queued on ``stream`` (up to ``event``) now produces the data."""
         self.stream = stream
         self.event = event
-        self.reads = []
+        self.reads = {}
 
 
 def _raw_handle(stream: object, *, where: str) -> int | None:

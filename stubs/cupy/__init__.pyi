@@ -354,6 +354,9 @@ def get_array_module(*args: object) -> ModuleType: ...  # the cupy or the numpy 
 def get_default_memory_pool() -> MemoryPool: ...
 
 # Raw CUDA kernels (cupy._core.raw)
+class _Function:  # cupy.cuda.function.Function
+    ptr: int  # the CUfunction handle
+
 @disjoint_base
 class RawKernel:
     def __init__(
@@ -377,6 +380,8 @@ class RawKernel:
         stream: Stream | ExternalStream | None = None,
     ) -> None: ...
     def compile(self, log_stream: SupportsWrite[str] | None = None) -> None: ...
+    @property
+    def kernel(self) -> _Function: ...  # the loaded function on the current device (compiles it)
     @property
     def code(self) -> str: ...
     @property
@@ -449,6 +454,8 @@ class RawModule:
     def get_function(self, name: str) -> RawKernel: ...
     def get_global(self, name: str) -> MemoryPointer: ...
     def compile(self, log_stream: SupportsWrite[str] | None = None) -> None: ...
+    @property
+    def kernel(self) -> _Function: ...  # the loaded function on the current device (compiles it)
     @property
     def code(self) -> str | None: ...
     @property
