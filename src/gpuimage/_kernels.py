@@ -112,6 +112,8 @@ def defines(variant: Variant) -> str:
 
 # Exact IEEE arithmetic, as the NumPy reference does it: no fused multiply-add (one rounding less), and
 # subnormals kept (flushing them to zero would turn -1e-40 + 0 into +0, and bool(1e-40) into False).
+# RawModule cannot do that: it appends -ftz=true to every compilation (cupy/cupy#9576), so kernels
+# are compiled with compile_using_nvrtc, which adds nothing, and loaded as a plain module.
 _OPTIONS = ("--std=c++17", "--fmad=false", "--ftz=false", "--prec-div=true")
 
 
@@ -121,15 +123,22 @@ def _source() -> str:
 
 
 @functools.cache
-def _function(variant: Variant, device: int) -> tuple[cupy.RawKernel, int]:
-    """The compiled kernel for ``variant`` on ``device``, and its ``CUfunction`` handle (0: unknown)."""
+def _function(variant: Variant, device: int) -> cupy.cuda.function.Function:
+    """The compiled kernel for ``variant``, loaded on ``device`` (compiled once per process)."""
     with cupy.cuda.Device(device):
-        module = cupy.RawModule(code=defines(variant) + _source(), options=_OPTIONS)
         try:
-            kernel = module.get_function("gpuimage_convert")
-            return kernel, int(getattr(kernel.kernel, "ptr", 0))
+            compiled = cupy.cuda.compiler.compile_using_nvrtc(defines(variant) + _source(), _OPTIONS)
         except cupy.cuda.compiler.CompileException as exc:  # a bug of ours, never the user's input
             raise CudaError(f"compiling the conversion kernel for {variant} failed: {exc}") from exc
+        image = compiled[0] if isinstance(compiled, tuple) else compiled
+        module = cupy.cuda.function.Module()
+        module.load(image.encode() if isinstance(image, str) else image)  # cubin, or PTX text
+        function = module.get_function("gpuimage_convert")
+        _modules.append(module)  # a Function does not keep its module loaded
+        return function
+
+
+_modules: list[cupy.cuda.function.Module] = []
 
 
 class _Handle:
@@ -248,7 +257,8 @@ def _launch_packed(
     stream: int,
     values: tuple[float | int, ...],
 ) -> None:
-    kernel, handle = _function(variant, device)
+    kernel = _function(variant, device)
+    handle = kernel.ptr
     driver = _driver_launch()
     if driver is None or not handle:
         codes = _CODES[variant.accumulator]

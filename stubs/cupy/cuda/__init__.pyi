@@ -1,6 +1,7 @@
 # Partial stubs for cupy.cuda: the names gpuimage uses, re-exported from their modules.
 from cupy.cuda import compiler as compiler
 from cupy.cuda import device as device
+from cupy.cuda import function as function
 from cupy.cuda import memory as memory
 from cupy.cuda import runtime as runtime
 from cupy.cuda import stream as stream
