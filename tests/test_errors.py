@@ -37,6 +37,7 @@ def test_every_error_is_under_the_root_and_exported(error: type[Exception]) -> N
         (gpuimage.ReadOnlyError, ValueError),
         (gpuimage.ExportError, ValueError),
         (gpuimage.MissingBackendError, ImportError),
+        (gpuimage.OpenCVStubsError, RuntimeError),
     ],
 )
 def test_errors_are_also_their_natural_builtin(error: type[Exception], builtin: type[Exception]) -> None:
@@ -81,6 +82,7 @@ def test_exported_names_are_pinned() -> None:
             "LayoutLike",
             "LifetimeError",
             "MissingBackendError",
+            "OpenCVStubsError",
             "PitchError",
             "ReadOnlyError",
             "SpecError",

@@ -17,8 +17,8 @@ from types import ModuleType
 
 import pytest
 
-from gpuimage import GpuImageError, MissingBackendError, _stubgen
-from gpuimage._stubgen import OpenCVStubsError, write_opencv_stubs
+from gpuimage import GpuImageError, MissingBackendError, OpenCVStubsError, _stubgen
+from gpuimage._stubgen import write_opencv_stubs
 
 SNIPPET = textwrap.dedent(
     """\

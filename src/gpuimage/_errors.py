@@ -17,7 +17,8 @@ against torch or NumPy conventions (``except ValueError``) keeps working::
     ├── ExportError (BufferError, ValueError)  an export that cannot be made as asked
     ├── LifetimeError (RuntimeError)        memory whose owner is gone or was already consumed
     ├── CudaError (RuntimeError)            a CUDA runtime call (event, stream wait, sync) that failed
-    └── MissingBackendError (ImportError)   an optional library that is not installed or lacks CUDA
+    ├── MissingBackendError (ImportError)   an optional library that is not installed or lacks CUDA
+    └── OpenCVStubsError (RuntimeError)     OpenCV's type stubs cannot be extended (``gpuimage stubs``)
 
 Messages follow one pattern: what was asked, what was expected, what was got, what to do instead.
 """
@@ -36,6 +37,7 @@ __all__ = [
     "LayoutError",
     "LifetimeError",
     "MissingBackendError",
+    "OpenCVStubsError",
     "PitchError",
     "ReadOnlyError",
     "SpecError",
@@ -106,3 +108,8 @@ class CudaError(GpuImageError, RuntimeError):
 
 class MissingBackendError(GpuImageError, ImportError):
     """An optional library that is not installed, or is installed without the CUDA support needed."""
+
+
+class OpenCVStubsError(GpuImageError, RuntimeError):
+    """OpenCV's stubs cannot be extended: there are none, ``class GpuMat`` is not in them, or the
+    destination holds a ``cv2`` folder that gpuimage did not write."""

@@ -33,9 +33,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._errors import GpuImageError, MissingBackendError
+from ._errors import MissingBackendError, OpenCVStubsError
 
-__all__ = ["OpenCVStubsError", "write_opencv_stubs"]
+__all__ = ["write_opencv_stubs"]
 
 _WHERE = "write_opencv_stubs()"
 _CLASS = "GpuMat"
@@ -79,11 +79,6 @@ _METHODS: tuple[_Method, ...] = (
         needs_capsule=False,
     ),
 )
-
-
-class OpenCVStubsError(GpuImageError, RuntimeError):
-    """OpenCV's stubs cannot be extended: there are none, ``class GpuMat`` is not in them, or the
-    destination holds a ``cv2`` folder that gpuimage did not write."""
 
 
 def write_opencv_stubs(destination: Path) -> Path:
