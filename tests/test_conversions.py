@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import gpuimage as gi
+from conversion_values import random_values, storage
 from gpuimage import BoundsError, DTypeError, DTypeName, GpuImage, ImageSpec, Layout, SpecError
 from gpuimage._convert import (
     THREAD_BYTES,
@@ -46,26 +47,6 @@ TORCH = {
     "float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32,
     "float64": torch.float64,
 }  # fmt: skip
-
-
-def storage(dtype: DTypeName) -> np.dtype[Any]:
-    """How NumPy holds the dtype (bfloat16 as its uint16 bits)."""
-    return np.dtype(np.uint16) if dtype == "bfloat16" else np.dtype(dtype)
-
-
-def random_values(rng: np.random.Generator, dtype: DTypeName, shape: tuple[int, ...]) -> npt.NDArray[Any]:
-    """Half plain values, half arbitrary bit patterns (NaN, infinities, extremes included)."""
-    held = storage(dtype)
-    if dtype == "bool":
-        return rng.integers(0, 2, shape).astype(bool)
-    bits = rng.integers(0, 256, (*shape, held.itemsize), dtype=np.uint8).view(held).reshape(shape)
-    if held.kind == "f" or dtype == "bfloat16":
-        plain = (rng.standard_normal(shape) * 300).astype(np.float32)
-        plain_bits = (
-            (plain.view(np.uint32) >> 16).astype(np.uint16) if dtype == "bfloat16" else plain.astype(held)
-        )
-        return np.where(rng.random(shape) < 0.5, plain_bits, bits)
-    return bits
 
 
 def torch_of(array: npt.NDArray[Any], dtype: DTypeName) -> Any:

@@ -168,11 +168,15 @@ def _check_shared_beyond_four(affine: Affine, where: str) -> Affine:
     return affine
 
 
-def _std(values: float | Sequence[float], channels: int, where: str) -> tuple[float, ...]:
-    std = _per_channel(values, channels, "std", where)
-    if any(value == 0.0 for value in std):
-        raise SpecError(f"{where}: expected a non-zero std for every channel, got std={std}.")
-    return std
+def _mean_and_std(
+    channels: int, mean: float | Sequence[float], std: float | Sequence[float], where: str
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """One finite mean and one finite, non-zero std per channel."""
+    means = _per_channel(mean, channels, "mean", where)
+    stds = _per_channel(std, channels, "std", where)
+    if any(value == 0.0 for value in stds):
+        raise SpecError(f"{where}: expected a non-zero std for every channel, got std={stds}.")
+    return means, stds
 
 
 def normalize_affine(
@@ -186,8 +190,7 @@ def normalize_affine(
 ) -> Affine:
     """``(x * scale - mean[c]) / std[c]`` as one multiply-add; ``mean`` and ``std`` are in the output's
     channel order (the model's, RGB when ``reverse`` turns BGR input around)."""
-    means = _per_channel(mean, channels, "mean", where)
-    stds = _std(std, channels, where)
+    means, stds = _mean_and_std(channels, mean, std, where)
     # The factors are computed in float64 once; executors round them to the accumulator type.
     factors = tuple(scale / deviation for deviation in stds)
     shifts = tuple(-average / deviation for average, deviation in zip(means, stds, strict=True))
@@ -205,8 +208,7 @@ def denormalize_affine(
 ) -> Affine:
     """The inverse of ``normalize_affine``: ``(x * std + mean) / scale``; ``mean`` and ``std`` are in the
     input's channel order, so ``reverse=True`` undoes ``normalize(..., reverse_channels=True)``."""
-    means = _per_channel(mean, channels, "mean", where)
-    stds = _std(std, channels, where)
+    means, stds = _mean_and_std(channels, mean, std, where)
     source = [channels - 1 - channel if reverse else channel for channel in range(channels)]
     factors = tuple(stds[index] / scale for index in source)
     shifts = tuple(means[index] / scale for index in source)

@@ -78,11 +78,13 @@ def convert(
             np.copyto(target, np.clip(wide_int, *integer_range(target_dtype)).astype(target.dtype))
         return
     wide = np.dtype(accumulator(source_dtype, target_dtype))
-    values = to_accumulator(source, source_dtype, wide)
-    if not affine.is_identity:
-        # two operations, each rounded in the accumulator dtype (the kernels run without FMA)
-        values = values * np.asarray(affine.scale, dtype=wide) + np.asarray(affine.offset, dtype=wide)
-    np.copyto(target, from_accumulator(values, target_dtype))
+    # Overflow to infinity, NaN arithmetic and saturation are the defined results here, not warnings.
+    with np.errstate(over="ignore", invalid="ignore"):
+        values = to_accumulator(source, source_dtype, wide)
+        if not affine.is_identity:
+            # two operations, each rounded in the accumulator dtype (the kernels run without FMA)
+            values = values * np.asarray(affine.scale, dtype=wide) + np.asarray(affine.offset, dtype=wide)
+        np.copyto(target, from_accumulator(values, target_dtype))
 
 
 def fill(target: Array, value: float, source_dtype: DTypeName, target_dtype: DTypeName) -> None:

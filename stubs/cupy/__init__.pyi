@@ -16,6 +16,7 @@ import numpy.typing as npt
 from _typeshed import SupportsWrite
 from cupy import cuda as cuda
 from cupy.cuda.device import Device
+from cupy.cuda.function import Function
 from cupy.cuda.memory import MemoryPointer, MemoryPool
 from cupy.cuda.stream import ExternalStream, Stream
 from numpy import bool_ as bool_
@@ -354,8 +355,6 @@ def get_array_module(*args: object) -> ModuleType: ...  # the cupy or the numpy 
 def get_default_memory_pool() -> MemoryPool: ...
 
 # Raw CUDA kernels (cupy._core.raw)
-class _Function:  # cupy.cuda.function.Function
-    ptr: int  # the CUfunction handle
 
 @disjoint_base
 class RawKernel:
@@ -381,7 +380,7 @@ class RawKernel:
     ) -> None: ...
     def compile(self, log_stream: SupportsWrite[str] | None = None) -> None: ...
     @property
-    def kernel(self) -> _Function: ...  # the loaded function on the current device (compiles it)
+    def kernel(self) -> Function: ...  # the loaded function on the current device (compiles it)
     @property
     def code(self) -> str: ...
     @property
@@ -455,7 +454,7 @@ class RawModule:
     def get_global(self, name: str) -> MemoryPointer: ...
     def compile(self, log_stream: SupportsWrite[str] | None = None) -> None: ...
     @property
-    def kernel(self) -> _Function: ...  # the loaded function on the current device (compiles it)
+    def kernel(self) -> Function: ...  # the loaded function on the current device (compiles it)
     @property
     def code(self) -> str | None: ...
     @property

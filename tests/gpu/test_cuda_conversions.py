@@ -22,6 +22,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import gpuimage as gi
+from conversion_values import random_values, storage
 from gpuimage import DTypeName, GpuImage, Layout, _conversions, _kernels
 from gpuimage._conversions import convert_into
 from gpuimage._convert import Affine, identity_affine, scaled_affine
@@ -33,25 +34,6 @@ pytestmark = pytest.mark.cuda
 
 DTYPES: list[DTypeName] = list(TORCH_DTYPES)
 WIDTHS = st.sampled_from([1, 2, 3, 7, 33]) | st.integers(1, 300)
-
-
-def storage(dtype: DTypeName) -> np.dtype[Any]:
-    return np.dtype(np.uint16) if dtype == "bfloat16" else np.dtype(dtype)
-
-
-def random_values(rng: np.random.Generator, dtype: DTypeName, shape: tuple[int, ...]) -> npt.NDArray[Any]:
-    """Half plain values, half arbitrary bit patterns (NaN, infinities, extremes)."""
-    held = storage(dtype)
-    if dtype == "bool":
-        return rng.integers(0, 2, shape).astype(bool)
-    bits = rng.integers(0, 256, (*shape, held.itemsize), dtype=np.uint8).view(held).reshape(shape)
-    if held.kind == "f" or dtype == "bfloat16":
-        plain = (rng.standard_normal(shape) * 300).astype(np.float32)
-        plain_bits = (
-            (plain.view(np.uint32) >> 16).astype(np.uint16) if dtype == "bfloat16" else plain.astype(held)
-        )
-        return np.where(rng.random(shape) < 0.5, plain_bits, bits)
-    return bits
 
 
 def upload(host_hwc: npt.NDArray[Any], dtype: DTypeName, layout: Layout) -> GpuImage[Any, Any]:
