@@ -761,13 +761,13 @@ class GpuImage(StreamOrdering, Generic[L, D]):
                 raise DeviceError(f"cuda(): expected a CUDA device, got device={device!r}; use cpu().")
         if target == self._spec.device:
             return self
-        return cast(Self, _ops.copy_to_new(self, self._spec.layout, target))
+        return cast(Self, _ops.transfer(self, target))
 
     def cpu(self) -> Self:
         """This image if it is in host memory, else a packed host copy (waits for the copy)."""
         if not self._spec.device.is_cuda:
             return self
-        return cast(Self, _ops.copy_to_new(self, self._spec.layout, CPU))
+        return cast(Self, _ops.transfer(self, CPU))
 
 
 def _is_int_pair(value: object) -> bool:
