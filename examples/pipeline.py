@@ -11,13 +11,16 @@ The input JPEG is made here (a synthetic pattern through ``cv2.imencode``). Then
   wrapped with ``GpuImage.from_numpy`` and copied to the GPU with ``.cuda()`` where there is one;
 - preprocess: ``gpuimage.normalize_batch`` cuts a few regions of interest out of the frame into one
   NCHW float32 torch batch (ImageNet mean and std, RGB order whatever the decoder gave);
-- infer: a tiny convolutional network with fixed weights (``torch.manual_seed``) turns each region
-  into a box and a score; it stands in for a real detector;
+- infer: a tiny convolutional network with fixed weights (seeded inside ``torch.random.fork_rng``,
+  so the caller's random state is left as it was) turns each region into a box and a score; it
+  stands in for a real detector;
 - draw: the boxes are written back into the decoded frame in place, through a ``GpuMat`` where
-  OpenCV has CUDA, else a CuPy view (GPU), or a NumPy view (host);
+  OpenCV has CUDA, else a CuPy view, else a torch view (GPU), or a NumPy view (host);
 - encode: nvImageCodec on the GPU when it decoded, else ``cv2.imencode`` after ``.cpu()``.
 
-Without a GPU everything runs on the host: the same functions, the same types.
+Without a GPU everything runs on the host: the same functions, the same types. A flag this machine
+cannot honour (``--device cuda`` without a GPU, ``--codec nvimgcodec`` without nvImageCodec, an
+``--output`` that cannot be written) is a usage error, reported before anything runs.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -83,7 +87,7 @@ class PipelineResult:
     detections: tuple[Detection, ...]
     device: Device
     codec: Codec
-    drawn_with: str  # "GpuMat", "CuPy" or "NumPy"
+    drawn_with: str  # "GpuMat", "CuPy", "torch" or "NumPy"
 
 
 def make_test_jpeg(height: int = 480, width: int = 640) -> bytes:
@@ -170,9 +174,17 @@ class TinyDetector(torch.nn.Module):
 
 
 def build_model(device: Device) -> TinyDetector:
-    """The detector with the same weights on every run and every machine."""
-    torch.manual_seed(0)
-    return TinyDetector().eval().to(device)
+    """The detector with the same weights on every run and every machine.
+
+    The layers draw their initial weights from torch's global CPU generator; seeding it inside
+    ``fork_rng`` restores the caller's state afterwards, so running the pipeline does not change
+    the random numbers the rest of a program sees. (``devices=[]``: the CUDA generators are not
+    touched at all, since the weights are made on the CPU and then moved.)
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(0)
+        model = TinyDetector()
+    return model.eval().to(device)
 
 
 def infer(model: TinyDetector, batch: torch.Tensor, rois: Sequence[Box]) -> list[Detection]:
@@ -208,6 +220,24 @@ def _opencv_has_cuda() -> bool:
     return cv2.cuda.getCudaEnabledDeviceCount() > 0
 
 
+def _cupy_usable() -> bool:
+    try:
+        importlib.import_module("cupy")
+    except Exception:  # not installed, or a broken install (OSError for a missing libcudart)
+        return False
+    return True
+
+
+def drawing_library(*, on_gpu: bool) -> str:
+    """Which library ``draw_boxes`` writes the pixels with: NumPy on the host; on a GPU a ``GpuMat``
+    where OpenCV has CUDA, else CuPy where it imports, else torch (always there: the model needs it)."""
+    if not on_gpu:
+        return "NumPy"
+    if _opencv_has_cuda():
+        return "GpuMat"
+    return "CuPy" if _cupy_usable() else "torch"
+
+
 def draw_boxes(frame: GpuImage[HWC, UInt8], boxes: Sequence[Box]) -> str:
     """Paint each box's outline into ``frame`` in place, through zero-copy views of crops of it.
 
@@ -216,24 +246,30 @@ def draw_boxes(frame: GpuImage[HWC, UInt8], boxes: Sequence[Box]) -> str:
     is ready on that stream, so the encoder that follows waits for the boxes.
     """
     strips = [strip for box in boxes for strip in box_outline(box, BOX_THICKNESS)]
-    if not frame.device.is_cuda:
+    library = drawing_library(on_gpu=frame.device.is_cuda)
+    if library == "NumPy":
         for strip in strips:
             frame.crop(*strip).as_numpy()[...] = BOX_COLOR
-        return "NumPy"
-    if _opencv_has_cuda():
+    elif library == "GpuMat":
         cv_stream = cv2.cuda.Stream()
         with frame.writing(cv_stream):
             for strip in strips:
                 frame.crop(*strip).as_gpumat(stream=cv_stream).setTo((*BOX_COLOR, 0), stream=cv_stream)
-        return "GpuMat"
-    import cupy
+    elif library == "CuPy":
+        import cupy
 
-    color = cupy.asarray(np.array(BOX_COLOR, np.uint8))
-    cupy_stream = cupy.cuda.get_current_stream()
-    with frame.writing(cupy_stream):
-        for strip in strips:
-            frame.crop(*strip).as_cupy(stream=cupy_stream)[...] = color
-    return "CuPy"
+        color = cupy.asarray(np.array(BOX_COLOR, np.uint8))
+        cupy_stream = cupy.cuda.get_current_stream()
+        with frame.writing(cupy_stream):
+            for strip in strips:
+                frame.crop(*strip).as_cupy(stream=cupy_stream)[...] = color
+    else:
+        torch_stream = torch.cuda.current_stream(frame.device.index)
+        with frame.writing(torch_stream):
+            color_tensor = torch.tensor(BOX_COLOR, dtype=torch.uint8, device=f"cuda:{frame.device.index}")
+            for strip in strips:
+                frame.crop(*strip).as_torch(stream=torch_stream)[...] = color_tensor
+    return library
 
 
 # -- encode -------------------------------------------------------------------------------------
@@ -285,19 +321,55 @@ def run(jpeg: bytes, *, device: Device, codec: Codec, rois: Sequence[Box] = ROIS
     )
 
 
+def _output_problem(output: Path) -> str | None:
+    """Why ``output`` cannot be written, or None; checked before the pipeline runs."""
+    if output.is_dir():
+        return "it is a folder"
+    folder = output.parent
+    if not folder.is_dir():
+        return f"its folder {folder} does not exist"
+    if not os.access(folder, os.W_OK) or (output.exists() and not os.access(output, os.W_OK)):
+        return "permission denied"
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the pipeline on a generated JPEG and write the annotated JPEG to ``--output``."""
+    """Run the pipeline on a generated JPEG and write the annotated JPEG to ``--output``.
+
+    Flags this machine cannot honour end in ``parser.error`` (a usage message and exit status 2)
+    before anything runs; a failure to write the output is a message and exit status 1.
+    """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--output", type=Path, default=Path("pipeline-output.jpg"), help="the JPEG to write")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--codec", choices=["auto", "nvimgcodec", "opencv"], default="auto")
     args = parser.parse_args(argv)
+    if args.device == "cuda" and not gpu_reachable():
+        parser.error("--device cuda: torch sees no CUDA GPU here; use --device cpu (or auto)")
     device: Device = "cuda" if args.device == "cuda" or (args.device == "auto" and gpu_reachable()) else "cpu"
+    if args.codec == "nvimgcodec":
+        if not nvimgcodec_installed():
+            parser.error(
+                "--codec nvimgcodec: nvImageCodec is not installed "
+                "(pip install nvidia-nvimgcodec-cu12 or -cu13); use --codec opencv (or auto)"
+            )
+        if device != "cuda":
+            parser.error(
+                "--codec nvimgcodec decodes into GPU memory, which needs a CUDA GPU and --device cuda "
+                "(or auto); use --codec opencv (or auto)"
+            )
+    problem = _output_problem(args.output)
+    if problem is not None:
+        parser.error(f"--output {args.output} cannot be written: {problem}")
     codec: Codec = "opencv"
     if args.codec == "nvimgcodec" or (args.codec == "auto" and device == "cuda" and nvimgcodec_installed()):
         codec = "nvimgcodec"
     result = run(make_test_jpeg(), device=device, codec=codec)
-    args.output.write_bytes(result.jpeg)
+    try:
+        args.output.write_bytes(result.jpeg)
+    except OSError as exc:  # checked above; this is the folder changing while the pipeline ran
+        print(f"pipeline: could not write {args.output}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     print(
         f"{result.device} path: decoded and encoded with {result.codec}, boxes drawn with {result.drawn_with}"
     )

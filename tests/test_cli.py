@@ -21,7 +21,7 @@ import pytest
 import torch
 
 import gpuimage
-from gpuimage import _bench
+from gpuimage import GpuImage, _bench, _demo, _info
 from gpuimage.__main__ import main
 
 NO_GPU = pytest.mark.skipif(
@@ -78,12 +78,53 @@ def test_info_json_reports_the_installed_versions(capsys: pytest.CaptureFixture[
     assert libraries["nvidia.nvimgcodec"]["installed"] is (_find("nvidia.nvimgcodec") is not None)
 
 
-def test_info_json_opencv_cuda_count_is_opencvs_own(capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("count", "build_line", "built", "detail"),
+    [
+        (
+            3,
+            "  NVIDIA CUDA:  YES (ver 13.0, CUFFT CUBLAS)",
+            True,
+            "3 CUDA device(s): cv2.cuda functions run on GpuMats",
+        ),
+        (0, "  NVIDIA CUDA:  YES (ver 13.0, CUFFT CUBLAS)", True, "built with CUDA, but it sees no device"),
+        (
+            0,
+            "  NVIDIA CUDA:  NO",
+            False,
+            "built without CUDA: GpuMat headers work, cv2.cuda functions raise or abort",
+        ),
+    ],
+    ids=["three-devices", "cuda-build-no-device", "pypi-build"],
+)
+def test_info_reports_opencvs_own_cuda_count(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    count: int,
+    build_line: str,
+    built: bool,
+    detail: str,
+) -> None:
+    """The count and the build flag are OpenCV's answers, and the view probes are told whether
+    OpenCV has CUDA (the probes themselves are replaced: a patched count must never reach a
+    cv2.cuda call that aborts on a build without CUDA)."""
+    monkeypatch.setattr(cv2.cuda, "getCudaEnabledDeviceCount", lambda: count)
+    monkeypatch.setattr(cv2, "getBuildInformation", lambda: f"General configuration\n{build_line}\n")
+    told: list[bool] = []
+
+    def probe_views(gpu_via: str | None, opencv_has_cuda: bool) -> dict[str, Any]:
+        told.append(opencv_has_cuda)
+        view = {"works": True, "detail": None}
+        return {"host": {"as_numpy": view}, "device": {"as_torch": view}}
+
+    monkeypatch.setattr(_info, "_probe_views", probe_views)
     opencv = _info_json(capsys)["opencv_cuda"]
-    assert opencv["device_count"] == cv2.cuda.getCudaEnabledDeviceCount()
-    if opencv["device_count"] == 0:  # PyPI wheels: no CUDA in the build
-        assert opencv["built_with_cuda"] is False
-        assert opencv["detail"].startswith("built without CUDA")
+    assert opencv == {"device_count": count, "built_with_cuda": built, "detail": detail}
+    assert told == [count > 0]
+    assert main(["info"]) == 0
+    assert (
+        f"  cv2.cuda.getCudaEnabledDeviceCount() = {count}: {detail}" in capsys.readouterr().out.splitlines()
+    )
 
 
 @NO_GPU
@@ -145,12 +186,77 @@ def test_info_reports_a_broken_library_and_carries_on(tmp_path: Path) -> None:
 # -- demo, usage --------------------------------------------------------------------------------
 
 
+def _broken_packages(tmp_path: Path, errors: dict[str, str]) -> dict[str, str]:
+    """An environment in which each named package raises the given error on import."""
+    for package, raise_line in errors.items():
+        (tmp_path / package).mkdir()
+        (tmp_path / package / "__init__.py").write_text(raise_line + "\n")
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+
+
 def test_demo_runs() -> None:
     result = _run_module("demo")
     assert result.returncode == 0, result.stderr
     first = result.stdout.splitlines()[0]
     assert first.startswith(("Host path (no GPU here):", "GPU path: "))
     assert "same memory" in result.stdout
+    assert "skipped" not in result.stdout  # torch, CuPy and OpenCV all import here
+
+
+def test_demo_with_a_broken_torch_shows_the_other_views(tmp_path: Path) -> None:
+    """torch whose import raises OSError (a missing libtorch_cuda.so): its rows say so, the rest run."""
+    env = _broken_packages(
+        tmp_path, {"torch": "raise OSError('libtorch_cuda.so: cannot open shared object file')"}
+    )
+    result = _run_module("demo", env=env)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    broken = "skipped: torch fails to import (OSError: libtorch_cuda.so: cannot open shared object file)"
+    assert any(line.startswith("  as_torch() ") and line.endswith(broken) for line in lines)
+    assert any(
+        line.startswith("  torch.utils.dlpack.from_dlpack(image) ") and line.endswith(broken)
+        for line in lines
+    )
+    numpy_row = next(line for line in lines if line.startswith("  numpy.from_dlpack(image) "))
+    assert numpy_row.endswith("same memory")
+
+
+def test_demo_exits_1_when_no_view_can_be_shown(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise MemoryError("no host memory left")
+
+    monkeypatch.setattr(_demo, "_gpu_via", lambda unavailable: None)
+    monkeypatch.setattr(GpuImage, "from_numpy", refuse)
+    assert main(["demo"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        "gpuimage demo: the host path could not run: MemoryError: no host memory left",
+        "gpuimage demo: no view of the image could be shown; see the reasons above.",
+    ]
+
+
+@pytest.mark.cuda
+def test_demo_gpu_path_without_cupy_and_opencv(tmp_path: Path) -> None:
+    """On a GPU with CuPy and OpenCV both failing to import: their rows say why, torch's rows run."""
+    env = _broken_packages(
+        tmp_path,
+        {
+            "cupy": "raise ImportError('libcudart.so.13: not found')",
+            "cv2": "raise ImportError('libGL.so.1: not found')",
+        },
+    )
+    result = _run_module("demo", env=env)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("GPU path: ")
+    rows = {line.split()[0]: line for line in lines if line.startswith("  ")}
+    assert rows["as_torch()"].endswith("same memory")
+    assert rows["as_cupy()"].endswith(
+        "skipped: cupy fails to import (ImportError: libcudart.so.13: not found)"
+    )
+    assert rows["as_gpumat()"].endswith("skipped: cv2 fails to import (ImportError: libGL.so.1: not found)")
 
 
 def test_unknown_command_exits_2_with_usage() -> None:
@@ -207,10 +313,105 @@ def test_bench_without_the_benchmarks_folder_exits_2(
     assert "benchmarks/ folder of gpuimage's source repository" in err
 
 
-def test_bench_finds_the_source_trees_benchmarks() -> None:
+def test_bench_help_documents_the_exit_status(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "--help"]) == 0
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "exit status: 0 when every benchmark finished, even if some targets FAIL" in help_text
+    assert "1 when a benchmark script crashed (an ERROR row)" in help_text
+    assert (
+        "2 for a usage error (an unwritable --reports or --json path) or when no benchmarks were found"
+        in (help_text)
+    )
+
+
+def test_bench_with_a_broken_torch_reports_it(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken() -> None:
+        raise OSError("libtorch_cuda.so: cannot open shared object file")
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("bench started a benchmark without a usable torch")
+
+    monkeypatch.setattr(_bench, "torch_devices", broken)
+    monkeypatch.setattr(subprocess, "Popen", refuse)
+    assert main(["bench", "--quick"]) == 0
+    assert capsys.readouterr().out == (
+        "gpuimage bench: no CUDA GPU is reachable (torch fails to import or to query CUDA: OSError: "
+        "libtorch_cuda.so: cannot open shared object file); the benchmarks need one, none was run.\n"
+    )
+
+
+def test_bench_finds_the_source_trees_benchmarks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # no ./benchmarks here: only the source tree can be found
     folder = _bench._find_benchmarks(None)
     assert folder is not None
+    assert folder == Path(__file__).resolve().parents[1] / "benchmarks"
     assert {"views.py", "streams.py"} <= {path.name for path in folder.glob("*.py")}
+
+
+def test_bench_prefers_the_source_tree_over_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "benchmarks").mkdir()
+    (tmp_path / "benchmarks" / "_common.py").write_text("import gpuimage\n")
+    monkeypatch.chdir(tmp_path)
+    assert _bench._find_benchmarks(None) == Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def test_bench_never_runs_another_projects_benchmarks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Outside a source checkout, ./benchmarks is used only if its _common.py imports gpuimage."""
+    folder = tmp_path / "benchmarks"
+    folder.mkdir()
+    (folder / "_common.py").write_text("import numpy  # another project's helpers\n")
+    (folder / "theirs.py").write_text("raise SystemExit('another project')\n")
+    monkeypatch.setattr(_bench, "_source_tree_benchmarks", lambda: tmp_path / "installed" / "benchmarks")
+    monkeypatch.chdir(tmp_path)
+    assert _bench._find_benchmarks(None) is None
+    assert main(["bench"]) == 2
+    assert "no benchmarks found in the source tree or ./benchmarks" in capsys.readouterr().err
+
+    (folder / "_common.py").write_text("from __future__ import annotations\n\nimport gpuimage\n")
+    assert _bench._find_benchmarks(None) == tmp_path / "benchmarks"
+
+
+@pytest.mark.parametrize(
+    ("option", "where", "reason"),
+    [
+        ("--json", "missing/all.json", "its folder {tmp}/missing does not exist"),
+        ("--json", "a-folder", "it is a folder, not a file"),
+        ("--reports", "a-file.txt", "it is a file, not a folder"),
+        ("--reports", "a-file.txt/reports", "{tmp}/a-file.txt is a file, not a folder"),
+    ],
+    ids=["json-folder-missing", "json-is-a-folder", "reports-is-a-file", "reports-under-a-file"],
+)
+def test_bench_checks_its_output_paths_before_running(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    option: str,
+    where: str,
+    reason: str,
+) -> None:
+    folder = tmp_path / "benchmarks"
+    folder.mkdir()
+    (folder / "_common.py").write_text("# shared helpers\n")
+    (folder / "views.py").write_text("raise SystemExit('must not run')\n")
+    (tmp_path / "a-folder").mkdir()
+    (tmp_path / "a-file.txt").write_text("not a folder\n")
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("bench started a benchmark before checking its output paths")
+
+    monkeypatch.setattr(_bench, "_gpu_missing", lambda: None)
+    monkeypatch.setattr(subprocess, "Popen", refuse)
+    path = tmp_path / where
+    assert main(["bench", "--dir", str(folder), option, str(path)]) == 2
+    expected = f"gpuimage bench: {option} {path} cannot be written: {reason.format(tmp=tmp_path)}.\n"
+    assert capsys.readouterr().err == expected
+    assert (tmp_path / "a-file.txt").read_text() == "not a folder\n"
 
 
 _VIEWS_LIKE = {
@@ -341,6 +542,29 @@ def test_stubs_opencv_writes_them_and_says_how_to_use_them(
     assert f'  mypy:    [tool.mypy] mypy_path = "{tmp_path}"' in out
     assert f'  pyright: [tool.pyright] stubPath = "{tmp_path}"' in out
     assert "def __dlpack__(" in (tmp_path / "cv2" / "cuda" / "__init__.pyi").read_text()
+
+
+def test_stubs_into_a_file_is_a_message_and_exit_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "stubs.txt"
+    target.write_text("a file, not a folder\n")
+    assert main(["stubs", "opencv", str(target)]) == 1
+    assert capsys.readouterr().err == (
+        f"gpuimage stubs: cannot write the stubs into {target}: it is a file, not a folder.\n"
+    )
+    assert target.read_text() == "a file, not a folder\n"
+
+
+def test_stubs_under_a_file_is_a_message_and_exit_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "stubs.txt").write_text("a file, not a folder\n")
+    target = tmp_path / "stubs.txt" / "typings"
+    assert main(["stubs", "opencv", str(target)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"gpuimage stubs: cannot write the stubs into {target}: Not a directory")
+    assert "Traceback" not in err
 
 
 def test_stubs_refusal_is_a_message_and_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

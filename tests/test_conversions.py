@@ -366,3 +366,45 @@ def test_read_only_destinations_are_refused() -> None:
     frozen.flags.writeable = False
     with pytest.raises(gi.ReadOnlyError):
         gi.normalize_batch([host_image()], 0.5, 0.25, out=frozen)
+
+
+def test_pitched_allocations_align_every_row_to_the_item_size() -> None:
+    # rows every 6 bytes of float32 would put elements on 2-byte boundaries: the pitch and the
+    # pointer are aligned to lcm(6, 4) = 12 instead
+    for _ in range(20):
+        image = GpuImage.empty(3, 5, 3, "float32", row_alignment=6, device="cpu")
+        assert image.ptr % 12 == 0
+        assert image.row_pitch % 12 == 0
+
+
+def test_mean_and_std_take_numpy_values_and_refuse_degenerate_maps() -> None:
+    image = host_image()
+    by_array = gi.normalize(image, np.array([0.5, 0.5, 0.5]), np.float32(0.25)).as_numpy()
+    assert np.array_equal(by_array, gi.normalize(image, 0.5, 0.25).as_numpy())
+    with pytest.raises(SpecError, match="non-finite map"):
+        gi.normalize(image, 0.5, 1e-320)
+    with pytest.raises(SpecError, match="pad_value"):
+        gi.normalize_batch([image], 0.5, 0.25, pad_value=math.inf, like="numpy")
+
+
+def test_batch_destinations_must_be_aligned_to_their_item_size() -> None:
+    buffer = np.zeros(4 * 3 * 6 * 7 + 4, np.uint8)
+    misaligned: npt.NDArray[Any] = np.ndarray((1, 3, 6, 7), dtype=np.float32, buffer=buffer, offset=1)
+    with pytest.raises(gi.PitchError, match="multiples of the item size"):
+        gi.normalize_batch([host_image()], 0.5, 0.25, out=misaligned)
+
+
+def test_regions_out_of_bounds_name_the_roi() -> None:
+    with pytest.raises(BoundsError, match=r"normalize_batch\(\) roi \(5, 5, 4, 4\)"):
+        gi.normalize_batch([host_image()], 0.5, 0.25, rois=[(5, 5, 4, 4)], like="numpy")
+
+
+def test_kernel_launches_refuse_sizes_beyond_their_int_parameters() -> None:
+    pytest.importorskip("cupy")
+    from gpuimage import _kernels
+
+    with pytest.raises(SpecError, match="Convert in parts"):
+        _kernels._check_limits(2**31, 16, 1)
+    with pytest.raises(SpecError, match="Convert in parts"):
+        _kernels._check_limits(16, 16, 65536)
+    _kernels._check_limits(16, 16, 65535)  # the largest batch one launch takes

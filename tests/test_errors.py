@@ -55,6 +55,7 @@ def test_exported_names_are_pinned() -> None:
             "CHW",
             "CHWLike",
             "CPU",
+            "ChannelValues",
             "CudaError",
             "DTypeError",
             "DTypeLike",

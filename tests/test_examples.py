@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -12,6 +13,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 import pytest
+import torch
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "pipeline.py"
 
@@ -76,6 +78,118 @@ def test_host_path(pipeline: ModuleType, tmp_path: Path, capsys: pytest.CaptureF
 def test_nvimgcodec_needs_the_gpu(pipeline: ModuleType) -> None:
     with pytest.raises(ValueError, match="nvImageCodec decodes into GPU memory"):
         pipeline.run(pipeline.make_test_jpeg(), device="cpu", codec="nvimgcodec")
+
+
+def _usage_error(pipeline: ModuleType, capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    """Run the example's command line, expecting argparse's usage error; its message."""
+    with pytest.raises(SystemExit) as exited:
+        pipeline.main(list(argv))
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: ")
+    assert "Traceback" not in err
+    return err.splitlines()[-1]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
+def test_device_cuda_without_a_gpu_is_a_usage_error(
+    pipeline: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output = tmp_path / "boxes.jpg"
+    message = _usage_error(pipeline, capsys, "--device", "cuda", "--output", str(output))
+    assert message.endswith("error: --device cuda: torch sees no CUDA GPU here; use --device cpu (or auto)")
+    assert not output.exists()
+
+
+def test_codec_nvimgcodec_where_it_cannot_run_is_a_usage_error(
+    pipeline: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output = tmp_path / "boxes.jpg"
+    message = _usage_error(
+        pipeline, capsys, "--codec", "nvimgcodec", "--device", "cpu", "--output", str(output)
+    )
+    if pipeline.nvimgcodec_installed():
+        assert (
+            "--codec nvimgcodec decodes into GPU memory, which needs a CUDA GPU and --device cuda" in message
+        )
+    else:
+        assert (
+            "--codec nvimgcodec: nvImageCodec is not installed (pip install nvidia-nvimgcodec-cu12" in message
+        )
+    assert not output.exists()
+
+
+def test_codec_nvimgcodec_without_nvimgcodec_is_a_usage_error(
+    pipeline: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pipeline, "nvimgcodec_installed", lambda: False)
+    message = _usage_error(pipeline, capsys, "--codec", "nvimgcodec", "--output", str(tmp_path / "boxes.jpg"))
+    assert message.endswith(
+        "error: --codec nvimgcodec: nvImageCodec is not installed "
+        "(pip install nvidia-nvimgcodec-cu12 or -cu13); use --codec opencv (or auto)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("where", "reason"),
+    [("missing/boxes.jpg", "its folder {tmp}/missing does not exist"), (".", "it is a folder")],
+    ids=["folder-missing", "a-folder"],
+)
+def test_unwritable_output_is_a_usage_error(
+    pipeline: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str], where: str, reason: str
+) -> None:
+    output = tmp_path / where
+    message = _usage_error(pipeline, capsys, "--device", "cpu", "--output", str(output))
+    assert message.endswith(f"error: --output {output} cannot be written: {reason.format(tmp=tmp_path)}")
+
+
+def test_output_that_fails_while_writing_is_a_message(
+    pipeline: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def disk_full(self: Path, data: bytes) -> int:
+        raise OSError(28, os.strerror(28), str(self))
+
+    output = tmp_path / "boxes.jpg"
+    monkeypatch.setattr(Path, "write_bytes", disk_full)
+    assert pipeline.main(["--device", "cpu", "--output", str(output)]) == 1
+    assert capsys.readouterr().err == f"pipeline: could not write {output}: No space left on device\n"
+
+
+def test_build_model_leaves_the_callers_random_state_alone(pipeline: ModuleType) -> None:
+    torch.manual_seed(1234)
+    expected = torch.rand(4)  # what the caller's next draw is without the model in between
+    torch.manual_seed(1234)
+    first = pipeline.build_model("cpu")
+    assert torch.equal(torch.rand(4), expected)
+    second = pipeline.build_model("cpu")
+    for a, b in zip(first.state_dict().values(), second.state_dict().values(), strict=True):
+        assert torch.equal(a, b)  # the same weights every time, whatever the caller's seed
+    torch.manual_seed(99)
+    third = pipeline.build_model("cpu")
+    assert all(torch.equal(a, b) for a, b in zip(first.parameters(), third.parameters(), strict=True))
+
+
+def test_drawing_library_falls_back_to_torch_without_cupy(
+    pipeline: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    on_gpu_first = "GpuMat" if cv2.cuda.getCudaEnabledDeviceCount() > 0 else None
+    assert pipeline.drawing_library(on_gpu=False) == "NumPy"
+    assert pipeline.drawing_library(on_gpu=True) == (on_gpu_first or "CuPy")  # CuPy imports here
+    monkeypatch.setitem(sys.modules, "cupy", None)  # as if only torch were installed
+    assert pipeline.drawing_library(on_gpu=True) == (on_gpu_first or "torch")
+    assert pipeline.drawing_library(on_gpu=False) == "NumPy"
+
+
+@pytest.mark.cuda
+def test_gpu_path_draws_with_torch_when_cupy_is_missing(
+    pipeline: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if cv2.cuda.getCudaEnabledDeviceCount() > 0:
+        pytest.skip("OpenCV has CUDA here: the boxes are drawn through a GpuMat")
+    monkeypatch.setattr(pipeline, "_cupy_usable", lambda: False)
+    result = pipeline.run(pipeline.make_test_jpeg(), device="cuda", codec="opencv")
+    assert result.drawn_with == "torch"
+    _check_drawn(pipeline, result)
 
 
 @pytest.mark.cuda

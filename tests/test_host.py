@@ -11,11 +11,13 @@ import numpy.typing as npt
 import pytest
 import torch
 import torch.utils.dlpack
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gpuimage import (
+    CHW,
     CPU,
+    HWC,
     BoundsError,
     DeviceError,
     DTypeError,
@@ -24,6 +26,7 @@ from gpuimage import (
     InteropError,
     Layout,
     LayoutError,
+    UInt8,
 )
 from gpuimage.strategies import crops, image_specs, images
 
@@ -225,3 +228,13 @@ def test_bfloat16_host_images_work_through_torch() -> None:
     with pytest.raises(DTypeError, match="bfloat16"):
         image.as_numpy()
     assert torch.equal(torch.utils.dlpack.from_dlpack(image)[..., 0], tensor)
+
+
+@settings(max_examples=30, database=None)
+@given(st.from_type(GpuImage[CHW, UInt8]), st.from_type(GpuImage[HWC]))
+def test_from_type_draws_the_layout_and_dtype_the_type_names(
+    planar: GpuImage[CHW, UInt8], interleaved: GpuImage[HWC]
+) -> None:
+    assert planar.layout is Layout.CHW
+    assert planar.dtype == "uint8"
+    assert interleaved.layout is Layout.HWC

@@ -137,3 +137,21 @@ def test_public_api_types_are_complete(tmp_path: Path) -> None:
         check=False,
     )
     assert "Type completeness score: 100%" in result.stdout, result.stdout
+
+
+def test_the_readme_quotes_what_mypy_says_about_its_pipeline(tmp_path: Path) -> None:
+    """The README's typed pipeline and the mypy error it quotes must stay true."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Typed pipelines") :]
+    code = re.search(r"```python\n(.*?)```", section, re.S)
+    quoted = re.search(r"\$ mypy --strict pipeline.py\n(.*?)\n```", section, re.S)
+    assert code is not None
+    assert quoted is not None
+    pipeline = tmp_path / "pipeline.py"
+    pipeline.write_text(code.group(1))
+    output, status = _mypy(pipeline)
+    assert status == 1
+    reported = [
+        line.replace(str(pipeline), "pipeline.py") for line in output.splitlines() if ": error:" in line
+    ]
+    assert reported == [quoted.group(1)]

@@ -5,7 +5,7 @@ pydantic and typing_extensions; torch, CuPy and OpenCV are imported when a view 
 """
 
 from ._batch import normalize_batch
-from ._conversions import denormalize, normalize
+from ._conversions import ChannelValues, denormalize, normalize
 from ._device import CPU, Device, DeviceLike
 from ._dtypes import (
     AnyDType,
@@ -53,6 +53,7 @@ __version__ = "0.1.0"
 __all__ = [
     "CHW",
     "CPU",
+    "ChannelValues",
     "CudaError",
     "HWC",
     "AnyDType",

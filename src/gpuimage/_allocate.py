@@ -23,8 +23,13 @@ class Allocation(NamedTuple):
     stream: int | None
 
 
-def allocate(nbytes: int, device: Device, *, alignment: int) -> Allocation:
-    """``nbytes`` bytes on ``device`` whose first byte is aligned to ``alignment``."""
+def allocate(nbytes: int, device: Device, *, alignment: int, stream: int | None = None) -> Allocation:
+    """``nbytes`` bytes on ``device`` whose first byte is aligned to ``alignment``, for use on
+    ``stream`` (default: the allocating library's current stream).
+
+    torch's caching allocator serves its current stream and learns of other users through
+    ``record_stream`` (``GpuImage`` does that on first use); CuPy's pool is given ``stream`` itself.
+    """
     if not device.is_cuda:
         from . import _numpy
 
@@ -40,8 +45,9 @@ def allocate(nbytes: int, device: Device, *, alignment: int) -> Allocation:
         from . import _cupy
 
         if _cupy.gpu_available():
-            base, array = _cupy.allocate(nbytes + padding, device)
-            return Allocation(base + (-base) % alignment, array, _cupy.current_stream(device.index))
+            base, array = _cupy.allocate(nbytes + padding, device, stream)
+            used = _cupy.current_stream(device.index) if stream is None else stream
+            return Allocation(base + (-base) % alignment, array, used)
     raise MissingBackendError(
         f"GpuImage.empty(device='{device}'): allocating GPU memory needs a CUDA build of torch or CuPy "
         "that sees a GPU: pip install 'gpuimage[torch]' or 'gpuimage[cupy]'."

@@ -10,11 +10,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeVar, cast, overload
 
 from . import _convert
-from ._conversions import current_stream, executor_for, numpy_hwc, torch_hwc
+from ._conversions import ChannelValues, current_stream, executor_for, numpy_hwc, torch_hwc
 from ._convert import Affine, BatchItem
 from ._device import Device
 from ._dtypes import DTypeLike, DTypeName, Float32, dtype_info, parse_dtype
-from ._errors import DeviceError, SpecError
+from ._errors import DeviceError, PitchError, SpecError
 from ._geometry import Geometry, byte_extent, check_geometry, crop_offset
 from ._layout import Layout
 from ._spec import ImageSpec, trusted_spec
@@ -69,6 +69,11 @@ def _parse_batch_out(
         raise SpecError(f"{where}: expected out of dtype {dtype}, got {found}.")
     itemsize = dtype_info(dtype).itemsize
     item_pitch, channel_stride, row_pitch, pixel_stride = strides
+    if ptr % itemsize or item_pitch % itemsize:
+        raise PitchError(
+            f"{where}: out's pointer {ptr:#x} and item stride {item_pitch} bytes must be multiples of the "
+            f"item size ({itemsize} bytes)."
+        )
     geometry = Geometry(size[0], size[1], channels, row_pitch, pixel_stride, channel_stride)
     check_geometry(geometry, itemsize, where=where)
     extent = byte_extent((channels, *size), (channel_stride, row_pitch, pixel_stride), itemsize)
@@ -102,8 +107,8 @@ BatchT = TypeVar("BatchT", "torch.Tensor", "cupy.ndarray", "npt.NDArray[Any]")
 @overload
 def normalize_batch(
     images: Sequence[GpuImage[Any, Any]],
-    mean: float | Sequence[float],
-    std: float | Sequence[float],
+    mean: ChannelValues,
+    std: ChannelValues,
     *,
     rois: Sequence[Roi | None] | None = None,
     size: tuple[int, int] | None = None,
@@ -116,8 +121,8 @@ def normalize_batch(
 @overload
 def normalize_batch(
     images: Sequence[GpuImage[Any, Any]],
-    mean: float | Sequence[float],
-    std: float | Sequence[float],
+    mean: ChannelValues,
+    std: ChannelValues,
     *,
     rois: Sequence[Roi | None] | None = None,
     size: tuple[int, int] | None = None,
@@ -131,8 +136,8 @@ def normalize_batch(
 @overload
 def normalize_batch(
     images: Sequence[GpuImage[Any, Any]],
-    mean: float | Sequence[float],
-    std: float | Sequence[float],
+    mean: ChannelValues,
+    std: ChannelValues,
     *,
     rois: Sequence[Roi | None] | None = None,
     size: tuple[int, int] | None = None,
@@ -146,8 +151,8 @@ def normalize_batch(
 @overload
 def normalize_batch(
     images: Sequence[GpuImage[Any, Any]],
-    mean: float | Sequence[float],
-    std: float | Sequence[float],
+    mean: ChannelValues,
+    std: ChannelValues,
     *,
     rois: Sequence[Roi | None] | None = None,
     size: tuple[int, int] | None = None,
@@ -160,8 +165,8 @@ def normalize_batch(
 ) -> npt.NDArray[Any]: ...
 def normalize_batch(
     images: Sequence[GpuImage[Any, Any]],
-    mean: float | Sequence[float],
-    std: float | Sequence[float],
+    mean: ChannelValues,
+    std: ChannelValues,
     *,
     rois: Sequence[Roi | None] | None = None,
     size: tuple[int, int] | None = None,
@@ -189,6 +194,7 @@ def normalize_batch(
         ``like``'s) library, after every image's data; each image records the read.
     """
     where = "normalize_batch()"
+    pad_value = _convert.finite_number(pad_value, "pad_value", where)
     sources = _checked_images(images, where)
     regions = _regions(sources, rois, where)
     first = sources[0]
@@ -249,7 +255,7 @@ def _regions(
             continue
         if not isinstance(cast(object, box), tuple) or len(box) != 4:
             raise SpecError(f"{where}: expected each roi as (x, y, width, height), got {box!r}.")
-        offset = crop_offset(geometry, *box)
+        offset = crop_offset(geometry, *box, where=f"{where} roi {box}")
         items.append(BatchItem(image.ptr + offset, row_pitch, pixel_stride, channel_stride, box[3], box[2]))
     return items
 
@@ -286,27 +292,26 @@ def _run_batch(
         if executor == "cupy":
             from . import _kernels
 
-            located = [
+            sources = [
                 (item.ptr, Geometry(item.height, item.width, first.channels, *item[1:4])) for item in regions
             ]
             variant = _convert.plan_variant(
                 first.dtype,
                 batch.dtype,
-                located,
+                sources,
                 (batch.ptr, batch.geometry),
                 affine,
                 item_pitch=batch.item_pitch,
             )
-            _kernels.launch(
+            _kernels.launch_batch(
                 variant,
-                source=(0, batch.geometry),
+                items=regions,
                 target=(batch.ptr, batch.geometry),
+                item_pitch=batch.item_pitch,
                 affine=affine,
+                pad=pad,
                 stream=stream,
                 device=first.device.index,
-                batch=regions,
-                item_pitch=batch.item_pitch,
-                pad=pad,
             )
             return
         from . import _torch, _torch_convert

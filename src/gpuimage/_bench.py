@@ -1,11 +1,14 @@
 """``gpuimage bench``: runs the scripts in benchmarks/ with a progress bar and prints one table of
-their results and targets (on a machine without a GPU it says so and runs nothing)."""
+their results and targets (on a machine without a GPU it says so and runs nothing). Its exit
+status is ``EXIT_STATUS`` (also printed by ``gpuimage bench --help``): a FAIL is a result, not an error.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
 import json
+import os
 import re
 import subprocess
 import sys
@@ -16,14 +19,24 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any, cast
 
-from ._info import torch_devices
+from ._info import describe_exception, torch_devices
 
-__all__ = ["BenchRow", "bench", "bench_rows"]
+__all__ = ["EXIT_STATUS", "BenchRow", "bench", "bench_rows"]
+
+EXIT_STATUS = (
+    "exit status: 0 when every benchmark finished, even if some targets FAIL (read the table), and\n"
+    "when no GPU is reachable (nothing is run); 1 when a benchmark script crashed (an ERROR row) or\n"
+    "the --json file could not be written; 2 for a usage error (an unwritable --reports or --json\n"
+    "path) or when no benchmarks were found."
+)
 
 _BENCH_SOURCE_HINT = (
     "The benchmarks are not part of the wheel: they live in the benchmarks/ folder of gpuimage's source "
     "repository. Check it out and run `python -m gpuimage bench --dir path/to/benchmarks`."
 )
+# A benchmarks folder is gpuimage's when its shared helpers import gpuimage: another project's
+# benchmarks/ in the working directory is never run by accident.
+_GPUIMAGE_IMPORT = re.compile(r"^\s*(import gpuimage\b|from gpuimage\b)", re.MULTILINE)
 
 
 # -- bench --------------------------------------------------------------------------------------
@@ -171,18 +184,55 @@ class _Progress:
             self.out.flush()
 
 
+def _source_tree_benchmarks() -> Path:
+    """Where benchmarks/ sits in a source checkout: beside src/, two levels above this module."""
+    return Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def _is_gpuimage_benchmarks(folder: Path) -> bool:
+    """True for a folder whose ``_common.py`` (the benchmarks' shared helpers) imports gpuimage."""
+    try:
+        return _GPUIMAGE_IMPORT.search((folder / "_common.py").read_text(encoding="utf-8")) is not None
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
 def _find_benchmarks(given: Path | None) -> Path | None:
-    """The benchmarks folder: ``--dir``, else ./benchmarks, else the one beside src/ in a source tree."""
-    source_tree = Path(__file__).resolve().parents[2] / "benchmarks"
-    candidates = [given] if given is not None else [Path.cwd() / "benchmarks", source_tree]
-    return next((path for path in candidates if (path / "_common.py").is_file()), None)
+    """The benchmarks folder: ``--dir`` (any folder with a ``_common.py``), else the source tree's,
+    else ./benchmarks; the last two only where their ``_common.py`` imports gpuimage."""
+    if given is not None:
+        return given if (given / "_common.py").is_file() else None
+    candidates = [_source_tree_benchmarks(), Path.cwd() / "benchmarks"]
+    return next((path for path in candidates if _is_gpuimage_benchmarks(path)), None)
+
+
+def _unwritable(path: Path, *, folder: bool) -> str | None:
+    """Why ``path`` (a folder to create or fill, or a file to write) cannot be written, or None.
+
+    Checked before any benchmark runs, so a typo costs seconds, not the whole run.
+    """
+    if path.exists():
+        if folder != path.is_dir():
+            return "it is a file, not a folder" if folder else "it is a folder, not a file"
+        return None if os.access(path if folder else path.parent, os.W_OK) else "permission denied"
+    if not folder:  # the file is written into a folder that must already exist
+        if not path.parent.is_dir():
+            return f"its folder {path.parent} does not exist"
+        return None if os.access(path.parent, os.W_OK) else f"its folder {path.parent} is not writable"
+    existing = next(parent for parent in path.absolute().parents if parent.exists())
+    if not existing.is_dir():
+        return f"{existing} is a file, not a folder"
+    return None if os.access(existing, os.W_OK) else f"{existing} is not writable"
 
 
 def _gpu_missing() -> str | None:
     """Why the benchmarks cannot run here (they need torch with CUDA and a GPU), or None."""
     if importlib.util.find_spec("torch") is None:
         return "torch is not installed"
-    devices, reason = torch_devices()
+    try:
+        devices, reason = torch_devices()
+    except Exception as exc:  # a broken install raises anything on import (OSError for a missing .so)
+        return f"torch fails to import or to query CUDA: {describe_exception(exc)}"
     return None if devices else reason
 
 
@@ -214,12 +264,22 @@ def _results(path: Path) -> dict[str, Any] | None:
 
 
 def bench(args: argparse.Namespace) -> int:
+    """Run ``gpuimage bench``; returns the exit status described by ``EXIT_STATUS``."""
     folder = _find_benchmarks(args.dir)
     scripts = [] if folder is None else sorted(p for p in folder.glob("*.py") if not p.name.startswith("_"))
     if not scripts:
-        where = args.dir if args.dir is not None else "./benchmarks or the source tree"
+        where = args.dir if args.dir is not None else "the source tree or ./benchmarks"
         print(f"gpuimage bench: no benchmarks found in {where}. {_BENCH_SOURCE_HINT}", file=sys.stderr)
         return 2
+    outputs: list[tuple[str, Path | None, bool]] = [
+        ("--reports", args.reports, True),
+        ("--json", args.json, False),
+    ]
+    for option, path, is_folder in outputs:
+        reason = None if path is None else _unwritable(path, folder=is_folder)
+        if reason is not None:
+            print(f"gpuimage bench: {option} {path} cannot be written: {reason}.", file=sys.stderr)
+            return 2
     missing = _gpu_missing()
     if missing is not None:
         print(f"gpuimage bench: no CUDA GPU is reachable ({missing}); the benchmarks need one, none was run.")
@@ -252,5 +312,11 @@ def bench(args: argparse.Namespace) -> int:
     print(f"Each benchmark's own report: {reports}")
     if args.json is not None:
         table = [asdict(row) for row in rows]
-        args.json.write_text(json.dumps({"benchmarks": collected, "rows": table}, indent=2) + "\n")
+        try:
+            args.json.write_text(json.dumps({"benchmarks": collected, "rows": table}, indent=2) + "\n")
+        except OSError as exc:  # checked up front; this is the folder vanishing during the run
+            print(
+                f"gpuimage bench: could not write --json {args.json}: {exc.strerror or exc}.", file=sys.stderr
+            )
+            return 1
     return 1 if errors else 0

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import cast
 
+from ._bench import EXIT_STATUS as BENCH_EXIT_STATUS
 from ._bench import bench as run_bench
 from ._errors import GpuImageError
 from ._info import collect_info, print_info
@@ -33,8 +34,7 @@ def _info(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from ._demo import main as demo
 
-    demo()
-    return 0
+    return demo()
 
 
 # -- stubs --------------------------------------------------------------------------------------
@@ -47,6 +47,15 @@ def _stubs(args: argparse.Namespace) -> int:
         written = write_opencv_stubs(args.directory)
     except GpuImageError as exc:
         print(f"gpuimage stubs: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # the folder is a file, or not writable: say so, as for every other refusal
+        directory: Path = args.directory
+        if directory.exists() and not directory.is_dir():
+            reason = "it is a file, not a folder"
+        else:
+            reason = exc.strerror or str(exc)
+            reason += f" ({exc.filename})" if exc.filename is not None else ""
+        print(f"gpuimage stubs: cannot write the stubs into {directory}: {reason}.", file=sys.stderr)
         return 1
     # mypy_path and stubPath name the folder that holds the cv2 package, not the package itself.
     root = written.parent if written.name in ("cv2", "cv2-stubs") else written
@@ -66,11 +75,29 @@ def _parser() -> argparse.ArgumentParser:
     info = commands.add_parser("info", help="installed backends, CUDA devices, and which views work here")
     info.add_argument("--json", action="store_true", help="print the same as JSON")
     info.set_defaults(run=_info)
-    demo = commands.add_parser("demo", help="one image, every view sharing one pointer")
+    demo = commands.add_parser(
+        "demo",
+        help="one image, every view sharing one pointer",
+        description="One image, every view sharing one pointer: on the GPU where one is reachable, on "
+        "the host elsewhere. A view whose library is missing or broken is skipped with the reason; the "
+        "exit status is 1 only when no view at all could be shown.",
+    )
     demo.set_defaults(run=_demo)
-    bench = commands.add_parser("bench", help="run benchmarks/*.py and print one table of their targets")
+    bench = commands.add_parser(
+        "bench",
+        help="run benchmarks/*.py and print one table of their targets",
+        description="Run the benchmarks of gpuimage's source tree and print one table of their\n"
+        "results against their targets.",
+        epilog=BENCH_EXIT_STATUS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # keeps the exit-status lines as written
+    )
     bench.add_argument("--quick", action="store_true", help="few repetitions: a smoke test only")
-    bench.add_argument("--dir", type=Path, help="the benchmarks folder (default: found in the source tree)")
+    bench.add_argument(
+        "--dir",
+        type=Path,
+        help="the benchmarks folder (default: the source tree's, else ./benchmarks if its _common.py "
+        "imports gpuimage)",
+    )
     bench.add_argument(
         "--reports", type=Path, metavar="DIR", help="keep each benchmark's report and JSON in DIR"
     )

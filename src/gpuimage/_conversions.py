@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar, overload
+
+import numpy as np
+import numpy.typing as npt
 
 from . import _convert
 from ._backends import is_installed
@@ -24,7 +27,6 @@ from ._layout import CHW, HWC, Layout
 from ._spec import ImageSpec
 
 if TYPE_CHECKING:
-    import numpy.typing as npt
     import torch
 
     from ._image import GpuImage
@@ -33,6 +35,7 @@ __all__ = [
     "convert_into",
     "converted",
     "current_stream",
+    "ChannelValues",
     "denormalize",
     "executor_for",
     "located",
@@ -42,6 +45,10 @@ __all__ = [
 ]
 
 DT = TypeVar("DT", bound=AnyDType)
+
+ChannelValues: TypeAlias = float | Sequence[float] | npt.NDArray[np.floating[Any]] | np.floating[Any]
+"""What ``mean`` and ``std`` accept: one number for every channel, or one per channel (a sequence or a
+NumPy array)."""
 Executor = Literal["cupy", "torch", "numpy"]
 
 
@@ -251,8 +258,8 @@ def _destination(
 @overload
 def normalize(
     image: GpuImage[Any, Any],
-    mean: float | Sequence[float],
-    std: float | Sequence[float],
+    mean: ChannelValues,
+    std: ChannelValues,
     *,
     dtype: type[DT],
     scale: float | None = None,
@@ -262,8 +269,8 @@ def normalize(
 @overload
 def normalize(
     image: GpuImage[Any, Any],
-    mean: float | Sequence[float],
-    std: float | Sequence[float],
+    mean: ChannelValues,
+    std: ChannelValues,
     *,
     dtype: None = None,
     scale: float | None = None,
@@ -273,8 +280,8 @@ def normalize(
 @overload
 def normalize(
     image: GpuImage[Any, Any],
-    mean: float | Sequence[float],
-    std: float | Sequence[float],
+    mean: ChannelValues,
+    std: ChannelValues,
     *,
     dtype: DTypeLike,
     scale: float | None = None,
@@ -283,8 +290,8 @@ def normalize(
 ) -> GpuImage[CHW]: ...
 def normalize(
     image: GpuImage[Any, Any],
-    mean: float | Sequence[float],
-    std: float | Sequence[float],
+    mean: ChannelValues,
+    std: ChannelValues,
     *,
     dtype: DTypeLike | None = None,
     scale: float | None = None,
@@ -323,8 +330,8 @@ def normalize(
 @overload
 def denormalize(
     image: GpuImage[Any, Any],
-    mean: float | Sequence[float],
-    std: float | Sequence[float],
+    mean: ChannelValues,
+    std: ChannelValues,
     *,
     dtype: type[DT],
     scale: float | None = None,
@@ -334,8 +341,8 @@ def denormalize(
 @overload
 def denormalize(
     image: GpuImage[Any, Any],
-    mean: float | Sequence[float],
-    std: float | Sequence[float],
+    mean: ChannelValues,
+    std: ChannelValues,
     *,
     dtype: None = None,
     scale: float | None = None,
@@ -345,8 +352,8 @@ def denormalize(
 @overload
 def denormalize(
     image: GpuImage[Any, Any],
-    mean: float | Sequence[float],
-    std: float | Sequence[float],
+    mean: ChannelValues,
+    std: ChannelValues,
     *,
     dtype: DTypeLike,
     scale: float | None = None,
@@ -355,8 +362,8 @@ def denormalize(
 ) -> GpuImage[HWC]: ...
 def denormalize(
     image: GpuImage[Any, Any],
-    mean: float | Sequence[float],
-    std: float | Sequence[float],
+    mean: ChannelValues,
+    std: ChannelValues,
     *,
     dtype: DTypeLike | None = None,
     scale: float | None = None,

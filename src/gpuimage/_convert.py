@@ -7,7 +7,8 @@ tested by hypothesis on CPU. The executors (``_kernels`` on CuPy, ``_torch_conve
 Every conversion is one formula per element: ``out[c] = in[source_channel(c)] * scale[c] + offset[c]``,
 computed in the accumulator type (float32, or float64 where either side is a 32- or 64-bit integer or
 float64), as a multiplication and an addition each rounded once (no fused multiply-add, so NumPy
-reproduces it bit for bit). Integer targets round half to even and saturate; NaN becomes 0. When the
+reproduces it bit for bit). Integer targets round half to even and saturate, NaN becoming 0; bool
+targets are ``x != 0`` (NaN is True, as in NumPy). When the
 map is the identity the arithmetic is skipped: a same-dtype copy moves bits, an integer-to-integer
 cast saturates exactly in 64-bit integers.
 """
@@ -16,11 +17,15 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+import numbers
+from collections.abc import Iterable, Sequence
 from enum import IntEnum
-from typing import Literal, NamedTuple, cast
+from typing import TYPE_CHECKING, Literal, NamedTuple, cast
 
 from ._dtypes import DTYPES, DTypeName
+
+if TYPE_CHECKING:
+    from ._conversions import ChannelValues
 from ._errors import BoundsError, DTypeError, SpecError
 from ._geometry import Geometry
 
@@ -34,6 +39,7 @@ __all__ = [
     "batch_size",
     "check_same",
     "denormalize_affine",
+    "finite_number",
     "identity_affine",
     "input_scale",
     "integer_range",
@@ -48,6 +54,7 @@ __all__ = [
 ]
 
 Accumulator = Literal["float32", "float64"]
+
 _WIDE = frozenset({"float64", "int32", "uint32", "int64"})  # values float32 cannot hold exactly
 _INTEGRAL = frozenset({"bool", "uint8", "int8", "uint16", "int16", "uint32", "int32", "int64"})
 MAX_VECTOR = 16
@@ -117,21 +124,23 @@ def mode(source: DTypeName, target: DTypeName, affine: Affine) -> Mode:
 # -- affine maps ------------------------------------------------------------------------------------
 
 
-def _finite(value: object, name: str, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+def finite_number(value: object, name: str, where: str) -> float:
+    """``value`` as a float, if it is a finite real number (NumPy scalars too; bools are refused)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         raise SpecError(f"{where}: expected a finite number for {name}, got {name}={value!r}.")
     return float(value)
 
 
-def _per_channel(values: float | Sequence[float], channels: int, name: str, where: str) -> tuple[float, ...]:
+def _per_channel(values: ChannelValues, channels: int, name: str, where: str) -> tuple[float, ...]:
     """One finite value per channel: a single number (or a 1-sequence) applies to every channel."""
-    items: Sequence[object] = [values] if isinstance(values, int | float) else list(values)
+    # a sequence, a NumPy array, or one number (NumPy scalars included)
+    items = [values] if isinstance(values, numbers.Real) else list(cast("Iterable[object]", values))
     if len(items) not in (1, channels):
         raise SpecError(
             f"{where}: expected 1 or {channels} values for {name} (one per channel), got {len(items)}."
         )
-    numbers = tuple(_finite(item, name, where) for item in items)
-    return numbers * channels if len(numbers) == 1 else numbers
+    parsed = tuple(finite_number(item, name, where) for item in items)
+    return parsed * channels if len(parsed) == 1 else parsed
 
 
 def identity_affine(channels: int, *, reverse: bool = False) -> Affine:
@@ -141,7 +150,7 @@ def identity_affine(channels: int, *, reverse: bool = False) -> Affine:
 
 def scaled_affine(channels: int, scale: float, offset: float, *, where: str) -> Affine:
     """``astype``'s map: the same ``x * scale + offset`` for every channel."""
-    factor, shift = _finite(scale, "scale", where), _finite(offset, "offset", where)
+    factor, shift = finite_number(scale, "scale", where), finite_number(offset, "offset", where)
     return Affine((factor,) * channels, (shift,) * channels, False)
 
 
@@ -149,7 +158,7 @@ def input_scale(dtype: DTypeName, scale: float | None, *, where: str) -> float:
     """The factor that brings raw values to the units of ``mean`` and ``std``: ``scale`` when given,
     else 1/255 for uint8 and 1/65535 for uint16 (torchvision's [0, 1] convention), else 1."""
     if scale is not None:
-        value = _finite(scale, "scale", where)
+        value = finite_number(scale, "scale", where)
         if value == 0.0:
             raise SpecError(f"{where}: expected a non-zero scale, got scale={scale!r}.")
         return value
@@ -159,7 +168,13 @@ def input_scale(dtype: DTypeName, scale: float | None, *, where: str) -> float:
 
 
 def _check_shared_beyond_four(affine: Affine, where: str) -> Affine:
-    """Kernels carry four per-channel maps; wider images take one map for every channel."""
+    """Kernels carry four per-channel maps; wider images take one map for every channel. And the
+    map's factors must be finite (a std of 1e-320 would make every value inf or NaN)."""
+    if not all(math.isfinite(value) for value in (*affine.scale, *affine.offset)):
+        raise SpecError(
+            f"{where}: mean, std and scale give a non-finite map (scale={affine.scale}, "
+            f"offset={affine.offset}); std is too small or mean too large."
+        )
     if len(affine.scale) > 4 and len(set(zip(affine.scale, affine.offset, strict=True))) > 1:
         raise SpecError(
             f"{where}: per-channel mean and std are supported for 1 to 4 channels, got "
@@ -169,7 +184,7 @@ def _check_shared_beyond_four(affine: Affine, where: str) -> Affine:
 
 
 def _mean_and_std(
-    channels: int, mean: float | Sequence[float], std: float | Sequence[float], where: str
+    channels: int, mean: ChannelValues, std: ChannelValues, where: str
 ) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """One finite mean and one finite, non-zero std per channel."""
     means = _per_channel(mean, channels, "mean", where)
@@ -181,8 +196,8 @@ def _mean_and_std(
 
 def normalize_affine(
     channels: int,
-    mean: float | Sequence[float],
-    std: float | Sequence[float],
+    mean: ChannelValues,
+    std: ChannelValues,
     scale: float,
     *,
     reverse: bool,
@@ -199,8 +214,8 @@ def normalize_affine(
 
 def denormalize_affine(
     channels: int,
-    mean: float | Sequence[float],
-    std: float | Sequence[float],
+    mean: ChannelValues,
+    std: ChannelValues,
     scale: float,
     *,
     reverse: bool,

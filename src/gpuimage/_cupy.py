@@ -16,6 +16,7 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only where CuPy is absent
     raise missing_backend("cupy") from exc
 
+import functools
 import threading
 
 import numpy as np
@@ -33,6 +34,7 @@ __all__ = [
     "copy",
     "current_stream",
     "empty",
+    "external_stream",
     "strided_parts",
     "get_device",
     "gpu_available",
@@ -103,11 +105,38 @@ def pointer_device(ptr: int) -> int | None:
     return int(attributes.device) if attributes.type in (2, 3) else None  # device or managed memory
 
 
-def allocate(nbytes: int, device: Device) -> tuple[int, cupy.ndarray]:
-    """``nbytes`` bytes from CuPy's memory pool on ``device``; returns (pointer, owner)."""
+def allocate(nbytes: int, device: Device, stream: int | None = None) -> tuple[int, cupy.ndarray]:
+    """``nbytes`` bytes from CuPy's memory pool on ``device``; returns (pointer, owner).
+
+    With ``stream``, the memory is taken for that stream: once freed, the pool hands it out again
+    only to work on that stream, which runs after whatever the first user queued there.
+    """
     with cupy.cuda.Device(device.index):
-        buffer = cupy.empty(nbytes, dtype=cupy.uint8)
+        if stream is None:
+            buffer = cupy.empty(nbytes, dtype=cupy.uint8)
+        else:
+            with external_stream(stream, device.index):
+                buffer = cupy.empty(nbytes, dtype=cupy.uint8)
     return buffer.data.ptr, buffer
+
+
+class _Handle:
+    """A raw stream handle in the ``__cuda_stream__`` protocol, for ``cupy.cuda.Stream.from_external``."""
+
+    __slots__ = ("handle",)
+
+    def __init__(self, handle: int) -> None:
+        self.handle = handle
+
+    def __cuda_stream__(self) -> tuple[int, int]:
+        return (0, self.handle)
+
+
+@functools.lru_cache(maxsize=64)
+def external_stream(handle: int, device: int) -> cupy.cuda.Stream:
+    """CuPy's stream object for a raw handle of ``device`` (usable as a context manager)."""
+    with cupy.cuda.Device(device):
+        return cupy.cuda.Stream.from_external(_Handle(handle))
 
 
 def copy(

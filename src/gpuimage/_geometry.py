@@ -233,19 +233,19 @@ def _usable(stride: int, size: int, packed: int, itemsize: int) -> int:
     return stride
 
 
-def crop_offset(geometry: Geometry, x: int, y: int, width: int, height: int) -> int:
+def crop_offset(geometry: Geometry, x: int, y: int, width: int, height: int, *, where: str = "crop()") -> int:
     """The byte offset of the crop's first element; raises ``BoundsError`` if it leaves the image."""
     for name, value in (("x", x), ("y", y), ("width", width), ("height", height)):
         if type(value) is not int:
-            raise BoundsError(f"crop(): expected an int {name}, got {name}={value!r}.")
+            raise BoundsError(f"{where}: expected an int {name}, got {name}={value!r}.")
     if x < 0 or y < 0 or width <= 0 or height <= 0:
         raise BoundsError(
-            "crop(): expected x, y >= 0 and width, height > 0, "
+            f"{where}: expected x, y >= 0 and width, height > 0, "
             f"got x={x}, y={y}, width={width}, height={height}."
         )
     if x + width > geometry.width or y + height > geometry.height:
         raise BoundsError(
-            f"crop(): the rectangle x={x}, y={y}, width={width}, height={height} reaches outside the "
+            f"{where}: the rectangle x={x}, y={y}, width={width}, height={height} reaches outside the "
             f"{geometry.width}x{geometry.height} image (x + width <= {geometry.width} and "
             f"y + height <= {geometry.height} are required)."
         )

@@ -90,4 +90,5 @@ def convert(
 def fill(target: Array, value: float, source_dtype: DTypeName, target_dtype: DTypeName) -> None:
     """Set every element of ``target`` to ``value`` (in the accumulator, then stored like the rest)."""
     wide = np.dtype(accumulator(source_dtype, target_dtype))
-    target[...] = from_accumulator(np.asarray(value, dtype=wide), target_dtype)
+    with np.errstate(over="ignore", invalid="ignore"):
+        target[...] = from_accumulator(np.asarray(value, dtype=wide), target_dtype)

@@ -6,6 +6,7 @@ spoke's ``view``; the hub itself never imports torch, CuPy or OpenCV.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any, Generic, Self, cast, overload
 
 from typing_extensions import CapsuleType, TypeVar
@@ -390,8 +391,10 @@ class GpuImage(StreamOrdering, Generic[L, D]):
             device=device,
             row_alignment=row_alignment,
         )
-        memory = _allocate.allocate(spec.nbytes, spec.device, alignment=max(row_alignment, spec.itemsize))
         given = stream_handle(stream, where="GpuImage.empty()")
+        # every row starts on a multiple of both: rows aligned as asked, elements on their size
+        alignment = math.lcm(row_alignment, spec.itemsize)
+        memory = _allocate.allocate(spec.nbytes, spec.device, alignment=alignment, stream=given)
         ready = ReadyState(memory.stream if given is None else given)
         if memory.stream is not None:
             ready.users.add(memory.stream)  # the allocator already knows the allocating stream
@@ -735,8 +738,8 @@ class GpuImage(StreamOrdering, Generic[L, D]):
 
         The arithmetic runs in float32 (float64 where either side is a 32- or 64-bit integer or
         float64). Integer targets round half to even and saturate (NaN becomes 0), like OpenCV's
-        ``convertTo``; float16 and bfloat16 round to nearest even. Without scale and offset, an
-        integer-to-integer cast saturates exactly.
+        ``convertTo``; bool targets are ``x != 0``; float16 and bfloat16 round to nearest even.
+        Without scale and offset, an integer-to-integer cast saturates exactly.
         """
         target = parse_dtype(dtype, where="astype()")
         affine = scaled_affine(self._spec.channels, scale, offset, where="astype()")

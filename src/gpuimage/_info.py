@@ -16,7 +16,7 @@ from typing import IO, Any, Protocol, cast
 
 from ._errors import GpuImageError
 
-__all__ = ["collect_info", "print_info", "torch_devices"]
+__all__ = ["collect_info", "describe_exception", "print_info", "torch_devices"]
 
 # The libraries ``info`` reports, by import name (nvImageCodec lives in the ``nvidia`` namespace).
 _LIBRARIES = ("numpy", "pydantic", "torch", "cupy", "cv2", "nvidia.nvimgcodec")
@@ -24,7 +24,7 @@ _LIBRARIES = ("numpy", "pydantic", "torch", "cupy", "cv2", "nvidia.nvimgcodec")
 # -- info ---------------------------------------------------------------------------------------
 
 
-def _describe(exc: BaseException) -> str:
+def describe_exception(exc: BaseException) -> str:
     """An exception as one line; gpuimage's own messages already name the operation."""
     text = " ".join(str(exc).split())
     return text if isinstance(exc, GpuImageError) else f"{type(exc).__name__}: {text}"
@@ -53,7 +53,7 @@ def _library(module: str) -> dict[str, Any]:
     try:
         imported = importlib.import_module(module)
     except Exception as exc:  # a broken install raises anything (OSError for a missing .so, ...)
-        record["error"] = _describe(exc)
+        record["error"] = describe_exception(exc)
         imported = None
     version: object = getattr(imported, "__version__", None)
     if not isinstance(version, str) and distribution is not None:
@@ -139,7 +139,7 @@ def _cuda_devices(libraries: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
         try:
             devices, reason = probe()
         except Exception as exc:  # a driver or runtime that fails in an unexpected way
-            devices, reason = [], _describe(exc)
+            devices, reason = [], describe_exception(exc)
         if devices:
             return {"via": name, "devices": devices, "reasons": reasons}
         reasons[name] = reason or f"{name} sees no GPU"
@@ -168,7 +168,7 @@ def _attempt(probe: Callable[[], object], note: str | None = None) -> dict[str, 
     try:
         probe()
     except Exception as exc:
-        return {"works": False, "detail": _describe(exc)}
+        return {"works": False, "detail": describe_exception(exc)}
     return {"works": True, "detail": note}
 
 
@@ -192,7 +192,7 @@ def _probe_views(gpu_via: str | None, opencv_has_cuda: bool) -> dict[str, Any]:
     try:
         device = GpuImage.empty(2, 4, 3, "uint8", device=0)
     except Exception as exc:  # no GPU, or no CUDA build of torch or CuPy: the same reason for every view
-        reason = {"works": False, "detail": _describe(exc)}
+        reason = {"works": False, "detail": describe_exception(exc)}
         results["device"] = dict.fromkeys(
             ("as_numpy", "as_torch", "as_cupy", "as_gpumat", "DLPack", "CAI"), reason
         )

@@ -25,11 +25,12 @@ except ImportError as exc:  # pragma: no cover - exercised only where CuPy is ab
     raise missing_backend("cupy") from exc
 
 from ._convert import Affine, BatchItem, Mode, Variant, integer_range
+from ._cupy import external_stream
 from ._dtypes import DTypeName
-from ._errors import CudaError
+from ._errors import CudaError, SpecError
 from ._geometry import Geometry
 
-__all__ = ["defines", "launch"]
+__all__ = ["MAX_ITEMS", "MAX_SIDE", "defines", "launch", "launch_batch"]
 
 BLOCK = 128
 _STORAGE: dict[DTypeName, str] = {
@@ -134,30 +135,12 @@ def _function(variant: Variant, device: int) -> cupy.cuda.function.Function:
         module = cupy.cuda.function.Module()
         module.load(image.encode() if isinstance(image, str) else image)  # cubin, or PTX text
         function = module.get_function("gpuimage_convert")
-        _modules.append(module)  # a Function does not keep its module loaded
+        # the driver launch uses the raw CUfunction handle: keep its module loaded for the process
+        _modules.append(module)
         return function
 
 
 _modules: list[cupy.cuda.function.Module] = []
-
-
-class _Handle:
-    """A raw stream handle in the ``__cuda_stream__`` protocol, for ``cupy.cuda.Stream.from_external``."""
-
-    __slots__ = ("handle",)
-
-    def __init__(self, handle: int) -> None:
-        self.handle = handle
-
-    def __cuda_stream__(self) -> tuple[int, int]:
-        return (0, self.handle)
-
-
-@functools.lru_cache(maxsize=64)
-def _stream(handle: int, device: int) -> cupy.cuda.Stream:
-    """CuPy's object for a raw stream handle (made under ``device``, which it then belongs to)."""
-    with cupy.cuda.Device(device):
-        return cupy.cuda.Stream.from_external(_Handle(handle))
 
 
 class _Staging:
@@ -202,7 +185,13 @@ class _Staging:
         return device
 
 
-_staging = _Staging()
+_staging: dict[int, _Staging] = {}  # per device: an event records only on streams of its own device
+_staging_lock = threading.Lock()
+
+
+def _staging_for(device: int) -> _Staging:
+    with _staging_lock:
+        return _staging.setdefault(device, _Staging())
 
 
 def _block(groups: int, rows: int) -> tuple[int, int, int]:
@@ -215,6 +204,7 @@ def _block(groups: int, rows: int) -> tuple[int, int, int]:
 # this order meets without padding): items, src, 3 source strides, dst, 3 target strides, item pitch
 # (8 bytes each), 4 ints, then 9 accumulator values.
 _CODES = {"float32": "QQqqqQqqqqiiii" + "f" * 9, "float64": "QQqqqQqqqqiiii" + "d" * 9}
+_PARAMETERS = {accumulator: struct.Struct("<" + codes) for accumulator, codes in _CODES.items()}
 _NUMPY: dict[str, Callable[[float | int], np.generic]] = {
     "Q": np.uint64,
     "q": np.int64,
@@ -222,7 +212,6 @@ _NUMPY: dict[str, Callable[[float | int], np.generic]] = {
     "f": np.float32,
     "d": np.float64,
 }
-_PARAMETERS = {"float32": struct.Struct("<QQqqqQqqqq4i9f"), "float64": struct.Struct("<QQqqqQqqqq4i9d")}
 _INVALID_CONTEXT = 201  # CUDA_ERROR_INVALID_CONTEXT: this thread has no current context yet
 
 
@@ -263,7 +252,7 @@ def _launch_packed(
     if driver is None or not handle:
         codes = _CODES[variant.accumulator]
         arguments = tuple(_NUMPY[code](value) for code, value in zip(codes, values, strict=True))
-        kernel(grid, block, arguments, stream=_stream(stream, device))
+        kernel(grid, block, arguments, stream=external_stream(stream, device))
         return
     packed = _PARAMETERS[variant.accumulator].pack(*values)
     buffer = ctypes.create_string_buffer(packed, len(packed))
@@ -278,6 +267,46 @@ def _launch_packed(
         raise CudaError(f"launching the conversion kernel on cuda:{device} failed: CUresult {status}")
 
 
+# The kernel's int parameters (sizes) and grid dimensions bound what one launch can convert.
+MAX_SIDE = 2**31 - 4096
+MAX_ITEMS = 65535
+
+
+def _check_limits(height: int, width: int, items: int) -> None:
+    if height > MAX_SIDE or width > MAX_SIDE or items > MAX_ITEMS:
+        raise SpecError(
+            f"conversion: expected height and width up to {MAX_SIDE} and at most {MAX_ITEMS} images a "
+            f"batch, got height={height}, width={width}, {items} images. Convert in parts."
+        )
+
+
+def _launch(
+    variant: Variant,
+    device: int,
+    stream: int,
+    out: Geometry,
+    items: int,
+    sizes: tuple[int, ...],
+    values: tuple[float | int, ...],
+) -> None:
+    """Launch over ``out``'s rows and runs (and ``items`` items), with the pointer/stride ``values``,
+    the ``sizes``, and the map ``values`` in the kernel's parameter order."""
+    groups = -(-out.width // variant.pixels)
+    block = _block(groups, out.height)
+    grid = (-(-groups // block[0]), min(-(-out.height // block[1]), 65535), items)
+    _launch_packed(variant, device, grid, block, stream, (*values[:10], *sizes, *values[10:]))
+
+
+def _map_values(variant: Variant, affine: Affine, pad: float) -> tuple[float, ...]:
+    """The 4 scales, 4 offsets and the padding, each rounded to the accumulator type first (so a
+    float32 factor beyond float32's range becomes inf, as in NumPy)."""
+    wide = np.float64 if variant.accumulator == "float64" else np.float32
+    with np.errstate(over="ignore"):
+        scale = [float(wide(value)) for value in (*affine.scale, 1.0, 1.0, 1.0)[:4]]
+        offset = [float(wide(value)) for value in (*affine.offset, 0.0, 0.0, 0.0)[:4]]
+        return (*scale, *offset, float(wide(pad)))
+
+
 def launch(
     variant: Variant,
     *,
@@ -286,47 +315,40 @@ def launch(
     affine: Affine,
     stream: int,
     device: int,
-    batch: Sequence[BatchItem] = (),
-    item_pitch: int = 0,
-    pad: float = 0.0,
 ) -> None:
-    """Queue one kernel on ``stream``: ``source`` converted into ``target`` (one image), or, with
-    ``batch``, every item into ``target`` + ``i * item_pitch`` bytes (``target``'s geometry gives the
-    batch's height, width and strides; ``source`` is unused then)."""
-    target_ptr, out = target
-    groups = -(-out.width // variant.pixels)
-    block = _block(groups, out.height)
-    grid = (-(-groups // block[0]), min(-(-out.height // block[1]), 65535), max(len(batch), 1))
-    src_ptr, region = source if not batch else (0, out)
-    # through the accumulator type first: a float32 factor beyond its range is inf, as in NumPy
-    wide = np.float64 if variant.accumulator == "float64" else np.float32
-    scale = [float(wide(value)) for value in (*affine.scale, 1.0, 1.0, 1.0)[:4]]
-    offset = [float(wide(value)) for value in (*affine.offset, 0.0, 0.0, 0.0)[:4]]
-    pad = float(wide(pad))
+    """Queue one kernel on ``stream`` that converts ``source`` into ``target`` (pointer, geometry)."""
+    (src_ptr, region), (dst_ptr, out) = source, target
+    _check_limits(out.height, out.width, 1)
+    strides = (region.row_pitch, region.pixel_stride, region.channel_stride)
+    pointers = (0, src_ptr, *strides, dst_ptr, out.row_pitch, out.pixel_stride, out.channel_stride, 0)
+    sizes = (region.height, region.width, out.height, out.width)
     with cupy.cuda.Device(device):
-        table = None
-        if batch:
-            # The table outlives the kernel: CuPy's pool hands its memory on to later work on this
-            # stream only, which runs after the kernel.
-            with _stream(stream, device):
-                table = _staging.to_device(np.array(batch, dtype=np.int64), stream)
-        values = (
-            table.data.ptr if table is not None else 0,
-            src_ptr,
-            region.row_pitch,
-            region.pixel_stride,
-            region.channel_stride,
-            target_ptr,
-            out.row_pitch,
-            out.pixel_stride,
-            out.channel_stride,
-            item_pitch,
-            region.height,
-            region.width,
-            out.height,
-            out.width,
-            *scale,
-            *offset,
-            pad,
+        _launch(variant, device, stream, out, 1, sizes, (*pointers, *_map_values(variant, affine, 0.0)))
+
+
+def launch_batch(
+    variant: Variant,
+    *,
+    items: Sequence[BatchItem],
+    target: tuple[int, Geometry],
+    item_pitch: int,
+    affine: Affine,
+    pad: float,
+    stream: int,
+    device: int,
+) -> None:
+    """Queue one kernel on ``stream`` that converts every item into ``target`` + ``i * item_pitch``
+    bytes (``target``'s geometry gives the batch's height, width and strides), padding with ``pad``."""
+    dst_ptr, out = target
+    _check_limits(out.height, out.width, len(items))
+    with cupy.cuda.Device(device):
+        # The table outlives the kernel: CuPy's pool hands its memory on to later work on this stream
+        # only, which runs after the kernel.
+        with external_stream(stream, device):
+            table = _staging_for(device).to_device(np.array(items, dtype=np.int64), stream)
+        strides = (out.row_pitch, out.pixel_stride, out.channel_stride)
+        pointers = (table.data.ptr, 0, 0, 0, 0, dst_ptr, *strides, item_pitch)
+        sizes = (0, 0, out.height, out.width)  # each item's own size comes from the table
+        _launch(
+            variant, device, stream, out, len(items), sizes, (*pointers, *_map_values(variant, affine, pad))
         )
-        _launch_packed(variant, device, grid, block, stream, values)

@@ -125,13 +125,16 @@ def run_case(case: dict[str, Any]) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
 def launches(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     """The keyword arguments of every kernel launch made during the test."""
     calls: list[dict[str, Any]] = []
-    original = _kernels.launch
 
-    def counting(*args: Any, **kwargs: Any) -> None:
-        calls.append(kwargs)
-        original(*args, **kwargs)
+    def counted(launch: Any) -> Any:
+        def counting(*args: Any, **kwargs: Any) -> None:
+            calls.append(kwargs)
+            launch(*args, **kwargs)
 
-    monkeypatch.setattr(_kernels, "launch", counting)
+        return counting
+
+    monkeypatch.setattr(_kernels, "launch", counted(_kernels.launch))
+    monkeypatch.setattr(_kernels, "launch_batch", counted(_kernels.launch_batch))
     return calls
 
 
@@ -277,3 +280,58 @@ def test_a_destination_overlapping_the_source_is_refused() -> None:
         gi.normalize(image, 0.5, 0.25, out=GpuImage.from_torch(tensor.permute(2, 0, 1), layout="CHW"))
     with pytest.raises(gi.DeviceError):
         gi.normalize(image, 0.5, 0.25, out=GpuImage.empty(10, 10, 3, "float32", layout="CHW", device="cpu"))
+
+
+@gpu_settings(max_examples=60)
+@given(
+    count=st.integers(1, 6),
+    channels=st.integers(1, 4),
+    dtype=st.sampled_from([gi.Float32, gi.Float16, gi.BFloat16]),
+    source_dtype=st.sampled_from(["uint8", "uint16"]),
+    reverse=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_normalize_batch_matches_the_reference_bit_for_bit(
+    count: int, channels: int, dtype: type[gi.AnyDType], source_dtype: DTypeName, reverse: bool, seed: int
+) -> None:
+    """Mixed sizes, odd widths and offsets, both layouts, padding: the one launch equals the NumPy
+    path item by item."""
+    rng = np.random.default_rng(seed)
+    hosts, images, rois = [], [], []
+    for index in range(count):
+        height, width = int(rng.integers(1, 40)), int(rng.choice([1, 2, 3, 7, 33, int(rng.integers(1, 70))]))
+        values = random_values(rng, source_dtype, (height + 3, width + 5, channels))
+        layout = Layout.HWC if index % 2 == 0 else Layout.CHW
+        hosts.append(
+            GpuImage.from_numpy(
+                np.ascontiguousarray(values if layout is Layout.HWC else values.transpose(2, 0, 1)),
+                layout=layout,
+            )
+        )
+        images.append(hosts[-1].cuda())
+        rois.append((int(rng.integers(0, 5)), int(rng.integers(0, 3)), width, height))
+    mean = [float(value) for value in rng.uniform(0, 1, channels)]
+    std = [float(value) for value in rng.uniform(0.1, 1, channels)]
+    size = (45, 75)
+    on_gpu = gi.normalize_batch(
+        images, mean, std, rois=rois, size=size, pad_value=-0.5, dtype=dtype, reverse_channels=reverse
+    )
+    on_host = gi.normalize_batch(
+        hosts, mean, std, rois=rois, size=size, pad_value=-0.5, dtype=dtype, reverse_channels=reverse
+    )
+    carrier = torch.int16 if on_gpu.element_size() == 2 else torch.int32
+    assert torch.equal(on_gpu.cpu().view(carrier), on_host.view(carrier))
+
+
+@pytest.mark.parametrize("channels", [5, 8])
+def test_images_with_more_than_four_channels_convert(channels: int) -> None:
+    rng = np.random.default_rng(channels)
+    values = rng.integers(0, 256, (9, 13, channels), dtype=np.uint8)
+    image = GpuImage.from_numpy(values, layout="HWC").cuda()
+    planar = image.to_layout("CHW")
+    assert np.array_equal(planar.cpu().as_numpy(), values.transpose(2, 0, 1))
+    scaled = image.astype(gi.Float32, scale=0.5, offset=1.0).cpu().as_numpy()
+    assert np.array_equal(scaled, values.astype(np.float32) * np.float32(0.5) + np.float32(1.0))
+    normalized = gi.normalize(image, 0.5, 0.25).cpu().as_numpy()
+    host = gi.normalize(GpuImage.from_numpy(values, layout="HWC"), 0.5, 0.25).as_numpy()
+    assert np.array_equal(normalized, host)
