@@ -65,3 +65,25 @@ def test_copies_to_another_device_wait_for_the_source(target: str) -> None:
         assert moved.stream is None
     moved.synchronize()
     assert bool(moved.as_torch().cpu().eq(1.0).all())
+
+
+def test_conversions_run_on_the_images_own_device() -> None:
+    """Kernels compile, load and launch on the second GPU, after its late write; the current device
+    is restored; a batch on each device uses that device's staging (twice, to reuse the slots)."""
+    import gpuimage as gi
+
+    torch.cuda.set_device(0)
+    image, _ = _late_image(1)
+    planar = image.to_layout("CHW")
+    normalized = gi.normalize(image, 0.5, 0.25)
+    assert torch.cuda.current_device() == 0
+    assert planar.device.index == 1
+    assert bool(planar.as_torch().eq(1.0).all())
+    assert bool(normalized.as_torch().eq(2.0).all())  # (1 * 1 - 0.5) / 0.25 with scale 1 for floats
+    for _ in range(2):
+        for device in (0, 1):
+            frame = torch.full((20, 30, 3), 51, dtype=torch.uint8, device=f"cuda:{device}")
+            with torch.cuda.device(device):
+                batch = gi.normalize_batch([GpuImage.from_torch(frame, layout="HWC")] * 3, 0.0, 1.0)
+            assert batch.device == torch.device("cuda", device)
+            assert torch.allclose(batch, torch.full_like(batch, 51 / 255))
