@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any, Generic, Self, cast, overload
 
-from typing_extensions import CapsuleType, TypeVar
+from typing_extensions import TypeVar
 
 from . import _allocate, _cai, _cuda, _dlpack, _numpy, _ops
 from ._conversions import converted
@@ -19,16 +19,13 @@ from ._dtypes import AnyDType, DTypeLike, DTypeName, parse_dtype
 from ._errors import (
     DeviceError,
     DTypeError,
-    ExportError,
-    HostMemoryError,
     InteropError,
     LayoutError,
-    ReadOnlyError,
 )
+from ._exports import ImageExports
 from ._geometry import Geometry, check_geometry, crop_offset
 from ._layout import CHW, HWC, AnyLayout, CHWLike, HWCLike, Layout, LayoutLike, parse_layout
 from ._lazy import LazyModule
-from ._ordering import StreamOrdering
 from ._pointers import device_of
 from ._source import Imported, check_pointer
 from ._spec import ImageSpec, trusted_spec
@@ -53,10 +50,10 @@ L = TypeVar("L", bound=AnyLayout, covariant=True, default=AnyLayout)
 D = TypeVar("D", bound=AnyDType, covariant=True, default=AnyDType)
 DT = TypeVar("DT", bound=AnyDType)
 
-_TORCH, _CUPY, _GPUMAT, _NUMPY = "torch", "cupy", "gpumat", "numpy"
+_GPUMAT = "gpumat"  # the hub's one view; the others are ImageExports'
 
 
-class GpuImage(StreamOrdering, Generic[L, D]):
+class GpuImage(ImageExports, Generic[L, D]):
     """An image in GPU (or host) memory, shared without copying between torch, CuPy and OpenCV.
 
     ``GpuImage[HWC, UInt8]`` is an interleaved uint8 image; ``GpuImage[CHW]`` a planar image of any
@@ -495,43 +492,6 @@ class GpuImage(StreamOrdering, Generic[L, D]):
 
     # -- views ----------------------------------------------------------------------------------
 
-    def as_torch(self, *, stream: StreamLike = None) -> torch.Tensor:
-        """A tensor over the image: same pointer, same strides, on the image's device. Cached.
-
-        Shape and strides follow the layout (``(H, W, C)`` or ``(C, H, W)``). bfloat16 is supported.
-
-        Notes:
-            Each call makes ``stream`` (default: torch's current stream) wait for the image's
-            data on the GPU, so the tensor may be used there at once; the cached tensor is ordered
-            again on every call, for whichever stream asks.
-        """
-        view = self._views.get(_TORCH)
-        if view is None:
-            self._refuse_if_readonly("as_torch()")
-            view = self._views.setdefault(_TORCH, _torch.view(self._ptr, self._spec, self._owner))
-        producer = self._ready.stream
-        if producer is not None:  # inline: a cached view is asked for in hot loops
-            consumer = _torch.current_stream(self._device_index) if stream is None else self._handle(stream)
-            if consumer != producer:
-                self._order(consumer)
-        return cast("torch.Tensor", view)
-
-    def as_cupy(self, *, stream: StreamLike = None) -> cupy.ndarray:
-        """A ``cupy.ndarray`` header over the image (no CUDA call, no host sync). Cached.
-
-        Each call makes ``stream`` (default: CuPy's current stream) wait for the data, on the GPU.
-        """
-        view = self._views.get(_CUPY)
-        if view is None:
-            self._refuse_if_readonly("as_cupy()")
-            view = self._views.setdefault(_CUPY, _cupy.view(self._ptr, self._spec, self._owner))
-        producer = self._ready.stream
-        if producer is not None:
-            consumer = _cupy.current_stream(self._device_index) if stream is None else self._handle(stream)
-            if consumer != producer:
-                self._order(consumer)
-        return cast("cupy.ndarray", view)
-
     def as_gpumat(self: GpuImage[HWC, AnyDType], *, stream: StreamLike = None) -> cv2.cuda.GpuMat:
         """A ``cv2.cuda.GpuMat`` header over an HWC image with 1 to 4 channels. Cached.
 
@@ -555,106 +515,6 @@ class GpuImage(StreamOrdering, Generic[L, D]):
             if consumer != producer:
                 self._order(consumer)
         return cast("cv2.cuda.GpuMat", view)
-
-    def _refuse_if_readonly(self, where: str) -> None:
-        if self._readonly:
-            raise ReadOnlyError(
-                f"{where}: the image is read-only (its source said so), and torch, CuPy and OpenCV have no "
-                "read-only arrays: a write through the view would change memory that must not change. Take "
-                "a writable copy with image.copy(), or read it through as_numpy() or DLPack (read-only flag)."
-            )
-
-    def as_numpy(self) -> npt.NDArray[Any]:
-        """A NumPy array over a host image (read-only if the image is). Cached."""
-        view = self._views.get(_NUMPY)
-        if view is None:
-            made = _numpy.view(self._ptr, self._spec, self._owner, readonly=self._readonly)
-            view = self._views.setdefault(_NUMPY, made)
-        return cast("npt.NDArray[Any]", view)
-
-    def __array__(self, dtype: object = None, copy: bool | None = None) -> npt.NDArray[Any]:
-        """NumPy's conversion hook: host images only; device images must be copied with ``cpu()``."""
-        if self._spec.device.is_cuda:
-            raise DeviceError(
-                f"numpy.asarray(image): the image is on {self._spec.device}. Call image.cpu().as_numpy() "
-                "for a host copy."
-            )
-        array = self.as_numpy()
-        if dtype is not None and array.dtype != dtype:
-            if copy is False:
-                raise ExportError("numpy.asarray(image, dtype=..., copy=False): a dtype change copies.")
-            return array.astype(dtype)  # type: ignore[call-overload, no-any-return]  # dtype is numpy's
-        return array.copy() if copy else array
-
-    # -- protocols ------------------------------------------------------------------------------
-
-    @property
-    def __cuda_array_interface__(self) -> dict[str, Any]:
-        """CAI v3 (strides in bytes; ``stream`` is the image's ready stream). Device images only."""
-        if not self._spec.device.is_cuda:
-            raise HostMemoryError(
-                "__cuda_array_interface__: the image is in host memory; use as_numpy() or __dlpack__."
-            )
-        return _cai.cuda_array_interface(
-            self._ptr, self._spec, stream=self._ready.stream, readonly=self._readonly
-        )
-
-    def __dlpack_device__(self) -> tuple[int, int]:
-        """``(kDLCUDA, ordinal)`` for device images, ``(kDLCPU, 0)`` for host images."""
-        return self._spec.device.dlpack
-
-    def __dlpack__(
-        self,
-        *,
-        stream: int | None = None,
-        max_version: tuple[int, int] | None = None,
-        dl_device: tuple[int, int] | None = None,
-        copy: bool | None = None,
-    ) -> CapsuleType:
-        """Export a DLPack capsule (versioned when ``max_version >= (1, 0)``), per the array API.
-
-        ``stream`` is the consumer's stream, which is made to wait for the data on the GPU: None or
-        1 is the legacy default stream, 2 the per-thread default stream, -1 asks for no ordering.
-        ``dl_device`` may name the image's own device, or the CPU (a host copy, unless ``copy`` is
-        False). ``copy=True`` exports a packed copy. The capsule keeps the memory alive until the
-        consumer calls its deleter.
-        """
-        source: GpuImage[Any, Any] = self
-        copied = False
-        if (
-            self._spec.device.is_cuda
-            and stream is not None
-            and (type(stream) is not int or stream == 0 or stream < -1)
-        ):
-            raise ExportError(
-                f"__dlpack__(): expected stream None, -1, 1, 2 or a stream handle, got stream={stream!r}."
-            )
-        if not self._spec.device.is_cuda and stream is not None:
-            raise ExportError(f"__dlpack__(): a host image takes no stream, got stream={stream!r}.")
-        for name, pair in (("max_version", max_version), ("dl_device", dl_device)):
-            if pair is not None and not _is_int_pair(pair):  # consumers are untyped callers
-                raise ExportError(f"__dlpack__(): expected {name} to be a pair of ints, got {name}={pair!r}.")
-        if dl_device is not None and tuple(dl_device) != self.__dlpack_device__():
-            if tuple(dl_device) != CPU.dlpack:
-                raise ExportError(
-                    f"__dlpack__(): cannot export a {self._spec.device} image to DLPack device {dl_device}."
-                )
-            if copy is False:
-                raise ExportError("__dlpack__(): dl_device is the CPU, which needs a copy, but copy=False.")
-            source, copied = self.cpu(), True
-        elif copy:
-            source, copied = self.copy(), True
-        if source._spec.device.is_cuda and stream != -1 and source._ready.stream is not None:
-            source._order(LEGACY_DEFAULT if stream in (None, 1) else stream)
-        versioned = max_version is not None and tuple(max_version) >= (1, 0)
-        return _dlpack.export_capsule(
-            source._ptr,
-            source._spec,
-            source._owner,
-            versioned=versioned,
-            readonly=source._readonly,
-            copied=copied,
-        )
 
     # -- regions, layouts and copies -----------------------------------------------------------
 
@@ -771,14 +631,6 @@ class GpuImage(StreamOrdering, Generic[L, D]):
         if not self._spec.device.is_cuda:
             return self
         return cast(Self, _ops.transfer(self, CPU))
-
-
-def _is_int_pair(value: object) -> bool:
-    return (
-        isinstance(value, tuple)
-        and len(cast("tuple[object, ...]", value)) == 2
-        and all(type(item) is int for item in cast("tuple[object, ...]", value))
-    )
 
 
 def _source_layout(obj: object, layout: LayoutLike | None, *, where: str) -> Layout | None:

@@ -1,0 +1,194 @@
+"""The views and protocol exports of ``GpuImage``: torch, CuPy and NumPy views, ``__array__``,
+``__cuda_array_interface__`` and DLPack.
+
+A mixin of the hub, as ``StreamOrdering`` is, so that the hub module keeps construction, metadata,
+regions and conversions. ``as_gpumat`` stays on the hub: its ``self`` type checks the layout.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Self, cast
+
+from typing_extensions import CapsuleType
+
+from . import _cai, _dlpack, _numpy
+from ._device import CPU
+from ._errors import DeviceError, ExportError, HostMemoryError, ReadOnlyError
+from ._lazy import LazyModule
+from ._ordering import StreamOrdering
+from ._streams import LEGACY_DEFAULT, StreamLike
+
+if TYPE_CHECKING:
+    import cupy
+    import numpy.typing as npt
+    import torch
+
+    from . import _cupy, _torch
+
+__all__ = ["ImageExports"]
+
+if not TYPE_CHECKING:  # the spokes that import torch and CuPy load on first use
+    _torch = LazyModule("gpuimage._torch", globals(), "_torch")
+    _cupy = LazyModule("gpuimage._cupy", globals(), "_cupy")
+
+_TORCH, _CUPY, _NUMPY = "torch", "cupy", "numpy"
+
+
+class ImageExports(StreamOrdering):
+    """The view and export side of ``GpuImage`` (see ``GpuImage`` for lifetime and streams)."""
+
+    __slots__ = ()
+
+    _ptr: int
+    _readonly: bool
+    _views: dict[str, Any]
+
+    if TYPE_CHECKING:  # the hub's copies, which exports that must copy ask for
+
+        def cpu(self) -> Self: ...
+        def copy(self, *, row_alignment: int = 1) -> Self: ...
+
+    def as_torch(self, *, stream: StreamLike = None) -> torch.Tensor:
+        """A tensor over the image: same pointer, same strides, on the image's device. Cached.
+
+        Shape and strides follow the layout (``(H, W, C)`` or ``(C, H, W)``). bfloat16 is supported.
+
+        Notes:
+            Each call makes ``stream`` (default: torch's current stream) wait for the image's
+            data on the GPU, so the tensor may be used there at once; the cached tensor is ordered
+            again on every call, for whichever stream asks.
+        """
+        view = self._views.get(_TORCH)
+        if view is None:
+            self._refuse_if_readonly("as_torch()")
+            view = self._views.setdefault(_TORCH, _torch.view(self._ptr, self._spec, self._owner))
+        producer = self._ready.stream
+        if producer is not None:  # inline: a cached view is asked for in hot loops
+            consumer = _torch.current_stream(self._device_index) if stream is None else self._handle(stream)
+            if consumer != producer:
+                self._order(consumer)
+        return cast("torch.Tensor", view)
+
+    def as_cupy(self, *, stream: StreamLike = None) -> cupy.ndarray:
+        """A ``cupy.ndarray`` header over the image (no CUDA call, no host sync). Cached.
+
+        Each call makes ``stream`` (default: CuPy's current stream) wait for the data, on the GPU.
+        """
+        view = self._views.get(_CUPY)
+        if view is None:
+            self._refuse_if_readonly("as_cupy()")
+            view = self._views.setdefault(_CUPY, _cupy.view(self._ptr, self._spec, self._owner))
+        producer = self._ready.stream
+        if producer is not None:
+            consumer = _cupy.current_stream(self._device_index) if stream is None else self._handle(stream)
+            if consumer != producer:
+                self._order(consumer)
+        return cast("cupy.ndarray", view)
+
+    def _refuse_if_readonly(self, where: str) -> None:
+        if self._readonly:
+            raise ReadOnlyError(
+                f"{where}: the image is read-only (its source said so), and torch, CuPy and OpenCV have no "
+                "read-only arrays: a write through the view would change memory that must not change. Take "
+                "a writable copy with image.copy(), or read it through as_numpy() or DLPack (read-only flag)."
+            )
+
+    def as_numpy(self) -> npt.NDArray[Any]:
+        """A NumPy array over a host image (read-only if the image is). Cached."""
+        view = self._views.get(_NUMPY)
+        if view is None:
+            made = _numpy.view(self._ptr, self._spec, self._owner, readonly=self._readonly)
+            view = self._views.setdefault(_NUMPY, made)
+        return cast("npt.NDArray[Any]", view)
+
+    def __array__(self, dtype: object = None, copy: bool | None = None) -> npt.NDArray[Any]:
+        """NumPy's conversion hook: host images only; device images must be copied with ``cpu()``."""
+        if self._spec.device.is_cuda:
+            raise DeviceError(
+                f"numpy.asarray(image): the image is on {self._spec.device}. Call image.cpu().as_numpy() "
+                "for a host copy."
+            )
+        array = self.as_numpy()
+        if dtype is not None and array.dtype != dtype:
+            if copy is False:
+                raise ExportError("numpy.asarray(image, dtype=..., copy=False): a dtype change copies.")
+            return array.astype(dtype)  # type: ignore[call-overload, no-any-return]  # dtype is numpy's
+        return array.copy() if copy else array
+
+    # -- protocols ------------------------------------------------------------------------------
+
+    @property
+    def __cuda_array_interface__(self) -> dict[str, Any]:
+        """CAI v3 (strides in bytes; ``stream`` is the image's ready stream). Device images only."""
+        if not self._spec.device.is_cuda:
+            raise HostMemoryError(
+                "__cuda_array_interface__: the image is in host memory; use as_numpy() or __dlpack__."
+            )
+        return _cai.cuda_array_interface(
+            self._ptr, self._spec, stream=self._ready.stream, readonly=self._readonly
+        )
+
+    def __dlpack_device__(self) -> tuple[int, int]:
+        """``(kDLCUDA, ordinal)`` for device images, ``(kDLCPU, 0)`` for host images."""
+        return self._spec.device.dlpack
+
+    def __dlpack__(
+        self,
+        *,
+        stream: int | None = None,
+        max_version: tuple[int, int] | None = None,
+        dl_device: tuple[int, int] | None = None,
+        copy: bool | None = None,
+    ) -> CapsuleType:
+        """Export a DLPack capsule (versioned when ``max_version >= (1, 0)``), per the array API.
+
+        ``stream`` is the consumer's stream, which is made to wait for the data on the GPU: None or
+        1 is the legacy default stream, 2 the per-thread default stream, -1 asks for no ordering.
+        ``dl_device`` may name the image's own device, or the CPU (a host copy, unless ``copy`` is
+        False). ``copy=True`` exports a packed copy. The capsule keeps the memory alive until the
+        consumer calls its deleter.
+        """
+        source: ImageExports = self
+        copied = False
+        if (
+            self._spec.device.is_cuda
+            and stream is not None
+            and (type(stream) is not int or stream == 0 or stream < -1)
+        ):
+            raise ExportError(
+                f"__dlpack__(): expected stream None, -1, 1, 2 or a stream handle, got stream={stream!r}."
+            )
+        if not self._spec.device.is_cuda and stream is not None:
+            raise ExportError(f"__dlpack__(): a host image takes no stream, got stream={stream!r}.")
+        for name, pair in (("max_version", max_version), ("dl_device", dl_device)):
+            if pair is not None and not _is_int_pair(pair):  # consumers are untyped callers
+                raise ExportError(f"__dlpack__(): expected {name} to be a pair of ints, got {name}={pair!r}.")
+        if dl_device is not None and tuple(dl_device) != self.__dlpack_device__():
+            if tuple(dl_device) != CPU.dlpack:
+                raise ExportError(
+                    f"__dlpack__(): cannot export a {self._spec.device} image to DLPack device {dl_device}."
+                )
+            if copy is False:
+                raise ExportError("__dlpack__(): dl_device is the CPU, which needs a copy, but copy=False.")
+            source, copied = self.cpu(), True
+        elif copy:
+            source, copied = self.copy(), True
+        if source._spec.device.is_cuda and stream != -1 and source._ready.stream is not None:
+            source._order(LEGACY_DEFAULT if stream in (None, 1) else stream)
+        versioned = max_version is not None and tuple(max_version) >= (1, 0)
+        return _dlpack.export_capsule(
+            source._ptr,
+            source._spec,
+            source._owner,
+            versioned=versioned,
+            readonly=source._readonly,
+            copied=copied,
+        )
+
+
+def _is_int_pair(value: object) -> bool:
+    return (
+        isinstance(value, tuple)
+        and len(cast("tuple[object, ...]", value)) == 2
+        and all(type(item) is int for item in cast("tuple[object, ...]", value))
+    )
