@@ -33,6 +33,7 @@ from gpuimage._convert import (
 )
 from gpuimage._host_convert import convert as host_convert
 from gpuimage._host_convert import from_accumulator
+from hypothesis_paths import record
 
 torch = pytest.importorskip("torch")
 from gpuimage._torch_convert import convert as torch_convert  # noqa: E402
@@ -408,3 +409,182 @@ def test_kernel_launches_refuse_sizes_beyond_their_int_parameters() -> None:
     with pytest.raises(SpecError, match="Convert in parts"):
         _kernels._check_limits(16, 16, 65536)
     _kernels._check_limits(16, 16, 65535)  # the largest batch one launch takes
+
+
+# -- bad arguments of the public conversion API (issue 11, defect 12) -------------------------------
+
+
+def _image_of(dtype: DTypeName = "uint8", layout: str = "HWC", channels: int = 3) -> GpuImage[Any, Any]:
+    image = host_image(4, 5, channels).astype(dtype)
+    return image.to_layout(layout)  # type: ignore[call-overload, no-any-return]  # pyright: ignore[reportCallIssue, reportArgumentType, reportUnknownVariableType]
+
+
+loose: Any = gi  # the calls below are wrong on purpose: an untyped caller's view of the module
+norm, denorm, batch = loose.normalize, loose.denormalize, loose.normalize_batch
+Interop = gi.InteropError
+
+BAD_CALLS: list[tuple[str, Any, type[gi.GpuImageError], str]] = [
+    ("astype-scale-beyond-float", lambda i: i.astype(gi.Float32, scale=10**400), SpecError, "for scale"),
+    ("normalize-scale-beyond-float", lambda i: norm(i, 0.5, 0.25, scale=10**400), SpecError, "scale=1000"),
+    ("astype-offset-beyond-float", lambda i: i.astype(gi.Float32, offset=-(10**309)), SpecError, "offset="),
+    ("std-none", lambda i: norm(i, 0.5, None), SpecError, r"std as one number or one per channel \(3\)"),
+    ("mean-text", lambda i: norm(i, "0.5", 0.25), SpecError, "got mean='0.5'"),
+    ("mean-0d-tensor", lambda i: norm(i, torch.tensor(0.5), 0.25), SpecError, "mean"),
+    ("std-2d-array", lambda i: norm(i, 0.5, np.ones((3, 1))), SpecError, "finite number for std"),
+    ("mean-object", lambda i: norm(i, object(), 0.25), SpecError, "got mean=<object"),
+    ("normalize-ndarray", lambda i: norm(i.as_numpy(), 0.5, 0.25), Interop, "GpuImage.from_numpy"),
+    ("denormalize-tensor", lambda i: denorm(torch.zeros(3, 4, 5), 0.5, 0.25), Interop, "got Tensor"),
+    (
+        "normalize-out-ndarray",
+        lambda i: norm(i, 0.5, 0.25, out=np.zeros((3, 4, 5), np.float32)),
+        Interop,
+        r"out to be a CHW GpuImage or None, got ndarray.*layout='CHW'",
+    ),
+    ("denormalize-out-tensor", lambda i: denorm(i, 0.5, 0.25, out=torch.zeros(4)), Interop, "HWC GpuImage"),
+    ("reverse-list", lambda i: norm(i, 0.5, 0.25, reverse_channels=[1]), SpecError, "reverse_channels=True"),
+    ("reverse-text", lambda i: denorm(i, 0.5, 0.25, reverse_channels="yes"), SpecError, "reverse_channels"),
+    ("rois-int", lambda i: batch([i], 0.5, 0.25, rois=5), Interop, r"rois as one \(x, y, width, height\)"),
+    ("rois-text", lambda i: batch([i], 0.5, 0.25, rois="abcd"), Interop, "rois"),
+    ("images-int", lambda i: batch(5, 0.5, 0.25), Interop, "images as a sequence"),
+    ("images-one-image", lambda i: batch(i, 0.5, 0.25), Interop, r"for one image \[image\]"),
+    ("images-of-arrays", lambda i: batch([i.as_numpy()], 0.5, 0.25), Interop, "GpuImage items"),
+    ("batch-out-list", lambda i: batch([i], 0.5, 0.25, out=[0.0]), SpecError, r"got builtins\.list"),
+    ("astype-abstract-dtype", lambda i: i.astype(np.floating), DTypeError, "abstract"),
+    ("normalize-abstract-dtype", lambda i: norm(i, 0.5, 0.25, dtype=np.number), DTypeError, "abstract"),
+    ("expect-int", lambda i: i.expect("HWC", int), DTypeError, r"expect\(\): expected one of.*'int'>"),
+    ("expect-none-layout", lambda i: i.expect(None), gi.LayoutError, "layout=None"),
+    ("to-layout-int", lambda i: i.to_layout(3), gi.LayoutError, "layout=3"),
+]
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"), [case[1:] for case in BAD_CALLS], ids=[c[0] for c in BAD_CALLS]
+)
+def test_bad_calls_raise_a_gpuimage_error_that_says_what_was_wrong(
+    call: Any, error: type[gi.GpuImageError], message: str
+) -> None:
+    # issue 11, defect 12: these leaked OverflowError, TypeError, KeyError or AttributeError, or passed
+    with pytest.raises(error, match=message):
+        call(host_image(4, 5))
+
+
+def test_zero_dimensional_numpy_values_are_numbers() -> None:
+    # issue 11, defect 12: np.mean(...) is a 0-d array; iterating it raised TypeError
+    image = host_image()
+    by_arrays = loose.normalize(image, np.array(0.5), np.array(0.25), scale=np.array(1 / 255)).as_numpy()
+    assert np.array_equal(by_arrays, loose.normalize(image, 0.5, 0.25).as_numpy())
+    assert np.array_equal(
+        loose.denormalize(loose.normalize(image, 0.5, 0.25), np.float64(0.5), np.array(0.25)).as_numpy(),
+        image.as_numpy(),
+    )
+
+
+LEAVES = st.one_of(
+    st.integers(-(2**70), 2**70),
+    st.sampled_from([0, 1, -1, 3, 255, 2**31, 10**400, -(10**400)]),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([1e-42, 1e-320, 5e-324, 1e39, -0.0, 3.5e38]),
+    st.text(max_size=4),
+    st.none(),
+    st.booleans(),
+    st.binary(max_size=3),
+    st.sampled_from(
+        [
+            np.float32(0.5),
+            np.float64(1e300),
+            np.bool_(True),
+            np.array(0.5),
+            np.array([0.5, 0.25, 0.1]),
+            np.zeros((2, 2)),
+            np.array("x"),
+            np.array([], np.float32),
+            np.array([1 + 2j]),
+            torch.tensor(0.5),
+            torch.tensor([0.5, 1.0, 2.0]),
+            object(),
+            int,
+            float,
+            np.uint8,
+            np.generic,
+            np.number,
+            np.complex64,
+            gi.Float32,
+            gi.UInt8,
+            gi.AnyDType,
+            "CHW",
+            "hwc",
+            gi.CHW,
+            gi.AnyLayout,
+            Layout.HWC,
+            "float16",
+            "bfloat16",
+            "uint64",
+        ]
+    ),
+)
+JUNK = st.one_of(LEAVES, st.lists(LEAVES, max_size=4).map(tuple), st.lists(LEAVES, max_size=4))
+SOURCES = [
+    ("uint8", "HWC", 3),
+    ("uint8", "CHW", 3),
+    ("float32", "HWC", 3),
+    ("uint16", "HWC", 1),
+    ("float16", "CHW", 5),
+]
+
+
+@given(
+    operation=st.sampled_from(
+        ["normalize", "denormalize", "normalize_batch", "astype", "copy", "to_layout", "expect"]
+    ),
+    source=st.sampled_from(SOURCES),
+    first=JUNK,
+    second=JUNK,
+    options=st.dictionaries(
+        st.sampled_from(
+            [
+                "dtype",
+                "scale",
+                "offset",
+                "reverse_channels",
+                "out",
+                "rois",
+                "size",
+                "pad_value",
+                "like",
+                "row_alignment",
+            ]
+        ),
+        JUNK,
+        max_size=3,
+    ),
+)
+def test_fuzzed_conversion_arguments_raise_only_gpuimage_errors(
+    operation: str, source: tuple[DTypeName, str, int], first: Any, second: Any, options: dict[str, Any]
+) -> None:
+    # issue 11, defect 12: whatever the arguments, a result or a GpuImageError, never a builtin error
+    image = _image_of(*source)
+
+    def given_options(*names: str) -> dict[str, Any]:
+        return {name: value for name, value in options.items() if name in names}
+
+    normalizing = given_options("dtype", "scale", "reverse_channels", "out")
+    calls: dict[str, Any] = {
+        "normalize": lambda: loose.normalize(image, first, second, **normalizing),
+        "denormalize": lambda: loose.denormalize(image, first, second, **normalizing),
+        "normalize_batch": lambda: loose.normalize_batch(
+            [image],
+            first,
+            second,
+            **given_options("dtype", "scale", "reverse_channels", "out", "rois", "size", "pad_value", "like"),
+        ),
+        "astype": lambda: image.astype(first, **given_options("scale", "offset")),
+        "copy": lambda: image.copy(**given_options("row_alignment")),
+        "to_layout": lambda: image.to_layout(first),
+        "expect": lambda: image.expect(first, second) if second is not None else image.expect(first),
+    }
+    try:
+        calls[operation]()
+    except gi.GpuImageError as exc:
+        record(f"fuzzed {operation}", exc)
+    else:
+        record(f"fuzzed {operation}", None)

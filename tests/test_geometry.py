@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gpuimage import BoundsError, Layout, LayoutError, PitchError, StrideError
+from gpuimage import BoundsError, DTypeName, ImageSpec, Layout, LayoutError, PitchError, StrideError
 from gpuimage._geometry import (
     Geometry,
     check_geometry,
@@ -18,6 +18,8 @@ from gpuimage._geometry import (
     geometry_from_strided,
     packed_geometry,
 )
+
+UINTS: dict[int, DTypeName] = {1: "uint8", 2: "uint16", 4: "uint32"}
 
 
 def _overlaps(geometry: Geometry, itemsize: int) -> bool:
@@ -121,3 +123,47 @@ def test_packed_geometry_matches_numpy_strides(
     strides = np.empty(shape, dtype=np.float32).strides
     _, read = geometry_from_strided(shape, strides, layout, 4, where="t")
     assert read == geometry
+
+
+@given(
+    st.sampled_from(range(3)),
+    st.integers(2**63, 2**80).map(lambda value: value - value % 4),
+    st.sampled_from([1, 2, 4]),
+)
+def test_strides_that_do_not_fit_int64_are_refused_on_size_1_dimensions(
+    which: int, stride: int, itemsize: int
+) -> None:
+    # issue 11, defect 11: a stride >= 2**63 on a size-1 dimension moved nothing, so it was accepted
+    strides = [itemsize, itemsize, itemsize]
+    strides[which] = stride
+    geometry = Geometry(1, 1, 1, *strides)
+    names = ("row_pitch", "pixel_stride", "channel_stride")
+    name = names[which]
+    with pytest.raises(PitchError, match=f"expected {name} below 2\\*\\*63 bytes"):
+        check_geometry(geometry, itemsize)
+    row_pitch, pixel_stride, channel_stride = strides
+    with pytest.raises(PitchError, match=f"{name} below 2\\*\\*63"):
+        ImageSpec(
+            height=1,
+            width=1,
+            dtype=UINTS[itemsize],
+            row_pitch=row_pitch,
+            pixel_stride=pixel_stride,
+            channel_stride=channel_stride,
+        )
+
+
+@given(st.integers(1, 4), st.integers(1, 4), st.integers(1, 3), st.sampled_from([1, 2, 4]))
+def test_largest_int64_stride_on_a_size_1_dimension_is_accepted(
+    width: int, channels: int, pad: int, itemsize: int
+) -> None:
+    # issue 11, defect 11: the bound is exactly int64 (2**63 - 1 rounded down to the item size)
+    row_pitch = (2**63 - 1) // itemsize * itemsize
+    geometry = Geometry(1, width, channels, row_pitch, channels * itemsize * pad, itemsize)
+    check_geometry(geometry, itemsize)
+
+
+def test_huge_size_1_strides_read_off_an_array_are_refused() -> None:
+    # issue 11, defect 11: an array interface can carry any int as a stride
+    with pytest.raises(PitchError, match="row_pitch below 2\\*\\*63"):
+        geometry_from_strided((1, 4), (2**64, 1), None, 1, where="test")

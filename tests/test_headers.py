@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from gpuimage import (
     BoundsError,
+    Device,
     DeviceError,
     DTypeError,
     GpuImage,
@@ -199,6 +200,15 @@ def test_gpumat_import_refusals() -> None:
         GpuImage.from_gpumat(object())  # type: ignore[arg-type]
     with pytest.raises(SpecError, match="empty"):
         GpuImage.from_gpumat(cv2.cuda.GpuMat())
+
+
+@pytest.mark.parametrize("device", ["cpu", "CPU", Device("cpu")], ids=["text", "upper", "device"])
+def test_gpumat_labelled_host_memory_is_refused(device: object) -> None:
+    # issue 11, defect 2: a GpuMat is always device memory; labelled "cpu", a read segfaulted
+    mat = _fake(ImageSpec(height=2, width=3, channels=3)).expect("HWC").as_gpumat()
+    with pytest.raises(DeviceError, match="a GpuMat always holds device memory"):
+        GpuImage.from_gpumat(mat, device=device)  # type: ignore[arg-type]
+    assert GpuImage.from_gpumat(mat, device="cuda:1").device == Device("cuda", 1)
 
 
 def test_gpumat_keeps_the_owner_alive_while_referenced() -> None:

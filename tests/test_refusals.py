@@ -98,7 +98,7 @@ CASES: list[tuple[str, Callable[[], object], type[GpuImageError], str]] = [
         "negative-cuda-stream",
         lambda: GpuImage.from_pointer(FAKE, _spec(), stream=NegativeStream()),
         InteropError,
-        "non-negative",
+        r"0 <= handle < 2\*\*64",
     ),
     (
         "numpy-copy-false-with-dtype",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -14,6 +16,7 @@ from gpuimage import (
     Device,
     DeviceError,
     DTypeError,
+    DTypeName,
     ImageSpec,
     Layout,
     LayoutError,
@@ -179,3 +182,159 @@ def test_row_alignment_is_honoured(height: int, width: int, channels: int, align
     assert spec.row_pitch % alignment == 0
     assert spec.row_pitch % 4 == 0
     assert spec.row_pitch - width * channels * 4 < max(alignment, 4)
+
+
+# -- every construction path raises SpecError -----------------------------------------------------
+
+_FIELD_NAMES = (
+    "height",
+    "width",
+    "channels",
+    "dtype",
+    "layout",
+    "row_pitch",
+    "pixel_stride",
+    "channel_stride",
+)
+_json_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=False),
+    st.text(max_size=8),
+    st.sampled_from(["uint8", "float32", "HWC", "CHW", "cpu", "cuda:0", "cuda:99999999999"]),
+    st.lists(st.integers(0, 3), max_size=2),
+)
+_raw_fields = st.dictionaries(st.sampled_from((*_FIELD_NAMES, "device", "colour")), _json_values, max_size=10)
+
+
+@given(_raw_fields)
+def test_model_validate_gives_a_spec_or_a_spec_error(fields: dict[str, Any]) -> None:
+    # issue 11, defect 10: model_validate raised pydantic's ValidationError or a bare TypeError
+    try:
+        spec = ImageSpec.model_validate(fields)
+    except SpecError as exc:
+        message = str(exc)
+    else:
+        assert spec == ImageSpec(**fields)
+        return
+    assert message.startswith("ImageSpec")
+
+
+@given(st.one_of(_raw_fields.map(json.dumps), st.text(max_size=40), st.binary(max_size=20)))
+def test_json_construction_gives_a_spec_or_a_spec_error(text: str | bytes) -> None:
+    # issue 11, defect 10: model_validate_json and from_json raised TypeError or ValidationError
+    for parse in (ImageSpec.model_validate_json, ImageSpec.from_json):
+        try:
+            spec = parse(text)
+        except SpecError:
+            continue
+        assert ImageSpec.from_json(spec.model_dump_json()) == spec
+
+
+VALIDATE_CASES: list[tuple[str, Callable[[], object], str]] = [
+    ("not-a-dict", lambda: ImageSpec.model_validate(5), "valid dictionary"),
+    ("zero-height", lambda: ImageSpec.model_validate({"height": 0, "width": 2}), "greater than 0"),
+    ("missing-width", lambda: ImageSpec.model_validate({"height": 2}), "width"),
+    ("unknown-field", lambda: ImageSpec.model_validate({"height": 2, "width": 2, "colour": 1}), "colour"),
+    ("json-missing-width", lambda: ImageSpec.model_validate_json('{"height": 2}'), "width"),
+    ("json-not-text", lambda: ImageSpec.from_json(123), "JSON input should be"),  # type: ignore[arg-type]
+    ("json-broken", lambda: ImageSpec.from_json("{not json"), "Invalid JSON"),
+    ("strings-missing", lambda: ImageSpec.model_validate_strings({}), "height"),
+    ("copy-bad-height", lambda: ImageSpec(height=2, width=2).model_copy(update={"height": 0}), "height"),
+    ("copy-not-mapping", lambda: ImageSpec(height=2, width=2).model_copy(update=[1]), "mapping"),  # type: ignore[arg-type]
+]
+
+
+@pytest.mark.parametrize(
+    ("call", "message"), [case[1:] for case in VALIDATE_CASES], ids=[c[0] for c in VALIDATE_CASES]
+)
+def test_every_construction_path_raises_spec_error(call: Callable[[], object], message: str) -> None:
+    # issue 11, defect 10: only SpecError, with pydantic's explanation in the message
+    with pytest.raises(SpecError, match=message):
+        call()
+
+
+@pytest.mark.parametrize(
+    ("fields", "also"),
+    [
+        ({"dtype": "complex64"}, DTypeError),
+        ({"layout": "NHWC"}, LayoutError),
+        ({"device": "tpu:0"}, DeviceError),
+    ],
+    ids=["dtype", "layout", "device"],
+)
+def test_bad_dtype_layout_device_are_spec_errors_too(fields: dict[str, Any], also: type[Exception]) -> None:
+    # issue 11, defect 10: the docstring promises SpecError for an unknown dtype, layout or device
+    with pytest.raises(SpecError) as caught:
+        ImageSpec(height=2, width=2, **fields)
+    assert isinstance(caught.value, also)
+    with pytest.raises(SpecError) as caught:
+        ImageSpec.model_validate({"height": 2, "width": 2, **fields})
+    assert isinstance(caught.value, also)
+
+
+# -- the default plane pitch of a padded CHW spec -------------------------------------------------
+
+
+@given(
+    st.integers(1, 64),
+    st.integers(1, 64),
+    st.integers(1, 4),
+    st.sampled_from(["uint8", "uint16", "float32", "float64"]),
+    st.integers(0, 64),
+)
+def test_default_plane_pitch_is_height_times_row_pitch(
+    height: int, width: int, channels: int, dtype: DTypeName, padding_items: int
+) -> None:
+    # issue 11: ImageSpec(..., layout="CHW", row_pitch=32) raised PitchError (plane pitch W*H*s)
+    itemsize = np.dtype(dtype).itemsize
+    row_pitch = (width + padding_items) * itemsize
+    spec = ImageSpec(
+        height=height, width=width, channels=channels, dtype=dtype, layout="CHW", row_pitch=row_pitch
+    )
+    assert spec.plane_pitch == height * row_pitch
+    assert spec.pixel_stride == itemsize
+    assert (
+        ImageSpec.model_validate(
+            {
+                "height": height,
+                "width": width,
+                "channels": channels,
+                "dtype": dtype,
+                "layout": "CHW",
+                "row_pitch": row_pitch,
+            }
+        )
+        == spec
+    )
+
+
+def test_issue_example_of_a_padded_chw_spec() -> None:
+    # issue 11: the exact example of the report
+    spec = ImageSpec(height=5, width=7, channels=3, dtype="float32", layout="CHW", row_pitch=32)
+    assert (spec.strides, spec.nbytes) == ((160, 32, 4), 2 * 160 + 4 * 32 + 7 * 4)
+
+
+@given(st.integers(1, 16), st.integers(1, 16), st.integers(1, 4), st.integers(0, 8))
+def test_default_row_pitch_steps_over_padded_pixels(height: int, width: int, channels: int, pad: int) -> None:
+    # issue 11 (same rule, HWC): a missing stride spans the given inner one
+    pixel_stride = channels + pad
+    spec = ImageSpec(height=height, width=width, channels=channels, pixel_stride=pixel_stride)
+    assert spec.row_pitch == width * pixel_stride
+
+
+@pytest.mark.parametrize(
+    ("fields", "also"),
+    [
+        ({"dtype": "complex64"}, DTypeError),
+        ({"layout": "NHWC"}, LayoutError),
+        ({"device": "cuda:-1"}, DeviceError),
+    ],
+    ids=["dtype", "layout", "device"],
+)
+def test_packed_raises_spec_errors_too(fields: dict[str, Any], also: type[Exception]) -> None:
+    # issue 11, defect 10: packed() is a construction path as well
+    with pytest.raises(SpecError, match=r"ImageSpec\.packed\(\)") as caught:
+        ImageSpec.packed(height=2, width=2, **fields)
+    assert isinstance(caught.value, also)

@@ -7,48 +7,12 @@ from typing import Any
 
 import pytest
 
+from fake_runtime import Runtime, runtime
 from gpuimage import ExportError, GpuImage, ImageSpec, InteropError, MissingBackendError, _cuda
 
+__all__ = ["runtime"]  # the fixture
+
 FAKE = 0x7F00_0000_0000
-
-
-class Runtime:
-    """Records waits as ``(producer stream, consumer stream, device)``, whether ordered at use
-    (``wait``) or through an event recorded at a write (``record`` then ``Event.wait_on``)."""
-
-    def __init__(self) -> None:
-        self.waits: list[tuple[int, int, int]] = []
-        self.syncs: list[tuple[int, int]] = []
-        self.recorded: list[tuple[int, int]] = []
-
-    def wait(self, producer: int, consumer: int, device: int) -> None:
-        self.waits.append((producer, consumer, device))
-
-    def synchronize(self, stream: int, device: int) -> None:
-        self.syncs.append((stream, device))
-
-    def record(self, stream: int, device: int) -> RecordedEvent:
-        self.recorded.append((stream, device))
-        return RecordedEvent(self, stream, device)
-
-
-class RecordedEvent:
-    def __init__(self, runtime: Runtime, stream: int, device: int) -> None:
-        self.runtime, self.stream, self.device = runtime, stream, device
-
-    def wait_on(self, consumer: int) -> None:
-        self.runtime.waits.append((self.stream, consumer, self.device))
-
-    def synchronize(self) -> None:
-        self.runtime.syncs.append((self.stream, self.device))
-
-
-@pytest.fixture
-def runtime(monkeypatch: pytest.MonkeyPatch) -> Runtime:
-    recorder = Runtime()
-    calls = (recorder.wait, recorder.synchronize, recorder.record, lambda: 0, lambda device: None)
-    monkeypatch.setattr(_cuda, "_chosen", [calls])
-    return recorder
 
 
 def _image(stream: object = None, device: int = 0) -> GpuImage:
@@ -174,8 +138,10 @@ def test_bad_streams_are_refused() -> None:
         image.record_write(None)
     with pytest.raises(InteropError, match="stream"):
         image.as_cupy(stream="fast")
-    with pytest.raises(InteropError, match="non-negative"):
+    with pytest.raises(InteropError, match=r"0 <= handle < 2\*\*64"):
         image.record_write(-3)
+    with pytest.raises(InteropError, match=r"0 <= handle < 2\*\*64"):
+        image.record_write(2**64)
     for bad in (0, -2, 1.5):
         with pytest.raises(ExportError, match="stream"):
             image.__dlpack__(stream=bad)  # type: ignore[arg-type]

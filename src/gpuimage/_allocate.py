@@ -27,8 +27,9 @@ def allocate(nbytes: int, device: Device, *, alignment: int, stream: int | None 
     """``nbytes`` bytes on ``device`` whose first byte is aligned to ``alignment``, for use on
     ``stream`` (default: the allocating library's current stream).
 
-    torch's caching allocator serves its current stream and learns of other users through
-    ``record_stream`` (``GpuImage`` does that on first use); CuPy's pool is given ``stream`` itself.
+    torch's caching allocator serves its current stream; CuPy's pool is given ``stream`` itself.
+    That stream is the image's home stream: uses on other streams hold the memory back from the
+    allocator until they are done (``_lifetime``).
     """
     if not device.is_cuda:
         from . import _numpy

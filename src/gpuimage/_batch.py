@@ -6,15 +6,16 @@ of it. Planning is ``_convert``'s (``BatchItem``, ``batch_size``); execution is 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeVar, cast, overload
 
 from . import _convert
+from ._affine import short_repr
 from ._conversions import ChannelValues, current_stream, executor_for, numpy_hwc, torch_hwc
 from ._convert import Affine, BatchItem
 from ._device import Device
 from ._dtypes import DTypeLike, DTypeName, Float32, dtype_info, parse_dtype
-from ._errors import DeviceError, PitchError, SpecError
+from ._errors import DeviceError, InteropError, PitchError, SpecError
 from ._geometry import Geometry, byte_extent, check_geometry, crop_offset
 from ._layout import Layout
 from ._spec import ImageSpec, trusted_spec
@@ -49,18 +50,19 @@ def _parse_batch_out(
     if module == "torch":
         from . import _torch
 
-        ptr, shape, strides, found, device = _torch.strided_parts(out)
+        ptr, shape, strides, found, device = _torch.strided_parts(out, where=where)
     elif module == "cupy":
         from . import _cupy
 
-        ptr, shape, strides, found, device = _cupy.strided_parts(out)
+        ptr, shape, strides, found, device = _cupy.strided_parts(out, where=where)
     elif module == "numpy":
         from . import _numpy
 
         ptr, shape, strides, found, device = _numpy.strided_parts(out)
     else:
         raise SpecError(
-            f"{where}: expected out to be a torch.Tensor, cupy.ndarray or numpy.ndarray, got {module}."
+            f"{where}: expected out to be a torch.Tensor, cupy.ndarray or numpy.ndarray, got "
+            f"{type(out).__module__}.{type(out).__qualname__}."
         )
     expected = (count, channels, *size)
     if tuple(shape) != expected:
@@ -91,9 +93,14 @@ def _allocate_batch(
 
         return _torch.empty(shape, dtype, device)
     if like == "cupy":
+        if not device.is_cuda:
+            raise DeviceError(
+                f"{where}: expected like='numpy' or 'torch' for host images, got like='cupy' (CuPy arrays "
+                "live on a GPU). Batch host images into NumPy or torch, or move them with image.cuda()."
+            )
         from . import _cupy
 
-        return _cupy.empty(shape, dtype, device)
+        return _cupy.empty(shape, dtype, device, where=where)
     if like == "numpy" and not device.is_cuda:
         from . import _numpy
 
@@ -204,6 +211,8 @@ def normalize_batch(
     affine = _convert.normalize_affine(
         first.channels, mean, std, factor, reverse=reverse_channels, where=where
     )
+    _convert.check_finite_map(affine, first.dtype, target, origin="normalize", where=where)
+    executor_for(first.device, where)  # no GPU library: say so before allocating anything
     if out is None:
         out = _allocate_batch(like, len(regions), first.channels, batch_hw, target, first.device, where)
     batch = _parse_batch_out(out, len(regions), first.channels, batch_hw, target, where)
@@ -224,12 +233,15 @@ def _checked_images(images: Sequence[GpuImage[Any, Any]], where: str) -> list[Gp
     """The images as a list: at least one, all GpuImages of one dtype, channel count and device."""
     from ._image import GpuImage
 
-    sources = list(images)
+    sources = _listed(images, "images", "a sequence of GpuImages, for one image [image]", where)
     if not sources:
         raise SpecError(f"{where}: expected at least one image, got an empty sequence.")
     for image in sources:
         if not isinstance(cast(object, image), GpuImage):
-            raise SpecError(f"{where}: expected GpuImage items, got {type(image).__name__}.")
+            raise InteropError(
+                f"{where}: expected GpuImage items, got {type(image).__name__}. Wrap arrays first: "
+                "GpuImage.from_numpy(array, layout='HWC'), from_torch() or from_cupy()."
+            )
     _convert.check_same([image.dtype for image in sources], "dtype", where=where)
     _convert.check_same([image.channels for image in sources], "channels", where=where)
     _convert.check_same([image.device for image in sources], "device", where=where)
@@ -241,7 +253,11 @@ def _regions(
 ) -> list[BatchItem]:
     """Where each image's region lies, bounds checked (no crop objects: a batch of 64 would spend
     more on building them than the GPU spends on the batch)."""
-    boxes: list[Roi | None] = [None] * len(images) if rois is None else list(rois)
+    boxes: list[Roi | None] = (
+        [None] * len(images)
+        if rois is None
+        else _listed(rois, "rois", "one (x, y, width, height) tuple or None per image", where)
+    )
     if len(boxes) != len(images):
         raise SpecError(f"{where}: expected one roi per image ({len(images)}), got {len(boxes)}.")
     items: list[BatchItem] = []
@@ -258,6 +274,19 @@ def _regions(
         offset = crop_offset(geometry, *box, where=f"{where} roi {box}")
         items.append(BatchItem(image.ptr + offset, row_pitch, pixel_stride, channel_stride, box[3], box[2]))
     return items
+
+
+def _listed(values: Iterable[Any], name: str, expected: str, where: str) -> list[Any]:
+    """``values`` as a list, if it is a sequence (a GpuImage or an int is not)."""
+    from ._image import GpuImage
+
+    message = f"{where}: expected {name} as {expected}, got {name}={short_repr(values)}."
+    if isinstance(values, str | bytes | GpuImage) or not isinstance(cast(object, values), Iterable):
+        raise InteropError(message)
+    try:
+        return list(values)
+    except TypeError as exc:  # iterable by type, not by value (a 0-d array)
+        raise InteropError(message) from exc
 
 
 def _region_spec(image: GpuImage[Any, Any], item: BatchItem) -> ImageSpec:

@@ -6,17 +6,69 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, TypeGuard, cast
 
+import numpy as np
+
 from ._device import Device
-from ._dtypes import DTypeName, dtype_from_cai_typestr, dtype_info
+from ._dtypes import DTYPES, DTypeName, dtype_info
 from ._errors import DTypeError, InteropError
 from ._layout import Layout
-from ._source import Imported, spec_from_strided
+from ._source import Imported, refuse_lazy_negation, spec_from_strided
 from ._spec import ImageSpec
 
-__all__ = ["ArrayExport", "CudaArrayExport", "cuda_array_interface", "host_array_interface", "parse"]
+__all__ = [
+    "ArrayExport",
+    "CudaArrayExport",
+    "cuda_array_interface",
+    "dtype_of_typestr",
+    "host_array_interface",
+    "parse",
+]
 
 # CAI v3: stream 0 is forbidden (ambiguous); 1 names the legacy default stream.
 _LEGACY_DEFAULT_STREAM = 1
+
+
+def _typestr_table() -> dict[str, DTypeName]:
+    """Every exact typestr the array interface gives an image dtype: ``<byte order><kind><size>``.
+
+    One-byte types take any byte order (NumPy writes ``'|u1'``); wider ones are little-endian, as
+    GPUs and gpuimage's exports are. NumPy's other spellings (``'b'`` is int8 there, ``'f'``,
+    ``'float32'``) are not typestrs.
+    """
+    table: dict[str, DTypeName] = {}
+    for info in DTYPES.values():
+        if info.cai_typestr is not None:
+            code = info.cai_typestr[1:]
+            for order in "|<>" if info.itemsize == 1 else "<":
+                table[order + code] = info.name
+    return table
+
+
+_TYPESTRS = _typestr_table()
+
+
+def dtype_of_typestr(typestr: object, *, where: str) -> DTypeName:
+    """The dtype of an exact array-interface typestr such as ``'|u1'``, ``'|b1'`` or ``'<f4'``."""
+    dtype = _TYPESTRS.get(typestr) if isinstance(typestr, str) else None
+    if dtype is None:
+        raise DTypeError(
+            f"{where}: expected an array-interface typestr of an image dtype (such as "
+            f"{', '.join(info.cai_typestr for info in DTYPES.values() if info.cai_typestr)}), got "
+            f"typestr={typestr!r}. A typestr is <byte order><kind><bytes>: '|b1' is bool, '|i1' int8."
+        )
+    return dtype
+
+
+def _readonly_flag(value: object, *, where: str) -> bool:
+    """The readonly half of CAI's ``data``: a bool (NumPy's bool scalar too), nothing else."""
+    if type(value) is bool:
+        return value
+    if isinstance(value, np.bool_):  # a NumPy bool scalar (not a 0-d array, not a list)
+        return value.item() is True
+    raise InteropError(
+        f"{where}: expected the readonly flag of 'data' (pointer, readonly) to be a bool, got "
+        f"readonly={value!r} ({type(value).__name__}). The producer's __cuda_array_interface__ is malformed."
+    )
 
 
 def _typestr(dtype: DTypeName, *, where: str) -> str:
@@ -102,6 +154,7 @@ def parse(obj: object, *, layout: Layout | None, device: Device, stream: int | N
 
     The stream the data is ready on is ``stream`` if given, else the interface's own ``stream``.
     """
+    refuse_lazy_negation(obj, where=where)  # torch's CAI exports a negated view without its sign
     try:
         interface = cast(object, obj.__cuda_array_interface__)  # type: ignore[attr-defined]  # the protocol
     except AttributeError as exc:
@@ -120,9 +173,9 @@ def parse(obj: object, *, layout: Layout | None, device: Device, stream: int | N
     pair = _items(data)
     if pair is None or len(pair) != 2 or type(pair[0]) is not int:
         raise InteropError(f"{where}: expected 'data' to be a (pointer, readonly) pair, got data={data!r}.")
-    ptr, readonly = pair[0], bool(pair[1])
+    ptr, readonly = pair[0], _readonly_flag(pair[1], where=where)
     shape = _int_tuple(fields.get("shape"), key="shape", where=where)
-    dtype = dtype_from_cai_typestr(fields.get("typestr"), where=where)
+    dtype = dtype_of_typestr(fields.get("typestr"), where=where)
     itemsize = dtype_info(dtype).itemsize
     raw_strides = fields.get("strides")
     if raw_strides is None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar, cast, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -21,7 +21,7 @@ from ._backends import is_installed
 from ._convert import Affine
 from ._device import Device
 from ._dtypes import AnyDType, DTypeLike, DTypeName, Float32, UInt8, parse_dtype
-from ._errors import DeviceError, LayoutError, MissingBackendError, ReadOnlyError, SpecError
+from ._errors import DeviceError, InteropError, LayoutError, MissingBackendError, ReadOnlyError, SpecError
 from ._geometry import Geometry
 from ._layout import CHW, HWC, Layout
 from ._spec import ImageSpec
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from ._image import GpuImage
 
 __all__ = [
+    "check_is_image",
     "convert_into",
     "converted",
     "current_stream",
@@ -222,7 +223,10 @@ def converted(
     row_alignment: int = 1,
     where: str,
 ) -> GpuImage[Any, Any]:
-    """A new ``dtype``, ``layout`` image (rows every ``row_alignment`` bytes) holding ``affine(source)``."""
+    """A new ``dtype``, ``layout`` image (rows every ``row_alignment`` bytes) holding ``affine(source)``.
+
+    ``affine`` is ``astype``'s ``x * scale + offset`` (or the identity)."""
+    _convert.check_finite_map(affine, source.dtype, dtype, origin="astype", where=where)
     executor = executor_for(source.device, where)
     target = _new_like(source, dtype=dtype, layout=layout, row_alignment=row_alignment, executor=executor)
     convert_into(source, target, affine, where=where)
@@ -237,9 +241,17 @@ def _destination(
     layout: Layout,
     where: str,
 ) -> GpuImage[Any, Any]:
+    from ._image import GpuImage
+
     if out is None:
         return _new_like(
             source, dtype=dtype, layout=layout, row_alignment=1, executor=executor_for(source.device, where)
+        )
+    if not isinstance(cast(object, out), GpuImage):  # untyped callers pass arrays
+        raise InteropError(
+            f"{where}: expected out to be a {layout.value} GpuImage or None, got {type(out).__name__}. "
+            f"Wrap the array first, for example GpuImage.from_numpy(out, layout='{layout.value}') "
+            "(or from_torch(), from_cupy()), and pass that."
         )
     if out.layout is not layout:
         raise LayoutError(
@@ -250,6 +262,18 @@ def _destination(
             f"{where}: expected a {dtype} destination (dtype={dtype}), got out.dtype={out.dtype}."
         )
     return out
+
+
+def check_is_image(image: GpuImage[Any, Any], *, where: str) -> None:
+    """Raise unless ``image`` is a GpuImage (untyped callers pass arrays and tensors)."""
+    from ._image import GpuImage
+
+    if not isinstance(cast(object, image), GpuImage):
+        raise InteropError(
+            f"{where}: expected a GpuImage, got {type(image).__name__}. Wrap it first: "
+            "GpuImage.from_numpy(array, layout='HWC'), GpuImage.from_torch(tensor, layout=...) or "
+            "GpuImage.from_cupy(array, layout=...)."
+        )
 
 
 # -- normalization ----------------------------------------------------------------------------------
@@ -315,13 +339,16 @@ def normalize(
     Raises:
         SpecError: mean or std of the wrong length, a zero std, a destination of another size.
         LayoutError, DeviceError, ReadOnlyError: a destination that cannot take the result.
+        InteropError: an image or ``out`` that is not a GpuImage.
     """
     where = "normalize()"
+    check_is_image(image, where=where)
     target = parse_dtype(Float32 if dtype is None else dtype, where=where)
     factor = _convert.input_scale(image.dtype, scale, where=where)
     affine = _convert.normalize_affine(
         image.channels, mean, std, factor, reverse=reverse_channels, where=where
     )
+    _convert.check_finite_map(affine, image.dtype, target, origin="normalize", where=where)
     destination = _destination(image, out, dtype=target, layout=Layout.CHW, where=where)
     convert_into(image, destination, affine, where=where)
     return destination
@@ -378,11 +405,13 @@ def denormalize(
     ``reverse_channels=True`` undoes a reversal. Parameters and errors as for ``normalize``.
     """
     where = "denormalize()"
+    check_is_image(image, where=where)
     target = parse_dtype(UInt8 if dtype is None else dtype, where=where)
     factor = _convert.input_scale(target, scale, where=where)
     affine = _convert.denormalize_affine(
         image.channels, mean, std, factor, reverse=reverse_channels, where=where
     )
+    _convert.check_finite_map(affine, image.dtype, target, origin="denormalize", where=where)
     destination = _destination(image, out, dtype=target, layout=Layout.HWC, where=where)
     convert_into(image, destination, affine, where=where)
     return destination

@@ -1,35 +1,43 @@
-"""Pure planning for conversions: per-channel affine maps, kernel variants, alignment, batch tables.
+"""Pure planning for conversions: kernel variants, alignment, batch tables.
 
 No GPU calls and no foreign imports: everything here is arithmetic on specs, pointers and numbers,
 tested by hypothesis on CPU. The executors (``_kernels`` on CuPy, ``_torch_convert``, and
 ``_host_convert`` on NumPy) all follow the plans made here, so they compute the same values.
 
-Every conversion is one formula per element: ``out[c] = in[source_channel(c)] * scale[c] + offset[c]``,
-computed in the accumulator type (float32, or float64 where either side is a 32- or 64-bit integer or
-float64), as a multiplication and an addition each rounded once (no fused multiply-add, so NumPy
-reproduces it bit for bit). Integer targets round half to even and saturate, NaN becoming 0; bool
-targets are ``x != 0`` (NaN is True, as in NumPy). When the
-map is the identity the arithmetic is skipped: a same-dtype copy moves bits, an integer-to-integer
-cast saturates exactly in 64-bit integers.
+Every conversion is one formula per element: ``out[c] = in[source_channel(c)] * scale[c] + offset[c]``
+(the per-channel map, an ``Affine``, is built and checked in ``_affine``), computed in the accumulator
+type (float32, or float64 where either side is a 32- or 64-bit integer or float64; ``_dtypes``), as a
+multiplication and an addition each rounded once (no fused multiply-add, so NumPy reproduces it bit
+for bit). Integer targets round half to even and saturate, NaN becoming 0; bool targets are ``x != 0``
+(NaN is True, as in NumPy). When the map is the identity the arithmetic is skipped: a same-dtype copy
+moves bits, an integer-to-integer cast saturates exactly in 64-bit integers.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-import numbers
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from enum import IntEnum
-from typing import TYPE_CHECKING, Literal, NamedTuple, cast
+from typing import NamedTuple, cast
 
-from ._dtypes import DTYPES, DTypeName
-
-if TYPE_CHECKING:
-    from ._conversions import ChannelValues
+# The maps and dtype facts are re-exported: executors and tests import them from here.
+from ._affine import (
+    Affine,
+    check_finite_map,
+    denormalize_affine,
+    finite_number,
+    identity_affine,
+    input_scale,
+    normalize_affine,
+    scaled_affine,
+)
+from ._dtypes import DTYPES, Accumulator, DTypeName, accumulator, integer_range, is_integral
 from ._errors import BoundsError, DTypeError, SpecError
 from ._geometry import Geometry
 
 __all__ = [
+    "Accumulator",
     "Affine",
     "BatchItem",
     "Mode",
@@ -37,6 +45,7 @@ __all__ = [
     "Variant",
     "accumulator",
     "batch_size",
+    "check_finite_map",
     "check_same",
     "denormalize_affine",
     "finite_number",
@@ -53,27 +62,10 @@ __all__ = [
     "scaled_affine",
 ]
 
-Accumulator = Literal["float32", "float64"]
-
-_WIDE = frozenset({"float64", "int32", "uint32", "int64"})  # values float32 cannot hold exactly
-_INTEGRAL = frozenset({"bool", "uint8", "int8", "uint16", "int16", "uint32", "int32", "int64"})
 MAX_VECTOR = 16
 """Widest load or store a kernel thread issues, in bytes (one 128-bit access)."""
 THREAD_BYTES = 64
 """Bytes (read plus written) one kernel thread aims to move; see ``_pixels_per_thread``."""
-
-
-class Affine(NamedTuple):
-    """Per output channel ``scale`` and ``offset``; ``reverse`` reads channel ``C-1-c`` for channel c."""
-
-    scale: tuple[float, ...]
-    offset: tuple[float, ...]
-    reverse: bool
-
-    @property
-    def is_identity(self) -> bool:
-        """True when no arithmetic is needed (channels may still be reversed)."""
-        return all(value == 1.0 for value in self.scale) and all(value == 0.0 for value in self.offset)
 
 
 class Mode(IntEnum):
@@ -92,26 +84,6 @@ class RunKind(IntEnum):
     PLANAR = 2  # per channel, pixels consecutive elements (CHW planes)
 
 
-def is_integral(dtype: DTypeName) -> bool:
-    """True for bool and the integer dtypes."""
-    return dtype in _INTEGRAL
-
-
-def integer_range(dtype: DTypeName) -> tuple[int, int]:
-    """The smallest and largest value of an integral dtype (bool: 0 and 1)."""
-    if dtype == "bool":
-        return 0, 1
-    bits = DTYPES[dtype].itemsize * 8
-    if dtype.startswith("u"):
-        return 0, 2**bits - 1
-    return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
-
-
-def accumulator(source: DTypeName, target: DTypeName) -> Accumulator:
-    """The float type the arithmetic runs in: float64 where float32 would lose either side's values."""
-    return "float64" if source in _WIDE or target in _WIDE else "float32"
-
-
 def mode(source: DTypeName, target: DTypeName, affine: Affine) -> Mode:
     """Which of the three element paths a conversion takes."""
     if affine.is_identity and source == target:
@@ -119,115 +91,6 @@ def mode(source: DTypeName, target: DTypeName, affine: Affine) -> Mode:
     if affine.is_identity and is_integral(source) and is_integral(target):
         return Mode.INTEGER
     return Mode.FLOAT
-
-
-# -- affine maps ------------------------------------------------------------------------------------
-
-
-def finite_number(value: object, name: str, where: str) -> float:
-    """``value`` as a float, if it is a finite real number (NumPy scalars too; bools are refused)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise SpecError(f"{where}: expected a finite number for {name}, got {name}={value!r}.")
-    return float(value)
-
-
-def _per_channel(values: ChannelValues, channels: int, name: str, where: str) -> tuple[float, ...]:
-    """One finite value per channel: a single number (or a 1-sequence) applies to every channel."""
-    # a sequence, a NumPy array, or one number (NumPy scalars included)
-    items = [values] if isinstance(values, numbers.Real) else list(cast("Iterable[object]", values))
-    if len(items) not in (1, channels):
-        raise SpecError(
-            f"{where}: expected 1 or {channels} values for {name} (one per channel), got {len(items)}."
-        )
-    parsed = tuple(finite_number(item, name, where) for item in items)
-    return parsed * channels if len(parsed) == 1 else parsed
-
-
-def identity_affine(channels: int, *, reverse: bool = False) -> Affine:
-    """The map that changes nothing but (optionally) the channel order."""
-    return Affine((1.0,) * channels, (0.0,) * channels, reverse)
-
-
-def scaled_affine(channels: int, scale: float, offset: float, *, where: str) -> Affine:
-    """``astype``'s map: the same ``x * scale + offset`` for every channel."""
-    factor, shift = finite_number(scale, "scale", where), finite_number(offset, "offset", where)
-    return Affine((factor,) * channels, (shift,) * channels, False)
-
-
-def input_scale(dtype: DTypeName, scale: float | None, *, where: str) -> float:
-    """The factor that brings raw values to the units of ``mean`` and ``std``: ``scale`` when given,
-    else 1/255 for uint8 and 1/65535 for uint16 (torchvision's [0, 1] convention), else 1."""
-    if scale is not None:
-        value = finite_number(scale, "scale", where)
-        if value == 0.0:
-            raise SpecError(f"{where}: expected a non-zero scale, got scale={scale!r}.")
-        return value
-    if dtype in ("uint8", "uint16"):
-        return 1.0 / integer_range(dtype)[1]
-    return 1.0
-
-
-def _check_shared_beyond_four(affine: Affine, where: str) -> Affine:
-    """Kernels carry four per-channel maps; wider images take one map for every channel. And the
-    map's factors must be finite (a std of 1e-320 would make every value inf or NaN)."""
-    if not all(math.isfinite(value) for value in (*affine.scale, *affine.offset)):
-        raise SpecError(
-            f"{where}: mean, std and scale give a non-finite map (scale={affine.scale}, "
-            f"offset={affine.offset}); std is too small or mean too large."
-        )
-    if len(affine.scale) > 4 and len(set(zip(affine.scale, affine.offset, strict=True))) > 1:
-        raise SpecError(
-            f"{where}: per-channel mean and std are supported for 1 to 4 channels, got "
-            f"{len(affine.scale)} channels with different values; pass one mean and one std."
-        )
-    return affine
-
-
-def _mean_and_std(
-    channels: int, mean: ChannelValues, std: ChannelValues, where: str
-) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """One finite mean and one finite, non-zero std per channel."""
-    means = _per_channel(mean, channels, "mean", where)
-    stds = _per_channel(std, channels, "std", where)
-    if any(value == 0.0 for value in stds):
-        raise SpecError(f"{where}: expected a non-zero std for every channel, got std={stds}.")
-    return means, stds
-
-
-def normalize_affine(
-    channels: int,
-    mean: ChannelValues,
-    std: ChannelValues,
-    scale: float,
-    *,
-    reverse: bool,
-    where: str,
-) -> Affine:
-    """``(x * scale - mean[c]) / std[c]`` as one multiply-add; ``mean`` and ``std`` are in the output's
-    channel order (the model's, RGB when ``reverse`` turns BGR input around)."""
-    means, stds = _mean_and_std(channels, mean, std, where)
-    # The factors are computed in float64 once; executors round them to the accumulator type.
-    factors = tuple(scale / deviation for deviation in stds)
-    shifts = tuple(-average / deviation for average, deviation in zip(means, stds, strict=True))
-    return _check_shared_beyond_four(Affine(factors, shifts, reverse), where)
-
-
-def denormalize_affine(
-    channels: int,
-    mean: ChannelValues,
-    std: ChannelValues,
-    scale: float,
-    *,
-    reverse: bool,
-    where: str,
-) -> Affine:
-    """The inverse of ``normalize_affine``: ``(x * std + mean) / scale``; ``mean`` and ``std`` are in the
-    input's channel order, so ``reverse=True`` undoes ``normalize(..., reverse_channels=True)``."""
-    means, stds = _mean_and_std(channels, mean, std, where)
-    source = [channels - 1 - channel if reverse else channel for channel in range(channels)]
-    factors = tuple(stds[index] / scale for index in source)
-    shifts = tuple(means[index] / scale for index in source)
-    return _check_shared_beyond_four(Affine(factors, shifts, reverse), where)
 
 
 # -- kernel variants ---------------------------------------------------------------------------------

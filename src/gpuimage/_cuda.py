@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Generator
 from contextlib import contextmanager
 
+from . import _lifetime
 from ._backends import is_installed
 from ._errors import CudaError, MissingBackendError
 from ._streams import Event
@@ -54,6 +55,8 @@ def _calls() -> _Calls | None:
                     _torch.set_device,
                 )
         _chosen.append(calls)
+        # releases of memory that other streams used record their events through the same runtime
+        _lifetime.set_recorder(None if calls is None else calls[2])
     return _chosen[0]
 
 

@@ -24,7 +24,7 @@ import numpy.typing as npt
 
 from ._device import Device
 from ._dtypes import DTypeName, parse_dtype
-from ._errors import DeviceError, DTypeError, InteropError
+from ._errors import CudaError, DeviceError, DTypeError, InteropError, MissingBackendError
 from ._layout import Layout
 from ._source import Imported, spec_from_strided
 from ._spec import ImageSpec
@@ -33,6 +33,7 @@ __all__ = [
     "allocate",
     "copy",
     "current_stream",
+    "current_stream_object",
     "empty",
     "external_stream",
     "strided_parts",
@@ -87,6 +88,11 @@ def view(ptr: int, spec: ImageSpec, owner: object) -> cupy.ndarray:
 def current_stream(index: int) -> int:
     """The raw handle of CuPy's current stream on device ``index`` (0 for the null stream)."""
     return int(cupy.cuda.get_current_stream(index).ptr)
+
+
+def current_stream_object(index: int) -> object:
+    """CuPy's current stream object on device ``index``: holding it keeps its handle valid."""
+    return cupy.cuda.get_current_stream(index)
 
 
 def gpu_available() -> bool:
@@ -231,6 +237,10 @@ class RecordedEvent:
         """Block the host until the event has completed."""
         cupy.cuda.runtime.eventSynchronize(self._handle)
 
+    def query(self) -> bool:
+        """True once the event has completed (``cudaEventQuery``; never blocks)."""
+        return int(cupy.cuda.runtime.eventQuery(self._handle)) == 0
+
     def __del__(self) -> None:
         handle = getattr(self, "_handle", None)
         if handle is not None:
@@ -248,17 +258,35 @@ def set_device(device: int) -> None:
     cupy.cuda.runtime.setDevice(device)
 
 
-def strided_parts(array: object) -> tuple[int, tuple[int, ...], tuple[int, ...], DTypeName, Device]:
-    """(pointer, shape, byte strides, dtype, device) of a CuPy array of an image dtype."""
+def strided_parts(
+    array: object, *, where: str = "out"
+) -> tuple[int, tuple[int, ...], tuple[int, ...], DTypeName, Device]:
+    """(pointer, shape, byte strides, dtype, device) of a CuPy array of an image dtype (an ``out=``)."""
     if not isinstance(array, cupy.ndarray):
-        raise InteropError(f"expected a cupy.ndarray, got {type(array).__name__}.")
-    dtype = parse_dtype(array.dtype, where="out")
+        raise InteropError(f"{where}: expected out to be a cupy.ndarray, got {type(array).__name__}.")
+    dtype = parse_dtype(array.dtype, where=f"{where} out")
     return array.data.ptr, tuple(array.shape), tuple(array.strides), dtype, Device("cuda", array.device.id)
 
 
-def empty(shape: tuple[int, ...], dtype: DTypeName, device: Device) -> cupy.ndarray:
-    """A new packed array (CuPy has no bfloat16: ``DTypeError``)."""
+def empty(
+    shape: tuple[int, ...], dtype: DTypeName, device: Device, *, where: str = "like='cupy'"
+) -> cupy.ndarray:
+    """A new packed array on ``device`` (CuPy has no bfloat16: ``DTypeError``)."""
     if dtype == "bfloat16":
-        raise DTypeError("CuPy has no bfloat16 dtype; use like='torch'.")
-    with cupy.cuda.Device(device.index):
-        return cupy.empty(shape, dtype=np.dtype(dtype))
+        raise DTypeError(f"{where}: CuPy has no bfloat16 dtype; use like='torch'.")
+    if not device.is_cuda:
+        raise DeviceError(f"{where}: CuPy arrays live on a GPU, got device={device}; use like='numpy'.")
+    if not gpu_available():  # without a GPU, cupy.empty raises CUDARuntimeError
+        raise MissingBackendError(
+            f"{where}: expected a GPU that CuPy can reach for a new CuPy array on {device}, got none "
+            "(cupy.is_available() is False: no GPU or driver). Run where CuPy sees the GPU, or pass "
+            "like='torch' or out=."
+        )
+    try:
+        with cupy.cuda.Device(device.index):
+            return cupy.empty(shape, dtype=np.dtype(dtype))
+    except (cupy.cuda.runtime.CUDARuntimeError, cupy.cuda.memory.OutOfMemoryError) as exc:
+        raise CudaError(
+            f"{where}: expected a new {dtype} CuPy array of shape {shape} on {device}, got a CUDA "
+            f"error ({exc}). Free GPU memory, or check the device index."
+        ) from exc

@@ -14,7 +14,9 @@ DLPACK_CPU = 1
 DLPACK_CUDA = 2
 DLPACK_CUDA_HOST = 3
 
-_DEVICE_TEXT = re.compile(r"^(cpu|cuda)(?::(\d+))?$")
+_DEVICE_TEXT = re.compile(r"^(cpu|cuda)(?::([0-9]+))?$")
+MAX_DEVICE_INDEX = 2**31 - 1
+"""The largest ordinal: DLPack's ``device_id`` and CUDA's ``int device`` are signed 32-bit."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +32,12 @@ class Device:
         if type(self.index) is not int or self.index < 0 or (self.kind == "cpu" and self.index != 0):
             raise DeviceError(
                 f"Device: expected a non-negative int index (0 for 'cpu'), got index={self.index!r}."
+            )
+        if self.index > MAX_DEVICE_INDEX:
+            # Larger ordinals would wrap when written to DLPack's int32 device_id (cuda:2**32+1 -> cuda:1).
+            raise DeviceError(
+                f"Device: expected a CUDA ordinal below 2**31 (a C int), got index={self.index}. "
+                "Use the ordinal torch.cuda.current_device() or cupy.cuda.Device().id reports."
             )
 
     @property
@@ -58,7 +66,7 @@ def parse_device(value: object, *, where: str) -> Device:
     if isinstance(value, Device):
         return value
     if type(value) is int and value >= 0:
-        return Device("cuda", value)
+        return Device("cuda", _ordinal(value, value, where=where))
     if isinstance(value, str):
         match = _DEVICE_TEXT.match(value.strip().lower())
         if match is not None:
@@ -66,5 +74,19 @@ def parse_device(value: object, *, where: str) -> Device:
             if kind == "cpu" and index in (None, "0"):
                 return CPU
             if kind == "cuda":
-                return Device("cuda", int(index or 0))
+                # Compare digit counts before int(): Python refuses to parse over 4300 digits.
+                digits = (index or "0").lstrip("0") or "0"
+                ordinal = MAX_DEVICE_INDEX + 1 if len(digits) > 10 else int(digits)  # 2**31 has 10 digits
+                return Device("cuda", _ordinal(ordinal, value, where=where))
     raise DeviceError(f"{where}: expected a device such as 0, 'cuda:0' or 'cpu', got device={value!r}.")
+
+
+def _ordinal(index: int, value: object, *, where: str) -> int:
+    """``index`` if it fits a C int (CUDA and DLPack device ids), else ``DeviceError``."""
+    if index > MAX_DEVICE_INDEX:
+        shown = value if not isinstance(value, str) or len(value) <= 40 else f"{value[:40]}..."
+        raise DeviceError(
+            f"{where}: expected a CUDA ordinal below 2**31 (CUDA and DLPack device ids are C ints), "
+            f"got device={shown!r}. Pass the ordinal of an installed GPU, such as 0 or 'cuda:0'."
+        )
+    return index

@@ -14,6 +14,7 @@ from ._errors import DTypeError
 
 __all__ = [
     "DTYPES",
+    "Accumulator",
     "AnyDType",
     "BFloat16",
     "Bool",
@@ -30,10 +31,14 @@ __all__ = [
     "UInt8",
     "UInt16",
     "UInt32",
+    "accumulator",
     "dtype_from_cai_typestr",
     "dtype_from_dlpack",
     "dtype_info",
+    "integer_range",
+    "is_integral",
     "parse_dtype",
+    "parse_dtype_marker",
 ]
 
 DTypeName: TypeAlias = Literal[
@@ -97,6 +102,33 @@ DTYPES: dict[DTypeName, DTypeInfo] = {
     )
 }
 _NAMES: frozenset[str] = frozenset(get_args(DTypeName))
+
+
+Accumulator: TypeAlias = Literal["float32", "float64"]
+"""The float type a conversion's arithmetic runs in."""
+
+_WIDE = frozenset({"float64", "int32", "uint32", "int64"})  # values float32 cannot hold exactly
+_INTEGRAL = frozenset({"bool", "uint8", "int8", "uint16", "int16", "uint32", "int32", "int64"})
+
+
+def is_integral(dtype: DTypeName) -> bool:
+    """True for bool and the integer dtypes."""
+    return dtype in _INTEGRAL
+
+
+def integer_range(dtype: DTypeName) -> tuple[int, int]:
+    """The smallest and largest value of an integral dtype (bool: 0 and 1)."""
+    if dtype == "bool":
+        return 0, 1
+    bits = DTYPES[dtype].itemsize * 8
+    if dtype.startswith("u"):
+        return 0, 2**bits - 1
+    return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+
+
+def accumulator(source: DTypeName, target: DTypeName) -> Accumulator:
+    """The float type the arithmetic runs in: float64 where float32 would lose either side's values."""
+    return "float64" if source in _WIDE or target in _WIDE else "float32"
 
 
 class AnyDType:
@@ -188,14 +220,23 @@ def parse_dtype(value: object, *, where: str) -> DTypeName:
     if isinstance(value, type) and issubclass(value, AnyDType) and value.name is not None:
         return value.name
     if isinstance(value, np.dtype) or (isinstance(value, type) and issubclass(value, np.generic)):
-        numpy_dtype = np.dtype(cast("np.dtype[np.generic] | type[np.generic]", value))
-        name = numpy_dtype.name
-        if name in _NAMES and numpy_dtype.isnative:
+        # abstract scalar types (np.floating, np.number) have no dtype: NumPy raises TypeError
+        numpy_dtype = _safe_dtype(cast("np.dtype[np.generic] | type[np.generic]", value))
+        name = None if numpy_dtype is None else numpy_dtype.name
+        if numpy_dtype is not None and name in _NAMES and numpy_dtype.isnative:
             return name  # type: ignore[return-value]  # membership checked just above
     raise DTypeError(
         f"{where}: expected one of {', '.join(sorted(_NAMES))}, got dtype={value!r}. "
-        "Complex, 64-bit unsigned, byte-swapped and structured dtypes are not image dtypes."
+        "Complex, 64-bit unsigned, byte-swapped, structured and abstract (np.floating) dtypes are not "
+        "image dtypes."
     )
+
+
+def parse_dtype_marker(value: object, *, where: str) -> DTypeName | None:
+    """``parse_dtype`` that also takes ``AnyDType`` (any dtype: None). For ``expect()``'s ``dtype``."""
+    if value is AnyDType:
+        return None
+    return parse_dtype(value, where=where)
 
 
 def dtype_info(name: DTypeName) -> DTypeInfo:
@@ -215,9 +256,9 @@ def dtype_from_cai_typestr(typestr: object, *, where: str) -> DTypeName:
     )
 
 
-def _safe_dtype(typestr: str) -> np.dtype[np.generic] | None:
+def _safe_dtype(value: str | np.dtype[np.generic] | type[np.generic]) -> np.dtype[np.generic] | None:
     try:
-        return np.dtype(typestr)
+        return np.dtype(value)
     except (TypeError, ValueError):
         return None
 

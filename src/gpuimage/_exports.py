@@ -7,7 +7,7 @@ regions and conversions. ``as_gpumat`` stays on the hub: its ``self`` type check
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Self, cast
+from typing import TYPE_CHECKING, Any, Protocol, Self, cast
 
 from typing_extensions import CapsuleType
 
@@ -15,7 +15,9 @@ from . import _cai, _dlpack, _numpy
 from ._device import CPU
 from ._errors import DeviceError, ExportError, HostMemoryError, ReadOnlyError
 from ._lazy import LazyModule
-from ._ordering import StreamOrdering
+from ._lifetime import Lifetime
+from ._ordering import BY_HANDLE, CurrentStreams, StreamOrdering
+from ._spec import ImageSpec
 from ._streams import LEGACY_DEFAULT, StreamLike
 
 if TYPE_CHECKING:
@@ -23,15 +25,24 @@ if TYPE_CHECKING:
     import numpy.typing as npt
     import torch
 
-    from . import _cupy, _torch
+    from . import _cupy, _opencv, _torch
 
 __all__ = ["ImageExports"]
 
 if not TYPE_CHECKING:  # the spokes that import torch and CuPy load on first use
     _torch = LazyModule("gpuimage._torch", globals(), "_torch")
     _cupy = LazyModule("gpuimage._cupy", globals(), "_cupy")
+    _opencv = LazyModule("gpuimage._opencv", globals(), "_opencv")
 
 _TORCH, _CUPY, _NUMPY = "torch", "cupy", "numpy"
+
+
+class ViewSpoke(CurrentStreams, Protocol):
+    """A spoke that makes device views (torch, CuPy): a view keeps ``owner`` alive."""
+
+    def view(self, ptr: int, spec: ImageSpec, owner: Lifetime, /) -> object:
+        """A view of the memory at ``ptr`` described by ``spec``."""
+        ...
 
 
 class ImageExports(StreamOrdering):
@@ -42,6 +53,7 @@ class ImageExports(StreamOrdering):
     _ptr: int
     _readonly: bool
     _views: dict[str, Any]
+    _life: Lifetime
 
     if TYPE_CHECKING:  # the hub's copies, which exports that must copy ask for
 
@@ -56,34 +68,31 @@ class ImageExports(StreamOrdering):
         Notes:
             Each call makes ``stream`` (default: torch's current stream) wait for the image's
             data on the GPU, so the tensor may be used there at once; the cached tensor is ordered
-            again on every call, for whichever stream asks.
+            again on every call, for whichever stream asks. Ask again for each stream you use it
+            on: that is also how the memory learns not to go back to its allocator before the
+            work queued there has finished.
         """
-        view = self._views.get(_TORCH)
-        if view is None:
-            self._refuse_if_readonly("as_torch()")
-            view = self._views.setdefault(_TORCH, _torch.view(self._ptr, self._spec, self._owner))
-        producer = self._ready.stream
-        if producer is not None:  # inline: a cached view is asked for in hot loops
-            consumer = _torch.current_stream(self._device_index) if stream is None else self._handle(stream)
-            if consumer != producer:
-                self._order(consumer)
-        return cast("torch.Tensor", view)
+        return cast("torch.Tensor", self._view(_TORCH, "as_torch()", _torch, stream))
 
     def as_cupy(self, *, stream: StreamLike = None) -> cupy.ndarray:
         """A ``cupy.ndarray`` header over the image (no CUDA call, no host sync). Cached.
 
         Each call makes ``stream`` (default: CuPy's current stream) wait for the data, on the GPU.
         """
-        view = self._views.get(_CUPY)
+        return cast("cupy.ndarray", self._view(_CUPY, "as_cupy()", _cupy, stream))
+
+    def _view(self, key: str, where: str, spoke: ViewSpoke | None, stream: StreamLike) -> object:
+        """The one path of every device view: made once and cached (writable views of read-only
+        memory refused), then ordered for its consumer on every call (``spoke``'s current stream
+        by default, the legacy default stream without a spoke)."""
+        view = self._views.get(key)
         if view is None:
-            self._refuse_if_readonly("as_cupy()")
-            view = self._views.setdefault(_CUPY, _cupy.view(self._ptr, self._spec, self._owner))
-        producer = self._ready.stream
-        if producer is not None:
-            consumer = _cupy.current_stream(self._device_index) if stream is None else self._handle(stream)
-            if consumer != producer:
-                self._order(consumer)
-        return cast("cupy.ndarray", view)
+            self._refuse_if_readonly(where)
+            make = _opencv.view if spoke is None else spoke.view
+            view = self._views.setdefault(key, make(self._ptr, self._spec, self._life))
+        if self._ready.stream is not None or self._life.tracked:
+            self._consume(stream, spoke)
+        return view
 
     def _refuse_if_readonly(self, where: str) -> None:
         if self._readonly:
@@ -97,7 +106,7 @@ class ImageExports(StreamOrdering):
         """A NumPy array over a host image (read-only if the image is). Cached."""
         view = self._views.get(_NUMPY)
         if view is None:
-            made = _numpy.view(self._ptr, self._spec, self._owner, readonly=self._readonly)
+            made = _numpy.view(self._ptr, self._spec, self._life, readonly=self._readonly)
             view = self._views.setdefault(_NUMPY, made)
         return cast("npt.NDArray[Any]", view)
 
@@ -124,6 +133,7 @@ class ImageExports(StreamOrdering):
             raise HostMemoryError(
                 "__cuda_array_interface__: the image is in host memory; use as_numpy() or __dlpack__."
             )
+        self._note_current_streams()  # where the consumer will read, though CAI cannot say
         return _cai.cuda_array_interface(
             self._ptr, self._spec, stream=self._ready.stream, readonly=self._readonly
         )
@@ -173,13 +183,13 @@ class ImageExports(StreamOrdering):
             source, copied = self.cpu(), True
         elif copy:
             source, copied = self.copy(), True
-        if source._spec.device.is_cuda and stream != -1 and source._ready.stream is not None:
-            source._order(LEGACY_DEFAULT if stream in (None, 1) else stream)
+        if source._spec.device.is_cuda and stream != -1:
+            source._use(LEGACY_DEFAULT if stream in (None, 1) else stream, BY_HANDLE, None)
         versioned = max_version is not None and tuple(max_version) >= (1, 0)
         return _dlpack.export_capsule(
             source._ptr,
             source._spec,
-            source._owner,
+            source._life,
             versioned=versioned,
             readonly=source._readonly,
             copied=copied,

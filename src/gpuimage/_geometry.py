@@ -99,9 +99,10 @@ _UNIT_NAMES = ("rows", "pixels", "channels")
 def check_geometry(geometry: Geometry, itemsize: int, *, where: str = "ImageSpec") -> None:
     """Raise ``SpecError``/``PitchError`` unless the geometry describes distinct, addressable elements.
 
-    Sizes must be positive; strides positive multiples of the item size; and, ignoring dimensions
-    of size 1, each stride must step over everything the smaller strides span (so that no two
-    elements share a byte). The extent must stay below 2**63 bytes.
+    Sizes must be positive; strides positive multiples of the item size below 2**63 (on every
+    dimension, size 1 included); and, ignoring dimensions of size 1, each stride must step over
+    everything the smaller strides span (so that no two elements share a byte). The extent must stay
+    below 2**63 bytes.
     """
     if _is_plainly_valid(geometry, itemsize):
         return
@@ -118,6 +119,14 @@ def check_geometry(geometry: Geometry, itemsize: int, *, where: str = "ImageSpec
             )
         if type(stride) is not int or stride <= 0:
             raise PitchError(f"{where}: expected a positive int {name} in bytes, got {name}={stride!r}.")
+        if stride >= MAX_EXTENT:
+            # Even on a dimension of size 1 (where it moves nothing): DLPack, torch and NumPy store
+            # strides as int64, so a view would overflow or wrap it.
+            raise PitchError(
+                f"{where}: expected {name} below 2**63 bytes (strides are int64 in DLPack, torch and "
+                f"NumPy), got {name}={stride}. Use a {name} that fits int64; for a dimension of size 1 "
+                "any multiple of the item size will do."
+            )
         if stride % itemsize:
             raise PitchError(
                 f"{where}: {name}={stride} bytes is not a multiple of the item size ({itemsize} bytes); "
@@ -154,6 +163,8 @@ def _is_plainly_valid(geometry: Geometry, itemsize: int) -> bool:
     height, width, channels, row_pitch, pixel_stride, channel_stride = geometry
     if not all(type(value) is int and value > 0 for value in geometry) or row_pitch % itemsize:
         return False
+    if max(row_pitch, pixel_stride, channel_stride) >= MAX_EXTENT:
+        return False  # a huge stride on a size-1 dimension leaves the extent small: see check_geometry
     if channel_stride == itemsize and pixel_stride == channels * itemsize:
         plane = row_pitch >= width * pixel_stride
         extent = (height - 1) * row_pitch + width * pixel_stride

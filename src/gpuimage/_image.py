@@ -7,7 +7,7 @@ spoke's ``view``; the hub itself never imports torch, CuPy or OpenCV.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Generic, Self, cast, overload
+from typing import TYPE_CHECKING, Any, Generic, NoReturn, Self, SupportsIndex, cast, overload
 
 from typing_extensions import TypeVar
 
@@ -15,7 +15,7 @@ from . import _allocate, _cai, _cuda, _dlpack, _numpy, _ops
 from ._conversions import converted
 from ._convert import identity_affine, scaled_affine
 from ._device import CPU, Device, DeviceLike, parse_device
-from ._dtypes import AnyDType, DTypeLike, DTypeName, parse_dtype
+from ._dtypes import AnyDType, DTypeLike, DTypeName, parse_dtype, parse_dtype_marker
 from ._errors import (
     DeviceError,
     DTypeError,
@@ -23,13 +23,15 @@ from ._errors import (
     LayoutError,
 )
 from ._exports import ImageExports
-from ._geometry import Geometry, check_geometry, crop_offset
+from ._geometry import crop_offset
 from ._layout import CHW, HWC, AnyLayout, CHWLike, HWCLike, Layout, LayoutLike, parse_layout
 from ._lazy import LazyModule
+from ._lifetime import Lifetime
+from ._ordering import BY_HANDLE, keep_for_handle
 from ._pointers import device_of
-from ._source import Imported, check_pointer
+from ._source import Imported, check_address_range, check_pointer, revalidated_spec
 from ._spec import ImageSpec, trusted_spec
-from ._streams import LEGACY_DEFAULT, ReadyState, StreamLike, stream_handle
+from ._streams import ReadyState, StreamLike, stream_handle, stream_keep
 
 if TYPE_CHECKING:
     import cupy
@@ -73,11 +75,11 @@ class GpuImage(ImageExports, Generic[L, D]):
         with ``record_write(stream)`` or ``with image.writing(stream):``.
     """
 
-    __slots__ = ("__weakref__", "_device_index", "_owner", "_ptr", "_readonly", "_ready", "_spec", "_views")
+    __slots__ = ("__weakref__", "_device_index", "_life", "_ptr", "_readonly", "_ready", "_spec", "_views")
 
     _ptr: int
     _spec: ImageSpec
-    _owner: object
+    _life: Lifetime
     _ready: ReadyState
     _device_index: int
     _readonly: bool
@@ -91,15 +93,13 @@ class GpuImage(ImageExports, Generic[L, D]):
 
     @classmethod
     def _wrap(
-        cls, ptr: int, spec: ImageSpec, owner: object, ready: ReadyState, readonly: bool
+        cls, ptr: int, spec: ImageSpec, life: Lifetime, ready: ReadyState, readonly: bool
     ) -> GpuImage[Any, Any]:
         """The one construction path: no checks here, every caller passes checked values."""
         image: GpuImage[Any, Any] = object.__new__(GpuImage)
         image._ptr = ptr
         image._spec = spec
-        image._owner = owner
-        if not spec.device.is_cuda and ready.stream is not None:
-            ready = ReadyState(None)  # host memory: nothing is queued on a stream
+        image._life = life
         image._ready = ready
         image._device_index = spec.device.index
         image._readonly = readonly
@@ -107,9 +107,26 @@ class GpuImage(ImageExports, Generic[L, D]):
         return image
 
     @classmethod
-    def _from_imported(cls, imported: Imported) -> GpuImage[Any, Any]:
-        ready = ReadyState(imported.stream if imported.spec.device.is_cuda else None)
-        return cls._wrap(imported.ptr, imported.spec, imported.owner, ready, imported.readonly)
+    def _family(
+        cls, ptr: int, spec: ImageSpec, owner: object, stream: int | None, readonly: bool, keep: object = None
+    ) -> GpuImage[Any, Any]:
+        """A new image family: memory ready on ``stream`` (its home stream), kept alive by ``owner``.
+
+        ``keep`` keeps ``stream`` alive while consumers may still record on it (``BY_HANDLE``: the
+        current stream object of a loaded spoke, if it is that stream)."""
+        if not spec.device.is_cuda:
+            return cls._wrap(ptr, spec, Lifetime(owner, 0, None, cuda=False), ReadyState(None), readonly)
+        index = spec.device.index
+        if keep is BY_HANDLE:
+            keep = None if stream is None else keep_for_handle(stream, index)
+        life = Lifetime(owner, index, stream, cuda=_cuda.available())
+        return cls._wrap(ptr, spec, life, ReadyState(stream, keep=keep), readonly)
+
+    @classmethod
+    def _from_imported(cls, imported: Imported, keep: object = None) -> GpuImage[Any, Any]:
+        return cls._family(
+            imported.ptr, imported.spec, imported.owner, imported.stream, imported.readonly, keep
+        )
 
     # -- constructors ---------------------------------------------------------------------------
 
@@ -145,7 +162,8 @@ class GpuImage(ImageExports, Generic[L, D]):
         where = "GpuImage.from_torch()"
         layout_value = None if layout is None else parse_layout(layout, where=where)
         return cls._from_imported(
-            _torch.parse(tensor, layout=layout_value, stream=stream_handle(stream, where=where), where=where)
+            _torch.parse(tensor, layout=layout_value, stream=stream_handle(stream, where=where), where=where),
+            stream_keep(stream),  # torch never destroys its own streams: the default needs no keeping
         )
 
     @overload
@@ -169,9 +187,12 @@ class GpuImage(ImageExports, Generic[L, D]):
         """
         where = "GpuImage.from_cupy()"
         layout_value = None if layout is None else parse_layout(layout, where=where)
-        return cls._from_imported(
-            _cupy.parse(array, layout=layout_value, stream=stream_handle(stream, where=where), where=where)
+        imported = _cupy.parse(
+            array, layout=layout_value, stream=stream_handle(stream, where=where), where=where
         )
+        # CuPy destroys a stream with its object: keep the one the data is ready on
+        keep = stream_keep(stream) if stream is not None else BY_HANDLE
+        return cls._from_imported(imported, keep)
 
     @classmethod
     def from_gpumat(
@@ -186,7 +207,8 @@ class GpuImage(ImageExports, Generic[L, D]):
         return cast(
             "GpuImage[HWC]",
             cls._from_imported(
-                _opencv.parse(mat, device=device, stream=stream_handle(stream, where=where), where=where)
+                _opencv.parse(mat, device=device, stream=stream_handle(stream, where=where), where=where),
+                stream_keep(stream),
             ),
         )
 
@@ -215,7 +237,8 @@ class GpuImage(ImageExports, Generic[L, D]):
         where = "GpuImage.from_dlpack()"
         layout_value = _source_layout(obj, layout, where=where)
         return cls._from_imported(
-            _dlpack.parse(obj, layout=layout_value, stream=stream_handle(stream, where=where), where=where)
+            _dlpack.parse(obj, layout=layout_value, stream=stream_handle(stream, where=where), where=where),
+            stream_keep(stream),
         )
 
     @overload
@@ -268,7 +291,8 @@ class GpuImage(ImageExports, Generic[L, D]):
                 device=device_value,
                 stream=stream_handle(stream, where=where),
                 where=where,
-            )
+            ),
+            stream_keep(stream) if stream is not None else BY_HANDLE,  # the interface's raw stream
         )
 
     @overload
@@ -309,16 +333,11 @@ class GpuImage(ImageExports, Generic[L, D]):
         where = "GpuImage.from_pointer()"
         if not isinstance(cast(object, spec), ImageSpec):  # untyped callers pass anything
             raise InteropError(f"{where}: expected an ImageSpec, got {type(spec).__name__}.")
-        check_pointer(ptr, spec.itemsize, where=where)
-        # model_construct() skips pydantic's validation: check the memory again, from the fields.
-        fields = Geometry(
-            spec.height, spec.width, spec.channels, spec.row_pitch, spec.pixel_stride, spec.channel_stride
-        )
-        check_geometry(fields, spec.itemsize, where=where)
-        return cast(
-            "GpuImage",
-            cls._wrap(ptr, spec, owner, ReadyState(stream_handle(stream, where=where)), bool(readonly)),
-        )
+        # model_construct() skips pydantic's validation: check every field again (SpecError only).
+        spec = revalidated_spec(spec, where=where)
+        check_pointer(ptr, spec.itemsize, extent=spec.nbytes, where=where)
+        handle = stream_handle(stream, where=where)
+        return cast("GpuImage", cls._family(ptr, spec, owner, handle, bool(readonly), stream_keep(stream)))
 
     @overload
     @classmethod
@@ -392,13 +411,13 @@ class GpuImage(ImageExports, Generic[L, D]):
         # every row starts on a multiple of both: rows aligned as asked, elements on their size
         alignment = math.lcm(row_alignment, spec.itemsize)
         memory = _allocate.allocate(spec.nbytes, spec.device, alignment=alignment, stream=given)
-        ready = ReadyState(memory.stream if given is None else given)
-        if memory.stream is not None:
-            ready.users.add(memory.stream)  # the allocator already knows the allocating stream
-        if given is not None and memory.stream is not None:
+        # home: the allocating stream, which the allocator itself accounts for
+        image = cls._family(memory.ptr, spec, memory.owner, memory.stream, False)
+        if given is not None and memory.stream is not None and given != memory.stream:
             # the pool handed out memory that earlier work on the allocating stream may still use
-            _cuda.wait(memory.stream, given, spec.device.index)
-        return cls._wrap(memory.ptr, spec, memory.owner, ready, False)
+            image._use(given, stream_keep(stream), None)
+            image._ready.stream, image._ready.keep = given, stream_keep(stream)
+        return image
 
     # -- metadata -------------------------------------------------------------------------------
 
@@ -466,7 +485,7 @@ class GpuImage(ImageExports, Generic[L, D]):
     @property
     def owner(self) -> object:
         """The object kept alive for the memory's sake (None for a borrowed pointer)."""
-        return self._owner
+        return self._life.owner
 
     @property
     def readonly(self) -> bool:
@@ -505,16 +524,7 @@ class GpuImage(ImageExports, Generic[L, D]):
             left, so the mat stays valid as long as you hold it. Headers OpenCV derives from it
             (``rowRange``, ROI constructors) are not tracked: use ``crop()`` for ROIs.
         """
-        view = self._views.get(_GPUMAT)
-        if view is None:
-            self._refuse_if_readonly("as_gpumat()")
-            view = self._views.setdefault(_GPUMAT, _opencv.view(self._ptr, self._spec, self._owner))
-        producer = self._ready.stream
-        if producer is not None:
-            consumer = LEGACY_DEFAULT if stream is None else self._handle(stream)
-            if consumer != producer:
-                self._order(consumer)
-        return cast("cv2.cuda.GpuMat", view)
+        return cast("cv2.cuda.GpuMat", self._view(_GPUMAT, "as_gpumat()", None, stream))
 
     # -- regions, layouts and copies -----------------------------------------------------------
 
@@ -527,8 +537,9 @@ class GpuImage(ImageExports, Generic[L, D]):
         offset = crop_offset(self._spec.geometry, x, y, width, height)
         geometry = self._spec.geometry._replace(height=height, width=width)
         spec = trusted_spec(geometry, self._spec.dtype, self._spec.layout, self._spec.device)
+        check_address_range(self._ptr + offset, spec.nbytes, where="crop()")
         # A crop shares its parent's ready state: a write recorded on either is seen by both.
-        return cast(Self, self._wrap(self._ptr + offset, spec, self._owner, self._ready, self._readonly))
+        return cast(Self, self._wrap(self._ptr + offset, spec, self._life, self._ready, self._readonly))
 
     @overload
     def expect(self, layout: HWCLike) -> GpuImage[HWC, D]: ...
@@ -555,12 +566,9 @@ class GpuImage(ImageExports, Generic[L, D]):
                 f"expect(): expected a {wanted.value} image, got layout={self._spec.layout.value}. Convert "
                 f"with to_layout('{wanted.value}')."
             )
-        if (
-            dtype is not None
-            and dtype.name is not None
-            and parse_dtype(dtype, where="expect()") != self._spec.dtype
-        ):
-            raise DTypeError(f"expect(): expected a {dtype.name} image, got dtype={self._spec.dtype}.")
+        expected = None if dtype is None else parse_dtype_marker(dtype, where="expect()")
+        if expected is not None and expected != self._spec.dtype:
+            raise DTypeError(f"expect(): expected a {expected} image, got dtype={self._spec.dtype}.")
         return self
 
     def copy(self, *, row_alignment: int = 1) -> Self:
@@ -631,6 +639,35 @@ class GpuImage(ImageExports, Generic[L, D]):
         if not self._spec.device.is_cuda:
             return self
         return cast(Self, _ops.transfer(self, CPU))
+
+    # -- copy and pickle ------------------------------------------------------------------------
+
+    def __copy__(self) -> Self:
+        """``copy.copy(image)`` is the image itself: an image is a handle (pointer, spec, owner, ready
+        stream) that a shallow copy would share in full anyway, and it keeps the owner alive. For
+        new memory use ``copy()`` or ``copy.deepcopy``."""
+        return self
+
+    def __deepcopy__(self, memo: dict[int, object]) -> Self:
+        """``copy.deepcopy(image)`` copies the pixels into new memory, as ``image.copy()`` does
+        (packed, same device, layout and dtype, and writable)."""
+        copied = self.copy()
+        memo[id(self)] = copied
+        return copied
+
+    def __reduce_ex__(self, protocol: SupportsIndex) -> NoReturn:
+        """Refuse pickling (every protocol): the bytes would carry a pointer into this process."""
+        raise InteropError(
+            f"pickle.dumps(image): expected an object that can leave this process, got a GpuImage on "
+            f"{self._spec.device} (its pointer is valid in this process only: unpickled elsewhere it would "
+            "point at nothing, and here it would share memory without keeping its owner alive). Pickle a "
+            "host copy instead (image.cpu().as_numpy()), or share device memory with torch.multiprocessing; "
+            "transfer of images between processes comes in a later release."
+        )
+
+    def __reduce__(self) -> NoReturn:
+        """Refuse pickling, as ``__reduce_ex__`` does."""
+        self.__reduce_ex__(2)
 
 
 def _source_layout(obj: object, layout: LayoutLike | None, *, where: str) -> Layout | None:

@@ -18,11 +18,22 @@ from ._spec import ImageSpec
 __all__ = ["allocate", "empty", "parse", "strided_parts", "view"]
 
 
+def _refuse_masked(array: object, where: str) -> None:
+    """Masked arrays are ndarrays whose mask an image cannot carry: refuse rather than drop it."""
+    if isinstance(array, np.ma.MaskedArray):
+        raise InteropError(
+            f"{where}: expected a plain numpy.ndarray, got a numpy.ma.MaskedArray (an image has no "
+            "mask, so it would be lost). Pass array.filled(fill_value) to replace masked elements, "
+            "or array.data to use the values under the mask as they are."
+        )
+
+
 def parse(array: object, *, layout: Layout | None, where: str) -> Imported:
     """Wrap a NumPy array (2-D, or 3-D with a layout) as a host image, without copying."""
     if not isinstance(array, np.ndarray):
         raise InteropError(f"{where}: expected a numpy.ndarray, got {type(array).__name__}.")
     ndarray = cast("npt.NDArray[np.generic]", array)
+    _refuse_masked(ndarray, where)
     dtype = parse_dtype(ndarray.dtype, where=where)
     ptr = int(ndarray.__array_interface__["data"][0])
     spec = spec_from_strided(ptr, ndarray.shape, ndarray.strides, dtype, layout, CPU, where=where)
@@ -57,6 +68,7 @@ def strided_parts(array: object) -> tuple[int, tuple[int, ...], tuple[int, ...],
     if not isinstance(array, np.ndarray):
         raise InteropError(f"expected a numpy.ndarray, got {type(array).__name__}.")
     ndarray = cast("npt.NDArray[np.generic]", array)
+    _refuse_masked(ndarray, "out")  # results written under a mask would stay hidden by it
     if not ndarray.flags.writeable:
         raise ReadOnlyError("out: the NumPy array is read-only.")
     dtype = parse_dtype(ndarray.dtype, where="out")

@@ -92,13 +92,20 @@ def parse(mat: object, *, device: object, stream: int | None, where: str) -> Imp
         raise DTypeError(f"{where}: OpenCV depth {mat.depth()} has no gpuimage dtype.")
     cols, rows = mat.size()
     ptr = mat.cudaPtr()
+    mat_device = _mat_device(device, ptr, where=where)
+    if not mat_device.is_cuda:
+        raise DeviceError(
+            f"{where}: expected a CUDA device, got device={device!r} (a GpuMat always holds device memory, "
+            "which host code must not read). Leave device=None for OpenCV's current device, or pass the "
+            "mat's CUDA ordinal ('cuda:N'); for a host copy, call cpu() on the wrapped image."
+        )
     spec = spec_from_strided(
         ptr,
         (rows, cols, mat.channels()),
         (mat.step, mat.elemSize(), mat.elemSize1()),
         dtype,
         Layout.HWC,
-        _mat_device(device, ptr, where=where),
+        mat_device,
         where=where,
     )
     if stream is None and cuda_enabled():
@@ -137,10 +144,25 @@ def view(ptr: int, spec: ImageSpec, owner: object) -> cv2.cuda.GpuMat:
     ):
         _refuse(spec)
     height, width = spec.height, spec.width
+    _check_c_int_sizes(height, width)
     step = spec.row_pitch if height > 1 else width * spec.pixel_stride
     mat = cv2.cuda.createGpuMatFromCudaMemory(height, width, type_code, ptr, step)
     _keepalive.hold(mat, owner)
     return mat
+
+
+_C_INT_MAX = 2**31 - 1
+
+
+def _check_c_int_sizes(height: int, width: int) -> None:
+    """A GpuMat's rows and cols are C ints (its step is a size_t, which any valid spec fits), and
+    OpenCV answers a larger side with a bare ``cv2.error`` from overload resolution."""
+    if height > _C_INT_MAX or width > _C_INT_MAX:
+        raise SpecError(
+            f"as_gpumat(): expected height and width up to {_C_INT_MAX} (GpuMat rows and cols are C "
+            f"ints), got height={height}, width={width}. Take crop()s of at most {_C_INT_MAX} rows and "
+            "columns and view each as its own GpuMat, or use as_torch()/as_cupy()."
+        )
 
 
 def _refuse(spec: ImageSpec) -> NoReturn:

@@ -1,21 +1,45 @@
-"""Stream ordering for ``GpuImage``: where its data is ready, who waits for it, who wrote it.
+"""Stream ordering for ``GpuImage``: where its data is ready, who waits for it, who wrote or read it.
 
 A mixin of the hub, kept apart so that the hub module holds construction and views; the CUDA calls
-themselves live in ``_cuda`` (which picks the CuPy or torch spoke).
+themselves live in ``_cuda``, and the release of memory after its last use in ``_lifetime``. Every
+use of an image on a stream (a view, an export, ``reading``, ``writing``, a conversion) goes through
+``_use``: it orders the stream after the data and notes the stream as a user of the memory.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Generator, Sequence
 from contextlib import contextmanager
-from typing import Self
+from typing import Protocol, Self, cast
 
 from . import _cuda
-from ._errors import DeviceError, InteropError
+from ._errors import DeviceError, InteropError, MissingBackendError
+from ._lifetime import Lifetime
 from ._spec import ImageSpec
-from ._streams import LEGACY_DEFAULT, ReadyState, StreamLike, stream_handle
+from ._streams import LEGACY_DEFAULT, PER_THREAD_DEFAULT, ReadyState, StreamLike, stream_handle, stream_keep
 
-__all__ = ["StreamOrdering"]
+__all__ = ["BY_HANDLE", "CURRENT", "CurrentStreams", "StreamOrdering", "keep_for_handle"]
+
+
+class CurrentStreams(Protocol):
+    """A spoke's current stream: the consumer of a view asked for without ``stream=``."""
+
+    def current_stream(self, index: int, /) -> int:
+        """The raw handle of the library's current stream on device ``index``."""
+        ...
+
+    def current_stream_object(self, index: int, /) -> object:
+        """The object that keeps that stream alive (None where the library never destroys it)."""
+        ...
+
+
+CURRENT = object()
+"""``keep`` for a consumer that is a library's current stream: its object is fetched only when the
+stream is noted for the first time (fetching it costs more than the handle)."""
+BY_HANDLE = object()
+"""``keep`` for a raw handle a consumer gave (DLPack's ``stream=``): looked up, once, among the
+current streams of the spokes already loaded."""
 
 
 class StreamOrdering:
@@ -24,8 +48,8 @@ class StreamOrdering:
     __slots__ = ()
 
     _ready: ReadyState
+    _life: Lifetime
     _spec: ImageSpec
-    _owner: object
     _device_index: int
 
     @staticmethod
@@ -34,30 +58,51 @@ class StreamOrdering:
         handle = stream_handle(stream, where="stream")
         return LEGACY_DEFAULT if handle is None else handle
 
-    def _order(self, consumer: int) -> None:
-        """Make stream ``consumer`` wait, on the GPU, for the write that produced the data: exactly
-        that write when it was recorded (``record_write``, ``writing``), else all work queued on the
-        producing stream so far (ordering is per use, so a cached view is ordered every time)."""
+    def _consume(self, stream: StreamLike, spoke: CurrentStreams | None) -> None:
+        """A use of the image on ``stream`` (default: ``spoke``'s current stream, or the legacy
+        default stream without a spoke). Free when nothing is pending and nothing is tracked."""
+        if self._ready.stream is None and not self._life.tracked:
+            return
+        if stream is not None:
+            self._use(self._handle(stream), stream_keep(stream), spoke)
+        elif spoke is None:
+            self._use(LEGACY_DEFAULT, None, None)
+        else:
+            if not _cuda.available():
+                raise MissingBackendError(
+                    f"the image's data is pending on stream {self._ready.stream:#x}, and ordering a "
+                    "consumer after it needs a CUDA runtime that sees the GPU: install a CUDA build of "
+                    "torch or CuPy, or pass stream= explicitly."
+                )
+            self._use(spoke.current_stream(self._device_index), CURRENT, spoke)
+
+    def _use(self, consumer: int, keep: object, spoke: CurrentStreams | None) -> None:
+        """Make stream ``consumer`` wait, on the GPU, for the write that produced the data (exactly
+        that write when it was recorded, else all work queued on the producing stream so far), and
+        note ``consumer`` as a user of the memory, whose work must finish before it is released.
+        ``keep`` is the stream object that keeps ``consumer`` alive (``CURRENT``: ``spoke``'s)."""
         ready = self._ready
         producer = ready.stream
-        if producer is None or producer == consumer:
-            return
-        event = ready.event
-        if event is not None:
-            _cuda.wait_event(event, consumer)
-        else:
-            _cuda.wait(producer, consumer, self._spec.device.index)
-        self._note_use(consumer)
+        if producer is not None and producer != consumer:
+            if ready.event is not None:
+                _cuda.wait_event(ready.event, consumer)
+            else:
+                _cuda.wait(producer, consumer, self._device_index)
+        life = self._life
+        if life.tracked and consumer != life.home and (life.uses is None or consumer not in life.uses):
+            if keep is CURRENT:
+                keep = None if spoke is None else spoke.current_stream_object(self._device_index)
+            elif keep is BY_HANDLE:
+                keep = keep_for_handle(consumer, self._device_index)
+            life.note(consumer, keep)
 
-    def _note_use(self, stream: int) -> None:
-        """Tell the memory's allocator (torch's caching allocator) that ``stream`` uses the memory, so
-        it is not reused while work queued there may still touch it; once per stream and memory."""
-        ready = self._ready
-        if stream not in ready.users and type(self._owner).__module__.startswith("torch"):
-            from . import _torch  # the owner is a torch tensor: torch is imported already
-
-            _torch.record_use(self._owner, stream, self._device_index)
-            ready.users.add(stream)
+    def _note_current_streams(self) -> None:
+        """Note the current streams of the loaded spokes as users: a consumer that reads the CUDA
+        Array Interface names no stream, and queues its work on its library's current stream."""
+        life = self._life
+        if life.tracked:
+            for handle, keep in current_streams(self._device_index):
+                life.note(handle, keep)
 
     def record_write(self, stream: StreamLike) -> None:
         """Tell the image that work queued on ``stream`` (so far) wrote it: later views and exports
@@ -70,7 +115,8 @@ class StreamOrdering:
             raise InteropError("record_write(): expected the stream that wrote the image, got None.")
         if not self._spec.device.is_cuda:
             return  # host memory: a host write is complete when it returns
-        self._ready.written_on(handle, _cuda.record(handle, self._spec.device.index))
+        self._ready.written_on(handle, _cuda.record(handle, self._device_index))
+        self._life.note(handle, stream_keep(stream))
 
     @contextmanager
     def writing(self, stream: StreamLike) -> Generator[Self]:
@@ -81,15 +127,14 @@ class StreamOrdering:
         even through an exception, the write is recorded (``record_write(stream)``).
         """
         writer = self._handle(stream)
-        self._order(writer)
         if self._spec.device.is_cuda:
-            self._note_use(writer)
+            self._use(writer, stream_keep(stream), None)
         for read in self._ready.reads.values():
             _cuda.wait_event(read, writer)
         try:
             yield self
         finally:
-            self.record_write(writer)
+            self.record_write(writer if stream is None or type(stream) is int else stream)
 
     @contextmanager
     def reading(self, stream: StreamLike) -> Generator[Self]:
@@ -97,14 +142,13 @@ class StreamOrdering:
         on exit an event records the reads queued inside, and the next ``writing()`` waits for it,
         so a buffer is never overwritten while it is still being read."""
         reader = self._handle(stream)
-        self._order(reader)
         if self._spec.device.is_cuda:
-            self._note_use(reader)
+            self._use(reader, stream_keep(stream), None)
         try:
             yield self
         finally:
             if self._spec.device.is_cuda:
-                self._ready.reads[reader] = _cuda.record(reader, self._spec.device.index)
+                self._ready.reads[reader] = _cuda.record(reader, self._device_index)
 
     @classmethod
     @contextmanager
@@ -113,15 +157,15 @@ class StreamOrdering:
         each image's data; on exit one event records the reads for all of them (a batch of 64 crops
         records one event, not 64)."""
         reader = cls._handle(stream)
+        keep = stream_keep(stream)
         devices = {image._spec.device for image in images}
         if len(devices) > 1:
             raise DeviceError(
                 f"reading_all(): expected images of one device, got {sorted(map(str, devices))}."
             )
         for image in images:
-            image._order(reader)
             if image._spec.device.is_cuda:
-                image._note_use(reader)
+                image._use(reader, keep, None)
         try:
             yield
         finally:
@@ -138,6 +182,30 @@ class StreamOrdering:
             if ready.event is not None:
                 ready.event.synchronize()
             else:
-                _cuda.synchronize(ready.stream, self._spec.device.index)
+                _cuda.synchronize(ready.stream, self._device_index)
         # Only the write is waited for: recorded reads stay, for the next writer to wait on.
-        ready.stream = ready.event = None
+        ready.stream = ready.event = ready.keep = None
+
+
+_SPOKES = ("gpuimage._cupy", "gpuimage._torch")  # the spokes whose current streams consumers use
+
+
+def current_streams(device: int) -> list[tuple[int, object]]:
+    """(handle, keep) of the current stream of each loaded spoke on ``device``."""
+    found: list[tuple[int, object]] = []
+    for name in _SPOKES:  # only spokes already loaded are asked
+        spoke = cast("CurrentStreams | None", sys.modules.get(name))
+        try:
+            if spoke is not None:
+                found.append((spoke.current_stream(device), spoke.current_stream_object(device)))
+        except Exception:  # the library cannot reach the device (torch: AssertionError): no stream there
+            continue
+    return found
+
+
+def keep_for_handle(handle: int, device: int) -> object:
+    """The stream object behind a raw handle, where gpuimage can find one (a loaded spoke's current
+    stream); None otherwise (the default streams always exist; other raw handles are the caller's)."""
+    if handle in (LEGACY_DEFAULT, 1, PER_THREAD_DEFAULT):
+        return None
+    return next((keep for current, keep in current_streams(device) if current == handle), None)

@@ -6,13 +6,20 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from ._device import Device
-from ._dtypes import DTypeName, dtype_info
-from ._errors import SpecError
-from ._geometry import check_within, geometry_from_strided
+from ._dtypes import DTYPES, DTypeName, dtype_info
+from ._errors import GpuImageError, InteropError, SpecError
+from ._geometry import Geometry, check_geometry, check_within, geometry_from_strided
 from ._layout import Layout
-from ._spec import ImageSpec, trusted_spec
+from ._spec import ImageSpec, as_spec_error, field_names, trusted_spec
 
-__all__ = ["Imported", "spec_from_strided"]
+__all__ = [
+    "ADDRESS_SPACE",
+    "Imported",
+    "check_address_range",
+    "check_pointer",
+    "revalidated_spec",
+    "spec_from_strided",
+]
 
 
 class Imported(NamedTuple):
@@ -29,9 +36,14 @@ class Imported(NamedTuple):
     readonly: bool
 
 
-def check_pointer(ptr: object, itemsize: int, *, where: str) -> int:
-    """Return ``ptr`` if it is a non-NULL int aligned to the item size, else raise ``SpecError``."""
-    if type(ptr) is not int or ptr <= 0 or ptr >= 2**64:
+ADDRESS_SPACE = 2**64
+"""Pointers are 64-bit: every image's bytes ``[ptr, ptr + extent)`` must lie below this."""
+
+
+def check_pointer(ptr: object, itemsize: int, *, extent: int, where: str) -> int:
+    """Return ``ptr`` if it is a non-NULL int aligned to the item size whose ``extent`` bytes end at
+    or below 2**64, else raise ``SpecError``."""
+    if type(ptr) is not int or ptr <= 0 or ptr >= ADDRESS_SPACE:
         raise SpecError(
             f"{where}: expected a non-NULL pointer (a positive int below 2**64), got ptr={ptr!r}."
         )
@@ -40,7 +52,19 @@ def check_pointer(ptr: object, itemsize: int, *, where: str) -> int:
             f"{where}: ptr={ptr:#x} is not aligned to the item size ({itemsize} bytes); CUDA loads of "
             "misaligned elements fault. Copy the data to an aligned buffer first."
         )
+    check_address_range(ptr, extent, where=where)
     return ptr
+
+
+def check_address_range(ptr: int, extent: int, *, where: str) -> None:
+    """Raise ``SpecError`` unless ``0 < ptr`` and ``ptr + extent <= 2**64`` (no wrap-around)."""
+    if ptr <= 0 or ptr + extent > ADDRESS_SPACE:
+        # A wrapped range would be truncated by ctypes (DLPack) and by every C consumer.
+        raise SpecError(
+            f"{where}: expected the image's bytes to end at or below 2**64, got ptr={ptr:#x} with an "
+            f"extent of {extent} bytes (ending at {ptr + extent:#x}, past the 64-bit address space). "
+            "The pointer or the spec is wrong: check both."
+        )
 
 
 def spec_from_strided(
@@ -60,9 +84,49 @@ def spec_from_strided(
     the image must lie entirely inside it.
     """
     itemsize = dtype_info(dtype).itemsize
-    check_pointer(ptr, itemsize, where=where)
+    check_pointer(ptr, itemsize, extent=0, where=where)  # the extent is known once the geometry is
     layout, geometry = geometry_from_strided(shape, strides, layout, itemsize, where=where)
     spec = trusted_spec(geometry, dtype, layout, device)
+    check_address_range(ptr, spec.nbytes, where=where)
     if allocation is not None:
         check_within(ptr, spec.nbytes, allocation[0], allocation[1], where=where)
     return spec
+
+
+def revalidated_spec(spec: ImageSpec, *, where: str) -> ImageSpec:
+    """``spec`` checked again, every field (``model_construct()`` and ``trusted_spec`` skip validation).
+
+    A spec whose fields have their exact types only has its geometry checked again, and is returned
+    as it is; any other is validated from its fields (a layout given as ``"CHW"`` becomes
+    ``Layout.CHW``) and the validated copy is returned. Raises ``SpecError`` (or a subclass) only.
+    """
+    fields = spec.__dict__
+    missing = [name for name in field_names() if name not in fields]
+    if missing:
+        raise SpecError(
+            f"{where}: expected a spec with every field, got one without {', '.join(missing)} (built "
+            "with ImageSpec.model_construct()?). Build specs with ImageSpec(...) or ImageSpec.packed(...)."
+        )
+    dtype, layout, device = fields["dtype"], fields["layout"], fields["device"]
+    if type(dtype) is str and dtype in DTYPES and type(layout) is Layout and type(device) is Device:
+        geometry = Geometry(*(fields[name] for name in Geometry._fields))
+        check_geometry(geometry, DTYPES[dtype].itemsize, where=where)  # also checks the int types
+        return spec
+    try:
+        return ImageSpec(**{name: fields[name] for name in field_names()})
+    except GpuImageError as exc:
+        error = as_spec_error(exc)
+        raise type(error)(f"{where}: the spec does not validate: {error}") from None
+
+
+def refuse_lazy_negation(obj: object, *, where: str) -> None:
+    """Refuse a source that carries a pending negation or conjugation (torch's neg and conj bits,
+    ``t.conj().imag``): its memory holds the values before the sign change, and the protocols
+    (DLPack, CAI) export the memory without saying so, so the sign would be lost."""
+    for bit, fix in (("is_neg", "resolve_neg"), ("is_conj", "resolve_conj")):
+        check = getattr(obj, bit, None)
+        if callable(check) and check() is True:
+            raise InteropError(
+                f"{where}: expected memory that holds the values, got a {type(obj).__name__} with "
+                f"{bit}() set (a lazy sign change its memory does not hold). Call .{fix}() first."
+            )

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import cached_property
-from typing import Annotated, Any, ClassVar, Self, cast
+from typing import Annotated, Any, ClassVar, Self, TypeVar, cast
 
 from pydantic import (
     BaseModel,
@@ -21,7 +21,7 @@ from pydantic import (
 
 from ._device import Device, DeviceLike, parse_device
 from ._dtypes import DTypeLike, DTypeName, dtype_info, parse_dtype
-from ._errors import GpuImageError, PitchError, SpecError
+from ._errors import DeviceError, DTypeError, GpuImageError, LayoutError, PitchError, SpecError
 from ._geometry import (
     Geometry,
     byte_extent,
@@ -32,16 +32,66 @@ from ._geometry import (
 )
 from ._layout import Layout, LayoutLike, parse_layout
 
-__all__ = ["ImageSpec"]
+__all__ = [
+    "ImageSpec",
+    "SpecDTypeError",
+    "SpecDeviceError",
+    "SpecLayoutError",
+    "as_spec_error",
+    "field_names",
+]
+
+T = TypeVar("T")
+
+
+# A bad dtype, layout or device of a spec is both a SpecError (what ImageSpec promises) and the
+# error the same value raises elsewhere (what ``except DTypeError`` code expects).
+class SpecDTypeError(SpecError, DTypeError):
+    """An ImageSpec whose dtype is not an image dtype."""
+
+
+class SpecLayoutError(SpecError, LayoutError):
+    """An ImageSpec whose layout is not HWC or CHW."""
+
+
+class SpecDeviceError(SpecError, DeviceError):
+    """An ImageSpec whose device is not a CUDA ordinal or the host."""
+
+
+def as_spec_error(error: GpuImageError) -> SpecError:
+    """``error`` as a ``SpecError`` (a field error of a spec), keeping its message and its class."""
+    if isinstance(error, SpecError):
+        return error
+    for plain, combined in (
+        (DTypeError, SpecDTypeError),
+        (LayoutError, SpecLayoutError),
+        (DeviceError, SpecDeviceError),
+    ):
+        if isinstance(error, plain):
+            return combined(str(error))
+    return SpecError(str(error))
+
+
+def _field(parse: Callable[..., T]) -> Callable[[object], T]:
+    """A field validator that raises ``parse``'s errors as ``SpecError`` subclasses."""
+
+    def validate(value: object) -> T:
+        try:
+            return parse(value, where="ImageSpec")
+        except GpuImageError as exc:
+            raise as_spec_error(exc) from None
+
+    return validate
+
 
 _Size = Annotated[int, Strict(), Field(gt=0)]
 _Bytes = Annotated[int, Strict(), Field(gt=0, description="bytes")]
 
-_DTypeField = Annotated[DTypeName, BeforeValidator(lambda value: parse_dtype(value, where="ImageSpec"))]
-_LayoutField = Annotated[Layout, BeforeValidator(lambda value: parse_layout(value, where="ImageSpec"))]
+_DTypeField = Annotated[DTypeName, BeforeValidator(_field(parse_dtype))]
+_LayoutField = Annotated[Layout, BeforeValidator(_field(parse_layout))]
 _DeviceField = Annotated[
     Device,
-    PlainValidator(lambda value: parse_device(value, where="ImageSpec")),
+    PlainValidator(_field(parse_device)),
     PlainSerializer(str, return_type=str),
     WithJsonSchema({"type": "string", "pattern": r"^(cpu|cuda:\d+)$", "examples": ["cuda:0", "cpu"]}),
     Field(json_schema_extra={"default": "cuda:0"}),
@@ -55,17 +105,24 @@ class ImageSpec(BaseModel):
     """The layout of one image in memory: sizes, element type, order, pitches (bytes) and device.
 
     A spec is frozen and validated: every spec that exists describes distinct, addressable elements.
-    Strides left out are packed (no padding); ``ImageSpec.packed(..., row_alignment=256)`` pads rows.
+    Strides left out are packed around the ones given, innermost first (a CHW spec given only
+    ``row_pitch`` gets a plane pitch of ``height * row_pitch``); ``ImageSpec.packed(...,
+    row_alignment=256)`` pads rows.
 
     All pitches and strides are in **bytes**: ``row_pitch`` from one row to the next,
     ``pixel_stride`` from one pixel to the next in a row, ``channel_stride`` from one channel to the
     next (the plane pitch of a CHW image, see ``plane_pitch``).
 
+    Every way of building one (the constructor, ``packed``, ``replace``, ``model_copy``,
+    ``model_validate``, ``model_validate_json``, ``model_validate_strings``, ``from_json``) raises
+    ``SpecError`` for bad input, never pydantic's ``ValidationError``.
+
     Raises:
-        SpecError: sizes that are not positive ints, an unknown dtype/layout/device, or an extent
-            of 2**63 bytes or more.
-        PitchError: a pitch or stride that is not a positive multiple of the item size, or one
-            that makes rows, pixels, channels or planes overlap.
+        SpecError: sizes that are not positive ints, an unknown dtype/layout/device (also a
+            ``DTypeError``/``LayoutError``/``DeviceError``), input that is not a spec's fields, or
+            an extent of 2**63 bytes or more.
+        PitchError: a pitch or stride that is not a positive multiple of the item size below 2**63,
+            or one that makes rows, pixels, channels or planes overlap.
     """
 
     model_config: ClassVar[ConfigDict] = ConfigDict(frozen=True, extra="forbid", validate_default=True)
@@ -124,7 +181,12 @@ class ImageSpec(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _fill_packed_strides(cls, data: Any) -> Any:
-        """Replace missing or None strides by packed ones, computed from the (raw) other fields."""
+        """Replace missing or None strides by packed ones, computed from the (raw) other fields.
+
+        Each missing stride steps over the dimension inside it, whose own stride may have been
+        given: in layout order (row, pixel, channel for HWC; channel, row, pixel for CHW) a missing
+        stride is ``inner size * inner stride``, and a missing innermost one is the item size.
+        """
         if not isinstance(data, dict):
             return data
         raw = cast("dict[str, Any]", data)  # raw constructor input, not yet validated
@@ -133,15 +195,28 @@ class ImageSpec(BaseModel):
         try:
             layout = parse_layout(raw.get("layout", Layout.HWC), where="ImageSpec")
             itemsize = dtype_info(parse_dtype(raw.get("dtype", "uint8"), where="ImageSpec")).itemsize
-            packed = packed_geometry(
-                layout, int(raw["height"]), int(raw["width"]), int(raw.get("channels", 1)), itemsize
-            )
-        except (GpuImageError, KeyError, TypeError, ValueError):
+            sizes = {
+                "row_pitch": raw["height"],
+                "pixel_stride": raw["width"],
+                "channel_stride": raw.get("channels", 1),
+            }
+        except (GpuImageError, KeyError, TypeError):
             return raw  # field validation reports the real problem
+        order = ("row_pitch", "pixel_stride", "channel_stride")
+        if layout is Layout.CHW:
+            order = ("channel_stride", "row_pitch", "pixel_stride")
         filled = dict(raw)
-        for name in _STRIDE_FIELDS:
-            if filled.get(name) is None:
-                filled[name] = getattr(packed, name)
+        step = itemsize  # the bytes one element of the current dimension spans, innermost first
+        for name in reversed(order):
+            given = filled.get(name)
+            if given is None:
+                filled[name] = step
+            elif not _is_positive_int(given):
+                return filled  # field validation reports it; the outer strides stay unfilled
+            size = sizes[name]
+            if not _is_positive_int(size):
+                return filled
+            step = size * filled[name]
         return filled
 
     @model_validator(mode="after")
@@ -164,8 +239,12 @@ class ImageSpec(BaseModel):
         row_alignment: int = 1,
     ) -> ImageSpec:
         """A spec whose rows start every ``row_alignment`` bytes (as ``cudaMallocPitch`` pads them)."""
-        layout_value = parse_layout(layout, where="ImageSpec.packed()")
-        dtype_name = parse_dtype(dtype, where="ImageSpec.packed()")
+        try:
+            layout_value = parse_layout(layout, where="ImageSpec.packed()")
+            dtype_name = parse_dtype(dtype, where="ImageSpec.packed()")
+            device_value = parse_device(device, where="ImageSpec.packed()")
+        except GpuImageError as exc:
+            raise as_spec_error(exc) from None
         for name, size in (("height", height), ("width", width), ("channels", channels)):
             if type(size) is not int or size <= 0:
                 raise SpecError(f"ImageSpec.packed(): expected a positive int {name}, got {name}={size!r}.")
@@ -180,9 +259,7 @@ class ImageSpec(BaseModel):
         # Packed geometry is valid by construction but for its size: check only that, and skip
         # pydantic's validation (conversions allocate their results through here on every call).
         check_geometry(geometry, dtype_info(dtype_name).itemsize, where="ImageSpec.packed()")
-        return trusted_spec(
-            geometry, dtype_name, layout_value, parse_device(device, where="ImageSpec.packed()")
-        )
+        return trusted_spec(geometry, dtype_name, layout_value, device_value)
 
     def replace(self, **changes: Any) -> ImageSpec:
         """A validated copy with some fields changed (``model_copy`` would skip validation)."""
@@ -195,15 +272,40 @@ class ImageSpec(BaseModel):
 
     def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
         """A validated copy (pydantic's own skips validation, and would keep stale derived values)."""
+        if update is not None and not isinstance(cast(object, update), Mapping):
+            raise SpecError(f"ImageSpec.model_copy(): expected a mapping of fields, got update={update!r}.")
         return cast(Self, self.replace(**(update or {})))
 
     @classmethod
     def from_json(cls, text: str | bytes) -> ImageSpec:
         """Parse ``model_dump_json()`` output; errors are ``SpecError`` rather than pydantic's."""
+        return cls.model_validate_json(text)
+
+    # pydantic's validators raise ValidationError, and (ImageSpec has its own __init__, which they
+    # call with the input as keywords) TypeError for a missing or unknown field: give SpecError.
+    @classmethod
+    def model_validate(cls, obj: Any, **options: Any) -> Self:
+        """Validate a dict of fields (or a spec); bad input raises ``SpecError``, not pydantic's error."""
         try:
-            return cls.model_validate_json(text)
-        except ValidationError as exc:
-            raise _translate(exc) from None
+            return super().model_validate(obj, **options)
+        except (ValidationError, TypeError) as exc:
+            raise _validation_failure(exc, "ImageSpec.model_validate()") from None
+
+    @classmethod
+    def model_validate_json(cls, json_data: str | bytes | bytearray, **options: Any) -> Self:
+        """Validate JSON text; bad input raises ``SpecError``, not pydantic's error."""
+        try:
+            return super().model_validate_json(json_data, **options)
+        except (ValidationError, TypeError) as exc:
+            raise _validation_failure(exc, "ImageSpec.model_validate_json()") from None
+
+    @classmethod
+    def model_validate_strings(cls, obj: Any, **options: Any) -> Self:
+        """Validate a dict of string fields; bad input raises ``SpecError``, not pydantic's error."""
+        try:
+            return super().model_validate_strings(obj, **options)
+        except (ValidationError, TypeError) as exc:
+            raise _validation_failure(exc, "ImageSpec.model_validate_strings()") from None
 
     # -- derived values -------------------------------------------------------------------------
 
@@ -284,12 +386,38 @@ def trusted_spec(geometry: Geometry, dtype: DTypeName, layout: Layout, device: D
     return spec
 
 
-def _translate(exc: ValidationError) -> GpuImageError:
+def field_names() -> tuple[str, ...]:
+    """The names of ImageSpec's fields, in declaration order."""
+    return tuple(ImageSpec.model_fields)
+
+
+def _is_positive_int(value: object) -> bool:
+    return type(value) is int and value > 0
+
+
+def _validation_failure(exc: ValidationError | TypeError, where: str) -> SpecError:
+    """The ``SpecError`` for a failed ``model_validate*`` call (our own errors pass through)."""
+    if isinstance(exc, ValidationError):
+        return _translate(exc)
+    if isinstance(exc, GpuImageError):
+        return as_spec_error(exc)
+    # ImageSpec.__init__'s own TypeError: a required field is missing, or an unknown one is given.
+    return SpecError(
+        f"{where}: expected the fields {', '.join(field_names())} (height and width required), "
+        f"got other ones ({exc}). Pass a dict like ImageSpec.model_dump() returns."
+    )
+
+
+def _translate(exc: ValidationError) -> SpecError:
     """Turn pydantic's error into ours: re-raise our own exception if a validator raised one."""
-    first = exc.errors(include_url=False)[0]
+    errors = exc.errors(include_url=False)
+    first = errors[0]
     original = first.get("ctx", {}).get("error")
     if isinstance(original, GpuImageError):
-        return original
+        return as_spec_error(original)
     location = ".".join(str(part) for part in first["loc"]) or "spec"
     error = PitchError if location in _STRIDE_FIELDS else SpecError
-    return error(f"ImageSpec: {location}: {first['msg']}, got {location}={first.get('input')!r}.")
+    more = f" ({len(errors) - 1} more error(s) after this one)" if len(errors) > 1 else ""
+    if first["type"] == "missing":
+        return error(f"ImageSpec: expected a value for {location}, got none ({first['msg']}){more}.")
+    return error(f"ImageSpec: {location}: {first['msg']}, got {location}={first.get('input')!r}{more}.")

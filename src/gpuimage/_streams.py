@@ -19,6 +19,7 @@ __all__ = [
     "ReadyState",
     "StreamLike",
     "stream_handle",
+    "stream_keep",
 ]
 
 
@@ -46,6 +47,12 @@ def stream_handle(stream: object, *, where: str) -> int | None:
     return LEGACY_DEFAULT if handle == 1 else handle
 
 
+def stream_keep(stream: object) -> object:
+    """What keeps a stream-like's stream alive while gpuimage may still record on it: the stream
+    object itself, or None for a raw int handle (whoever passed it keeps it alive)."""
+    return None if stream is None or type(stream) is int else stream
+
+
 class Event(Protocol):
     """A recorded CUDA event (``_cuda.record``): streams can be made to wait for it."""
 
@@ -55,6 +62,10 @@ class Event(Protocol):
 
     def synchronize(self) -> None:
         """Block the host until the event has completed."""
+        ...
+
+    def query(self) -> bool:
+        """True once the event has completed (never blocks)."""
         ...
 
 
@@ -68,21 +79,23 @@ class ReadyState:
     (``GpuImage.reading``) since the last write, which the next writer waits for.
     """
 
-    __slots__ = ("event", "reads", "stream", "users")
+    __slots__ = ("event", "keep", "reads", "stream")
 
-    def __init__(self, stream: int | None, event: Event | None = None) -> None:
+    def __init__(self, stream: int | None, event: Event | None = None, keep: object = None) -> None:
         self.stream = stream
         self.event = event
+        # the producer's stream object: without an event, a consumer records one on the producer
+        # stream when it asks, so that stream must still exist then
+        self.keep = keep
         # the last read recorded on each stream: it completes after every earlier read there, so an
         # image read again and again holds one event per stream, not one per read
         self.reads: dict[int, Event] = {}
-        # streams the memory's allocator has been told about (torch's record_stream); never cleared
-        self.users: set[int] = set()
 
     def written_on(self, stream: int | None, event: Event | None = None) -> None:
         """Record that work queued on ``stream`` (up to ``event``) now produces the data."""
         self.stream = stream
         self.event = event
+        self.keep = None  # consumers wait for the event, never on the stream itself
         self.reads = {}
 
 
@@ -90,31 +103,41 @@ def _raw_handle(stream: object, *, where: str) -> int | None:
     if stream is None:
         return None
     if type(stream) is int:
-        if stream < 0:
-            raise InteropError(f"{where}: expected a non-negative stream handle, got stream={stream}.")
-        return stream
+        return _checked(stream, "stream", where=where)
     protocol = getattr(stream, "__cuda_stream__", None)
     if protocol is not None:
         version_and_handle: object = protocol()
         pair = (
             cast("tuple[object, ...]", version_and_handle) if isinstance(version_and_handle, tuple) else None
         )
-        if pair is None or len(pair) != 2 or type(pair[1]) is not int or pair[1] < 0:
+        if pair is None or len(pair) != 2 or type(pair[1]) is not int or not 0 <= pair[1] < _HANDLE_LIMIT:
             raise InteropError(
                 f"{where}: {type(stream).__name__}.__cuda_stream__() returned {version_and_handle!r}; "
-                "expected a (version, non-negative handle) tuple."
+                "expected a (version, handle) tuple with 0 <= handle < 2**64."
             )
         return pair[1]
     for attribute in ("cuda_stream", "ptr"):  # torch.cuda.Stream, cupy.cuda.Stream
         handle = getattr(stream, attribute, None)
         if type(handle) is int:
-            return handle
+            return _checked(handle, f"{type(stream).__name__}.{attribute}", where=where)
     if type(stream).__module__.startswith("cv2"):
         return _opencv_stream_handle(stream, where=where)
     raise InteropError(
         f"{where}: expected a stream (torch.cuda.Stream, cupy.cuda.Stream, cv2.cuda.Stream, an object "
         f"with __cuda_stream__, an int handle or None), got {type(stream).__name__}."
     )
+
+
+_HANDLE_LIMIT = 2**64  # a cudaStream_t is a pointer
+
+
+def _checked(handle: int, name: str, *, where: str) -> int:
+    if not 0 <= handle < _HANDLE_LIMIT:
+        raise InteropError(
+            f"{where}: expected a stream handle with 0 <= handle < 2**64 (a cudaStream_t), got "
+            f"{name}={handle}."
+        )
+    return handle
 
 
 def _opencv_stream_handle(stream: object, *, where: str) -> int:
@@ -125,4 +148,4 @@ def _opencv_stream_handle(stream: object, *, where: str) -> int:
     handle = cast(object, stream.cudaPtr())  # type: ignore[attr-defined]  # cv2.cuda.Stream on CUDA builds
     if type(handle) is not int:
         raise InteropError(f"{where}: cv2.cuda.Stream.cudaPtr() returned {handle!r}, not an int.")
-    return handle
+    return _checked(handle, "cv2.cuda.Stream.cudaPtr()", where=where)

@@ -34,9 +34,9 @@ __all__ = [
     "strided_parts",
     "get_device",
     "current_stream",
+    "current_stream_object",
     "RecordedEvent",
     "parse",
-    "record_use",
     "set_device",
     "synchronize",
     "view",
@@ -72,6 +72,7 @@ def parse(tensor: object, *, layout: Layout | None, stream: int | None, where: s
             f"{where}: expected a dense strided tensor, got layout={tensor.layout}, "
             f"quantized={tensor.is_quantized}, meta={tensor.is_meta}. Call .to_dense() first."
         )
+    _refuse_lazy_views(tensor, where)
     dtype = _NAMES.get(tensor.dtype)
     if dtype is None:
         raise DTypeError(f"{where}: torch dtype {tensor.dtype} is not an image dtype.")
@@ -91,6 +92,24 @@ def parse(tensor: object, *, layout: Layout | None, stream: int | None, where: s
     if stream is None and device.is_cuda:
         stream = current_stream(device.index)
     return Imported(tensor.data_ptr(), spec, tensor, stream, False)
+
+
+def _refuse_lazy_views(tensor: torch.Tensor, where: str) -> None:
+    """Raise for a tensor whose memory does not hold its values: torch's negative and conjugate bits
+    (``t.conj().imag``, ``torch._neg_view(t)``) flip signs lazily, on read. Memory shared with another
+    library would lose the sign, so refuse them (torch's ``__dlpack__`` refuses the conjugate bit; as
+    of 2.13 it exports a negated view without its sign)."""
+    if tensor.is_neg():
+        raise InteropError(
+            f"{where}: expected a tensor whose memory holds its values, got one with torch's negative bit "
+            "set (tensor.is_neg(), from conj().imag or a negated view): the memory holds the negated "
+            "values. Call tensor.resolve_neg() first (a copy)."
+        )
+    if tensor.is_conj():
+        raise InteropError(
+            f"{where}: expected a tensor whose memory holds its values, got one with torch's conjugate "
+            "bit set (tensor.is_conj()). Call tensor.resolve_conj() first (a copy)."
+        )
 
 
 def _device_of(device: torch.device, *, where: str) -> Device:
@@ -162,6 +181,12 @@ current_stream: Callable[[int], int] = (
 )
 
 
+def current_stream_object(index: int) -> object:
+    """None: torch never destroys its own streams (the default and pool streams), so nothing needs
+    keeping. A foreign stream made current through ``torch.cuda.ExternalStream`` is its maker's."""
+    return None
+
+
 @functools.cache
 def _cuda_device(index: int) -> torch.device:
     return torch.device("cuda", index)
@@ -213,12 +238,9 @@ class RecordedEvent:
         """Block the host until the event has completed."""
         self._event.synchronize()
 
-
-def record_use(owner: object, stream: int, device: int) -> None:
-    """Tell torch's caching allocator that ``stream`` uses ``owner``'s memory, so the block is not
-    handed out again before the work queued on ``stream`` has finished. No-op for other owners."""
-    if isinstance(owner, torch.Tensor) and owner.is_cuda:
-        owner.record_stream(_stream(stream, device))
+    def query(self) -> bool:
+        """True once the event has completed (never blocks)."""
+        return bool(self._event.query())
 
 
 def get_device() -> int:
@@ -238,16 +260,27 @@ def stream_context(handle: int, device: int) -> Generator[None]:
         yield
 
 
-def strided_parts(tensor: object) -> tuple[int, tuple[int, ...], tuple[int, ...], DTypeName, Device]:
-    """(pointer, shape, byte strides, dtype, device) of a dense tensor of an image dtype."""
-    if not isinstance(tensor, torch.Tensor) or tensor.layout != torch.strided:
-        raise InteropError(f"expected a dense strided torch.Tensor, got {type(tensor).__name__}.")
+def strided_parts(
+    tensor: object, *, where: str = "out"
+) -> tuple[int, tuple[int, ...], tuple[int, ...], DTypeName, Device]:
+    """(pointer, shape, byte strides, dtype, device) of a dense tensor of an image dtype (an ``out=``)."""
+    if (
+        not isinstance(tensor, torch.Tensor)
+        or tensor.layout != torch.strided
+        or tensor.is_quantized
+        or tensor.is_meta
+    ):
+        raise InteropError(
+            f"{where}: expected out to be a dense strided torch.Tensor, got {type(tensor).__name__}"
+            f"{f' (layout={tensor.layout})' if isinstance(tensor, torch.Tensor) else ''}."
+        )
+    _refuse_lazy_views(tensor, f"{where} out")
     dtype = _NAMES.get(tensor.dtype)
     if dtype is None:
-        raise DTypeError(f"torch dtype {tensor.dtype} is not an image dtype.")
+        raise DTypeError(f"{where}: expected out of an image dtype, got torch dtype {tensor.dtype}.")
     itemsize = tensor.element_size()
     strides = tuple(stride * itemsize for stride in tensor.stride())
-    return tensor.data_ptr(), tuple(tensor.shape), strides, dtype, _device_of(tensor.device, where="out")
+    return tensor.data_ptr(), tuple(tensor.shape), strides, dtype, _device_of(tensor.device, where=where)
 
 
 def empty(shape: tuple[int, ...], dtype: DTypeName, device: Device) -> torch.Tensor:

@@ -81,10 +81,13 @@ def image_specs(
     min_channels: int = 1,
     max_channels: int = 4,
     max_padding_items: int = 9,
-    device: DeviceLike = 0,
+    device: DeviceLike = "cpu",
 ) -> st.SearchStrategy[ImageSpec]:
     """Valid specs: sizes in ``[min_side, max_side]``, rows (and CHW planes) padded by up to
-    ``max_padding_items`` elements. ``device`` is recorded in the spec; no memory is allocated."""
+    ``max_padding_items`` elements. ``device`` is recorded in the spec; no memory is allocated.
+
+    ``device="cpu"`` (the default) makes ``images(image_specs())`` work on a machine without a GPU;
+    pass ``device=0`` for specs of CUDA images."""
     _check_bounds("side", min_side, max_side)
     _check_bounds("channels", min_channels, max_channels)
     if max_padding_items < 0:
@@ -143,10 +146,12 @@ def fill_pattern(image: GpuImage, seed: int) -> None:
 
 
 @st.composite
-def _images(draw: st.DrawFn, specs: st.SearchStrategy[ImageSpec]) -> GpuImage:
+def _images(draw: st.DrawFn, specs: st.SearchStrategy[ImageSpec], device: Device | None) -> GpuImage:
     from ._allocate import allocate
 
     spec = draw(specs)
+    if device is not None and spec.device != device:
+        spec = spec.replace(device=device)
     ptr, owner, _ = allocate(spec.nbytes, spec.device, alignment=256)
     image = GpuImage.from_pointer(ptr, spec, owner=owner)
     fill_pattern(image, draw(st.integers(0, 100)))
@@ -154,13 +159,16 @@ def _images(draw: st.DrawFn, specs: st.SearchStrategy[ImageSpec]) -> GpuImage:
 
 
 def images(
-    specs: st.SearchStrategy[ImageSpec] | None = None, *, device: DeviceLike = "cpu"
+    specs: st.SearchStrategy[ImageSpec] | None = None, *, device: DeviceLike | None = None
 ) -> st.SearchStrategy[GpuImage]:
     """Real images over fresh memory with the drawn spec's exact pitches, filled with a pattern.
 
-    ``device="cpu"`` (the default) works everywhere; a CUDA device needs torch or CuPy and a GPU.
+    ``device`` places every image there, whatever device the drawn spec names; None (the default)
+    keeps the spec's own device, which is ``"cpu"`` for ``image_specs()`` and for ``images()``
+    without specs. Host images work everywhere; a CUDA device needs torch or CuPy and a GPU.
     """
-    return _images(specs if specs is not None else image_specs(device=device))
+    placed = None if device is None else parse_device(device, where="images()")
+    return _images(specs if specs is not None else image_specs(), placed)
 
 
 setup()  # also where gpuimage runs from a source tree without its entry point installed

@@ -1,0 +1,110 @@
+"""The hub's own protocols: ``copy.copy``, ``copy.deepcopy`` and pickling of a ``GpuImage``."""
+
+from __future__ import annotations
+
+import copy
+import gc
+import pickle
+import weakref
+from typing import Any
+
+import numpy as np
+import pytest
+
+from gpuimage import GpuImage, ImageSpec, InteropError
+
+FAKE = 0x7F00_0000_0000  # never dereferenced
+
+
+class Buffer(np.ndarray[Any, Any]):
+    """A weak-referenceable ndarray, to watch the memory owner die."""
+
+
+def _host(shape: tuple[int, ...] = (3, 5, 2), readonly: bool = False) -> tuple[GpuImage, weakref.ref[Buffer]]:
+    array = np.arange(np.prod(shape), dtype=np.int16).reshape(shape).view(Buffer)
+    array.flags.writeable = not readonly
+    return GpuImage.from_numpy(array, layout="HWC" if len(shape) == 3 else None), weakref.ref(array)
+
+
+def _span(image: GpuImage) -> range:
+    return range(image.ptr, image.ptr + image.nbytes)
+
+
+def test_deepcopy_copies_the_pixels_into_distinct_memory() -> None:
+    # issue 11, defect 1: deepcopy kept the pointer and copied the owner, so writes reached the original
+    image, _ = _host()
+    copied = copy.deepcopy(image)
+    assert type(copied) is GpuImage
+    np.testing.assert_array_equal(copied.as_numpy(), image.as_numpy())
+    assert (copied.shape, copied.dtype, copied.layout) == (image.shape, image.dtype, image.layout)
+    assert not set(_span(copied)) & set(_span(image)), "the copy shares memory with the original"
+    assert copied.owner is not image.owner
+    copied.as_numpy()[0, 0, 0] = 1234
+    assert image.as_numpy()[0, 0, 0] == 0, "a write to the copy reached the original"
+
+
+def test_deepcopy_outlives_the_original() -> None:
+    # issue 11, defect 1: the copy's pointer must not dangle once the original memory is freed
+    image, alive = _host()
+    expected, original = image.as_numpy().copy(), _span(image)
+    copied = copy.deepcopy(image)
+    assert copied.ptr not in original
+    del image
+    gc.collect()
+    assert alive() is None, "the original memory is still alive: the test proves nothing"
+    np.testing.assert_array_equal(copied.as_numpy(), expected)
+
+
+def test_deepcopy_of_a_crop_and_of_read_only_memory() -> None:
+    # issue 11, defect 1
+    image, _ = _host((6, 7, 3))
+    crop = image.crop(1, 2, 4, 3)
+    copied = copy.deepcopy(crop)
+    np.testing.assert_array_equal(copied.as_numpy(), crop.as_numpy())
+    assert copied.is_contiguous
+    assert copied.ptr not in _span(image)
+    frozen, _ = _host(readonly=True)
+    thawed = copy.deepcopy(frozen)
+    np.testing.assert_array_equal(thawed.as_numpy(), frozen.as_numpy())
+    assert not thawed.readonly, "a deep copy is new memory, writable like image.copy()"
+
+
+def test_deepcopy_copies_an_image_once_per_container() -> None:
+    # issue 11, defect 1: the memo keeps one copy for one image
+    image, _ = _host()
+    pair = copy.deepcopy([image, image])
+    assert pair[0] is pair[1]
+    assert pair[0].ptr != image.ptr
+
+
+def test_copy_copy_is_the_image_itself_and_keeps_the_owner_alive() -> None:
+    # issue 11, defect 1: a shallow copy shares memory and owner; the image is that already
+    image, alive = _host()
+    shallow = copy.copy(image)
+    assert shallow is image
+    del image
+    gc.collect()
+    assert alive() is not None
+    assert int(shallow.as_numpy()[2, 4, 1]) == 29
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_pickle_is_refused_for_every_protocol(protocol: int) -> None:
+    # issue 11, defect 1: a pickled image carried its pointer, and a copy of its owner, to wherever
+    # it was loaded
+    host, _ = _host()
+    device = GpuImage.from_pointer(FAKE, ImageSpec(height=2, width=3, device="cuda:0"))
+    for image in (host, device, host.crop(0, 0, 2, 2)):
+        with pytest.raises(InteropError, match="expected an object that can leave this process") as raised:
+            pickle.dumps(image, protocol=protocol)
+        assert isinstance(raised.value, TypeError), "pickle's own refusals are TypeErrors"
+        assert "later release" in str(raised.value)
+    with pytest.raises(InteropError, match="leave this process"):
+        pickle.dumps({"frames": [host]}, protocol=protocol)
+
+
+def test_image_spec_still_pickles() -> None:
+    # issue 11, defect 1: only the image is refused; its description is plain data
+    spec = ImageSpec.packed(height=4, width=6, channels=3, dtype="float32", row_alignment=256)
+    for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
+        assert pickle.loads(pickle.dumps(spec, protocol=protocol)) == spec

@@ -1,0 +1,29 @@
+"""NumPy spoke: host arrays in, and what is refused."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from gpuimage import GpuImage, InteropError
+from gpuimage._numpy import strided_parts
+
+
+@given(
+    hnp.arrays(np.uint8, hnp.array_shapes(min_dims=2, max_dims=2, max_side=8)),
+    st.data(),
+)
+def test_masked_arrays_are_refused(values: np.ndarray, data: st.DataObject) -> None:
+    # issue 11, defect 17: from_numpy silently dropped the mask of a numpy.ma.MaskedArray
+    mask = data.draw(st.one_of(st.just(False), hnp.arrays(np.bool_, values.shape)), label="mask")
+    masked = np.ma.MaskedArray(values, mask=mask)
+    with pytest.raises(InteropError, match=r"MaskedArray.*array\.filled\(fill_value\).*array\.data"):
+        GpuImage.from_numpy(masked)
+    with pytest.raises(InteropError, match="MaskedArray"):
+        strided_parts(masked)
+    # the two ways out that the message names both work
+    assert GpuImage.from_numpy(masked.filled(0)).shape == (*values.shape, 1)
+    assert GpuImage.from_numpy(masked.data).shape == (*values.shape, 1)

@@ -1,0 +1,87 @@
+"""The torch spoke on CPU tensors: what ``parse`` and ``strided_parts`` (``out=``) accept and refuse."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import gpuimage as gi
+from gpuimage import GpuImage, InteropError, Layout
+
+torch = pytest.importorskip("torch")
+
+
+def _negated(tensor: Any) -> Any:
+    return torch._neg_view(tensor)
+
+
+def _imaginary_of_conjugate(tensor: Any) -> Any:
+    return torch.complex(torch.zeros_like(tensor), tensor).conj().imag  # the negative bit, lazily
+
+
+LAZY_VIEWS: list[tuple[str, Callable[[Any], Any], str]] = [
+    ("neg-view", _negated, r"negative bit.*resolve_neg\(\)"),
+    ("conj-imag", _imaginary_of_conjugate, r"negative bit.*resolve_neg\(\)"),
+    ("conj-complex", lambda t: torch.complex(t, t).conj(), r"conjugate bit.*resolve_conj\(\)"),
+]
+
+
+@pytest.mark.parametrize(("make", "message"), [c[1:] for c in LAZY_VIEWS], ids=[c[0] for c in LAZY_VIEWS])
+def test_tensors_with_a_lazy_sign_bit_are_refused(make: Callable[[Any], Any], message: str) -> None:
+    # issue 11, defect 4: the memory of such a view holds the negated values; wrapping it lost the sign
+    view = make(torch.arange(6.0).reshape(2, 3))
+    with pytest.raises(InteropError, match=rf"GpuImage\.from_torch\(\): .*{message}"):
+        GpuImage.from_torch(view)
+
+
+def test_a_negated_view_is_refused_through_dlpack_too() -> None:
+    # issue 11, defect 4: torch's own __dlpack__ exports a negated view without its sign
+    with pytest.raises(InteropError, match=r"from_dlpack\(\): .*resolve_neg\(\)"):
+        GpuImage.from_dlpack(_negated(torch.arange(6.0).reshape(2, 3)))
+    with pytest.raises(InteropError, match=r"from_cuda_array_interface\(\): .*resolve_neg\(\)"):
+        GpuImage.from_cuda_array_interface(_negated(torch.arange(6.0).reshape(2, 3)))
+
+
+@given(
+    height=st.integers(1, 5),
+    width=st.integers(1, 5),
+    channels=st.integers(1, 4),
+    layout=st.sampled_from([Layout.HWC, Layout.CHW]),
+    make=st.sampled_from([_negated, _imaginary_of_conjugate]),
+)
+def test_negated_views_are_refused_and_their_resolved_copies_keep_the_sign(
+    height: int, width: int, channels: int, layout: Layout, make: Callable[[Any], Any]
+) -> None:
+    # issue 11, defect 4
+    values = torch.arange(1.0, 1.0 + height * width * channels).reshape(height, width, channels)
+    view = make(values.permute(2, 0, 1) if layout is Layout.CHW else values)
+    with pytest.raises(InteropError, match=r"resolve_neg\(\)"):
+        GpuImage.from_torch(view, layout=layout)
+    resolved = view.resolve_neg()
+    image = GpuImage.from_torch(resolved, layout=layout)
+    assert np.array_equal(image.as_numpy(), resolved.numpy())
+    assert float(image.as_numpy().max()) < 0  # every value 1..N came back negative
+
+
+def test_negated_batch_destinations_are_refused() -> None:
+    # issue 11, defect 4: normalize_batch(out=) wrote through the view and the caller read negated values
+    image = GpuImage.from_numpy(np.full((2, 3, 3), 255, np.uint8), layout="HWC")
+    out = _negated(torch.zeros(1, 3, 2, 3))
+    with pytest.raises(InteropError, match=r"normalize_batch\(\) out: .*negative bit.*resolve_neg\(\)"):
+        gi.normalize_batch([image], 0.5, 0.25, out=out)
+    assert torch.count_nonzero(out) == 0  # refused before anything was written
+    resolved = torch.zeros(1, 3, 2, 3)
+    gi.normalize_batch([image], 0.5, 0.25, out=resolved)
+    assert torch.all(resolved == 2.0)  # (1 - 0.5) / 0.25
+
+
+def test_batch_destinations_of_other_dtypes_name_the_call() -> None:
+    # issue 11, defect 12: the message said only "torch dtype ... is not an image dtype"
+    image = GpuImage.from_numpy(np.zeros((2, 3, 3), np.uint8), layout="HWC")
+    with pytest.raises(gi.DTypeError, match=r"normalize_batch\(\): expected out of an image dtype"):
+        gi.normalize_batch([image], 0.5, 0.25, out=torch.zeros(1, 3, 2, 3, dtype=torch.complex64))
