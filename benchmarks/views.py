@@ -28,6 +28,7 @@ import torch.utils.dlpack
 from _common import header as common_header
 from _common import parse_args
 
+import gpuimage
 from gpuimage import HWC, GpuImage, _opencv
 
 T = TypeVar("T")
@@ -178,6 +179,7 @@ def run_ops(config: Config) -> dict[str, Stats]:
 def memory_state() -> dict[str, int]:
     gc.collect()
     torch.cuda.synchronize()
+    gpuimage.pending_releases()
     return {
         "torch.cuda.memory_allocated": torch.cuda.memory_allocated(),
         "cupy pool used_bytes": cupy.get_default_memory_pool().used_bytes(),

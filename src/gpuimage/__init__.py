@@ -44,6 +44,7 @@ from ._errors import (
 )
 from ._image import GpuImage
 from ._layout import CHW, HWC, AnyLayout, CHWLike, HWCLike, Layout, LayoutLike
+from ._lifetime import pending_releases
 from ._spec import ImageSpec
 from ._streams import StreamLike
 
@@ -94,6 +95,7 @@ __all__ = [
     "StreamLike",
     "StrideError",
     "UInt8",
+    "pending_releases",
     "UInt16",
     "UInt32",
     "__version__",

@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable, Generator
 from contextlib import contextmanager
 
-from . import _lifetime
 from ._backends import is_installed
 from ._errors import CudaError, MissingBackendError
+from ._lifetime import set_recorder
 from ._streams import Event
 
 __all__ = ["available", "current_device", "record", "synchronize", "wait", "wait_event"]
@@ -29,35 +29,40 @@ _chosen: list[_Calls | None] = []
 
 
 def _calls() -> _Calls | None:
-    """The runtime calls (see ``_Calls``) of the first spoke that reaches a GPU; chosen once."""
+    """The runtime calls (see ``_Calls``) of the first spoke that reaches a GPU; chosen once.
+
+    A library that is installed but fails to import (a missing libcudart) is passed over."""
     if not _chosen:
         calls: _Calls | None = None
-        if is_installed("cupy"):
-            from . import _cupy
-
-            if _cupy.gpu_available():
-                calls = (
-                    _cupy.wait,
-                    _cupy.synchronize,
-                    _cupy.RecordedEvent,
-                    _cupy.get_device,
-                    _cupy.set_device,
-                )
-        if calls is None and is_installed("torch"):
-            from . import _torch
-
-            if _torch.cuda_available():
-                calls = (
-                    _torch.wait,
-                    _torch.synchronize,
-                    _torch.RecordedEvent,
-                    _torch.get_device,
-                    _torch.set_device,
-                )
+        try:
+            calls = _cupy_calls() if is_installed("cupy") else None
+        except MissingBackendError:
+            calls = None
+        if calls is None:
+            try:
+                calls = _torch_calls() if is_installed("torch") else None
+            except MissingBackendError:
+                calls = None
         _chosen.append(calls)
         # releases of memory that other streams used record their events through the same runtime
-        _lifetime.set_recorder(None if calls is None else calls[2])
+        set_recorder(None if calls is None else calls[2])
     return _chosen[0]
+
+
+def _cupy_calls() -> _Calls | None:
+    from . import _cupy
+
+    if not _cupy.gpu_available():
+        return None
+    return (_cupy.wait, _cupy.synchronize, _cupy.RecordedEvent, _cupy.get_device, _cupy.set_device)
+
+
+def _torch_calls() -> _Calls | None:
+    from . import _torch
+
+    if not _torch.cuda_available():
+        return None
+    return (_torch.wait, _torch.synchronize, _torch.RecordedEvent, _torch.get_device, _torch.set_device)
 
 
 def _required(what: str) -> _Calls:

@@ -21,6 +21,7 @@ exist.
 from __future__ import annotations
 
 import atexit
+import gc
 import sys
 import threading
 from collections import deque
@@ -137,8 +138,22 @@ def collect(*, limit: int = 8) -> int:
 
 
 def pending_releases() -> int:
-    """How many owners are held back from their allocators (after a full poll)."""
+    """Release the memory whose last uses have finished; return how many owners still wait.
+
+    gpuimage holds an image's memory back from its allocator until the work queued on other
+    streams that used it has finished (see the guarantees page, "Streams and lifetimes"). Such
+    memory is released on the next poll: when an image is made, after each garbage collection, or
+    here. Call it after a synchronize to see the allocator's figures settle; it never blocks.
+    """
     return collect(limit=len(_pending) + 1)
+
+
+def _poll_after_collection(phase: str, info: dict[str, int]) -> None:
+    if phase == "stop" and _pending:
+        collect()
+
+
+gc.callbacks.append(_poll_after_collection)
 
 
 @atexit.register

@@ -31,6 +31,7 @@ from numpy import uint8 as uint8
 from numpy import uint16 as uint16
 from numpy import uint32 as uint32
 from numpy import uint64 as uint64
+from numpy import uintp as uintp
 from typing_extensions import Self, deprecated, disjoint_base
 
 # A DLPack PyCapsule. typeshed only has types.CapsuleType for Python >= 3.13.

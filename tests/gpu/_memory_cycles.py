@@ -25,6 +25,7 @@ def run(cycles: int, hang_seconds: float) -> dict[str, object]:
     import cupy
     import torch
 
+    import gpuimage
     from gpuimage import GpuImage
     from gpuimage._opencv import held_mats
 
@@ -40,6 +41,7 @@ def run(cycles: int, hang_seconds: float) -> dict[str, object]:
     del warm
     gc.collect()
     torch.cuda.synchronize()
+    gpuimage.pending_releases()
 
     start_allocated, start_pool, start_mats = torch.cuda.memory_allocated(), pool_bytes(), held_mats()
     peak_allocated, peak_pool, peak_mats = start_allocated, start_pool, start_mats
@@ -60,6 +62,7 @@ def run(cycles: int, hang_seconds: float) -> dict[str, object]:
     elapsed = time.perf_counter() - began
     gc.collect()
     torch.cuda.synchronize()
+    gpuimage.pending_releases()
     faulthandler.cancel_dump_traceback_later()
     return {
         "cycles": cycles,

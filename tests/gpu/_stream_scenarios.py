@@ -1,10 +1,12 @@
 """Stream-lifetime scenarios, run in a subprocess by ``test_cuda_stream_lifetime.py``.
 
 Each scenario: a producer stream writes 7 into a source (torch or CuPy) after a sleep; a consumer
-stream takes a view of the image (``as_torch``, ``as_cupy``, ``as_gpumat``, DLPack, CAI), sleeps,
-then sums it. The host waits for the producer, drops the image, the view, the source and both
-streams in the scenario's order, churns both allocators (memory released too early is handed out
-again and overwritten with a sentinel while the consumer still sleeps) and finally checks the sum.
+stream takes a view of the image (``as_torch``, ``as_cupy``, ``as_gpumat``, DLPack, CAI), then waits
+on a host flag (a kernel spinning on mapped host memory) before it sums the view. The host waits for
+the producer, drops the image, the view, the source and both streams in the scenario's order,
+churns both allocators on their default streams (memory released too early is handed out again and
+overwritten with a sentinel), waits for the churn, and only then raises the flag: the consumer's
+read comes after the churn by construction, not by timing. Finally the sum is checked.
 
 Usage: ``python _stream_scenarios.py SCENARIOS_JSON [--control]``. One JSON line per finished
 scenario on stdout; a crash leaves the scenario that started last without its line. ``--control``
@@ -13,6 +15,7 @@ switches gpuimage's deferred release off, to show that the hazard is real.
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import json
 import sys
@@ -24,13 +27,39 @@ import cv2
 import torch
 from torch.utils.dlpack import from_dlpack as torch_from_dlpack
 
-from gpuimage import GpuImage, _lifetime
+from gpuimage import GpuImage, _cuda, _lifetime
 
 HEIGHT, WIDTH, CHANNELS = 1024, 1024, 4
 NBYTES = HEIGHT * WIDTH * CHANNELS
 SENTINEL = 0xA5
 PRODUCER_SLEEP = 2_000_000  # GPU cycles (about 1 ms): the producer is late, the consumer must wait
-CONSUMER_SLEEP = 120_000_000  # about 60 ms: the consumer still reads while the host drops and churns
+SPIN_LIMIT = 20_000_000_000  # GPU cycles (about 10 s): a gate nobody opens cannot hang the run
+
+_GATE_SOURCE = r"""
+extern "C" __global__ void wait_for_gate(const volatile int* gate, long long limit) {
+    long long start = clock64();
+    while (*gate == 0 && clock64() - start < limit) { }
+}
+"""
+
+
+class Gate:
+    """A flag in mapped host memory that a kernel on the consumer stream spins on until the host
+    raises it."""
+
+    def __init__(self) -> None:
+        self.host = cupy.cuda.runtime.hostAlloc(4, 2)  # cudaHostAllocMapped
+        self.flag = ctypes.c_int.from_address(self.host)
+        self.device = self.host  # unified addressing: the device sees mapped memory at the same address
+        self.kernel = cupy.RawKernel(_GATE_SOURCE, "wait_for_gate")
+
+    def close_on(self, stream: Any) -> None:
+        self.flag.value = 0
+        with stream:
+            self.kernel((1,), (1,), (cupy.uintp(self.device), cupy.int64(SPIN_LIMIT)))
+
+    def open(self) -> None:
+        self.flag.value = 1
 
 
 class Streams:
@@ -77,7 +106,7 @@ def _source(kind: str, producer: Streams) -> Any:
     return source_array
 
 
-def _consume(api: str, image: GpuImage, consumer: Streams) -> tuple[Any, Any]:
+def _consume(api: str, image: GpuImage, consumer: Streams, gate: Gate) -> tuple[Any, Any]:
     """Take the view for the consumer stream as a user of that stream's library would, then queue a
     late read there: (view, device sum)."""
     view: Any
@@ -107,9 +136,9 @@ def _consume(api: str, image: GpuImage, consumer: Streams) -> tuple[Any, Any]:
     else:
         with consumer.cupy_stream:
             view = cupy.asarray(image)
-    with torch.cuda.stream(consumer.torch_stream):
-        torch.cuda._sleep(CONSUMER_SLEEP)
-        if isinstance(view, torch.Tensor):
+    gate.close_on(consumer.cupy_stream)
+    if isinstance(view, torch.Tensor):
+        with torch.cuda.stream(consumer.torch_stream):
             return view, view.sum(dtype=torch.int64)
     with consumer.cupy_stream:
         return view, view.sum(dtype=cupy.int64)
@@ -125,7 +154,7 @@ def _churn() -> list[Any]:
     return kept
 
 
-def run(scenario: dict[str, Any]) -> dict[str, Any]:
+def run(scenario: dict[str, Any], gate: Gate) -> dict[str, Any]:
     producer, consumer = Streams(scenario["producer"]), Streams(scenario["consumer"])
     refs: dict[str, Any] = {"source": _source(scenario["source"], producer)}
     refs["image"] = (
@@ -133,7 +162,7 @@ def run(scenario: dict[str, Any]) -> dict[str, Any]:
         if (scenario["source"] == "torch")
         else GpuImage.from_cupy(refs["source"], layout="HWC", stream=producer.obj)
     )
-    refs["view"], total = _consume(scenario["api"], refs["image"], consumer)
+    refs["view"], total = _consume(scenario["api"], refs["image"], consumer, gate)
     torch.cuda.ExternalStream(producer.handle).synchronize()  # only the consumer's read is pending
     drops: dict[str, Callable[[], None]] = {
         "producer": producer.drop,
@@ -149,6 +178,10 @@ def run(scenario: dict[str, Any]) -> dict[str, Any]:
             refs.pop(name)
         gc.collect()
     kept = _churn()
+    # the churn ran on the legacy default streams, which never wait for the (non-blocking) consumer
+    torch.cuda.default_stream().synchronize()
+    cupy.cuda.Stream.null.synchronize()
+    gate.open()
     torch.cuda.synchronize()
     cupy.cuda.runtime.deviceSynchronize()
     value = int(total.item()) if isinstance(total, torch.Tensor) else int(total.get())
@@ -159,12 +192,13 @@ def run(scenario: dict[str, Any]) -> dict[str, Any]:
 def main() -> None:
     scenarios = json.loads(sys.argv[1])
     if "--control" in sys.argv:
+        assert _cuda.available()  # the runtime is picked once: it will not install its recorder again
         _lifetime.set_recorder(None)
-        setattr(_lifetime, "set_recorder", lambda recorder: None)  # noqa: B010  # the runtime must not re-install it
     assert cv2.cuda.getCudaEnabledDeviceCount() >= 0  # imported: the GpuMat views need cv2
+    gate = Gate()
     for scenario in scenarios:
         print(json.dumps({"started": scenario}), flush=True)
-        print(json.dumps(run(scenario)), flush=True)
+        print(json.dumps(run(scenario, gate)), flush=True)
 
 
 if __name__ == "__main__":

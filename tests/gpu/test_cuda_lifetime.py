@@ -85,6 +85,7 @@ def _read(view: object) -> npt.NDArray[Any]:
 def _settle() -> None:
     gc.collect()
     torch.cuda.synchronize()
+    gpuimage.pending_releases()  # memory whose last uses have now finished goes back
 
 
 @pytest.mark.parametrize("kept", ["torch", "cupy", "gpumat"])

@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.utils.dlpack
 
+import gpuimage
 from gpuimage import GpuImage
 from gpuimage._opencv import held_mats
 
@@ -23,6 +24,7 @@ CYCLES = 100_000
 def _counts() -> tuple[int, int, int, int]:
     gc.collect()
     torch.cuda.synchronize()
+    gpuimage.pending_releases()
     return (
         torch.cuda.memory_allocated(),
         cupy.get_default_memory_pool().used_bytes(),
