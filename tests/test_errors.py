@@ -92,6 +92,7 @@ def test_exported_names_are_pinned() -> None:
             "UInt8",
             "UInt16",
             "UInt32",
+            "pending_releases",
             "__version__",
             "denormalize",
             "normalize",

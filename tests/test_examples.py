@@ -1,9 +1,11 @@
-"""examples/pipeline.py: decode -> preprocess -> infer -> draw -> encode, on the host and on a GPU."""
+"""examples/pipeline.py: decode -> preprocess -> infer -> draw -> encode, on the host and on a GPU;
+examples/demo.py (``scripts/dev demo``): one image, every view sharing one pointer."""
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -16,6 +18,7 @@ import pytest
 import torch
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "pipeline.py"
+DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo.py"
 
 
 @pytest.fixture(scope="module")
@@ -216,3 +219,119 @@ def test_gpu_path_with_nvimgcodec(
     output = tmp_path / "boxes.jpg"
     assert pipeline.main(["--output", str(output)]) == 0  # auto: the GPU, and nvImageCodec
     assert capsys.readouterr().out.startswith("cuda path: decoded and encoded with nvimgcodec")
+
+
+# -- examples/demo.py (issue 12: the demo left the package; `scripts/dev demo` runs this file) ----
+
+
+@pytest.fixture(scope="module")
+def demo() -> ModuleType:
+    """The demo, imported from its file."""
+    spec = importlib.util.spec_from_file_location("demo_example", DEMO)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run_demo(env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(DEMO)], capture_output=True, text=True, timeout=300, check=False, env=env
+    )
+
+
+def _broken_packages(tmp_path: Path, errors: dict[str, str]) -> dict[str, str]:
+    """An environment in which each named package raises the given error on import."""
+    for package, raise_line in errors.items():
+        (tmp_path / package).mkdir()
+        (tmp_path / package / "__init__.py").write_text(raise_line + "\n")
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+
+
+def test_demo_runs() -> None:
+    result = _run_demo()
+    assert result.returncode == 0, result.stderr
+    first = result.stdout.splitlines()[0]
+    assert first.startswith(("Host path (no GPU here):", "GPU path: "))
+    assert "same memory" in result.stdout
+    assert "skipped" not in result.stdout  # torch, CuPy and OpenCV all import here
+
+
+def test_demo_host_path_shows_every_view_sharing_one_pointer(
+    demo: ModuleType, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(demo, "gpu_via", lambda unavailable: None)  # the host path, GPU or not
+    assert demo.main() == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "Host path (no GPU here):"
+    rows = {line[:40].strip(): line for line in lines[2:8]}
+    for name in (
+        "as_numpy()",
+        "as_torch() (CPU tensor)",
+        "torch.utils.dlpack.from_dlpack(image)",
+        "numpy.from_dlpack(image)",
+    ):
+        assert rows[name].endswith("same memory"), rows[name]
+        assert "strides(bytes)=(18, 3, 1)" in rows[name]
+    roi = rows["crop(1, 1, 3, 2).as_numpy()"]
+    assert "shape=(2, 3, 3)" in roi
+    assert roi.endswith("offset +21 bytes")  # one row of 18 bytes plus one pixel of 3
+    assert "  a write through NumPy is seen by every view: 42" in lines
+
+
+def test_demo_with_a_broken_torch_shows_the_other_views(tmp_path: Path) -> None:
+    """torch whose import raises OSError (a missing libtorch_cuda.so): its rows say so, the rest run."""
+    env = _broken_packages(
+        tmp_path, {"torch": "raise OSError('libtorch_cuda.so: cannot open shared object file')"}
+    )
+    result = _run_demo(env=env)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    broken = "skipped: torch fails to import (OSError: libtorch_cuda.so: cannot open shared object file)"
+    assert any(line.startswith("  as_torch() ") and line.endswith(broken) for line in lines)
+    assert any(
+        line.startswith("  torch.utils.dlpack.from_dlpack(image) ") and line.endswith(broken)
+        for line in lines
+    )
+    numpy_row = next(line for line in lines if line.startswith("  numpy.from_dlpack(image) "))
+    assert numpy_row.endswith("same memory")
+
+
+def test_demo_exits_1_when_no_view_can_be_shown(
+    demo: ModuleType, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise MemoryError("no host memory left")
+
+    monkeypatch.setattr(demo, "gpu_via", lambda unavailable: None)
+    monkeypatch.setattr(demo.GpuImage, "from_numpy", refuse)
+    assert demo.main() == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        "demo: the host path could not run: MemoryError: no host memory left",
+        "demo: no view of the image could be shown; see the reasons above.",
+    ]
+
+
+@pytest.mark.cuda
+def test_demo_gpu_path_without_cupy_and_opencv(tmp_path: Path) -> None:
+    """On a GPU with CuPy and OpenCV both failing to import: their rows say why, torch's rows run."""
+    env = _broken_packages(
+        tmp_path,
+        {
+            "cupy": "raise ImportError('libcudart.so.13: not found')",
+            "cv2": "raise ImportError('libGL.so.1: not found')",
+        },
+    )
+    result = _run_demo(env=env)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("GPU path: ")
+    rows = {line.split()[0]: line for line in lines if line.startswith("  ")}
+    assert rows["as_torch()"].endswith("same memory")
+    assert rows["as_cupy()"].endswith(
+        "skipped: cupy fails to import (ImportError: libcudart.so.13: not found)"
+    )
+    assert rows["as_gpumat()"].endswith("skipped: cv2 fails to import (ImportError: libGL.so.1: not found)")

@@ -1,10 +1,6 @@
-"""``python -m gpuimage`` and the ``gpuimage`` console script: see ``gpuimage._cli``."""
-
-from __future__ import annotations
-
-from ._cli import main
-
-__all__ = ["main"]
+"""``python -m gpuimage``: the command line of ``gpuimage.cli`` (imported only when run as a script)."""
 
 if __name__ == "__main__":
+    from gpuimage.cli import main
+
     raise SystemExit(main())

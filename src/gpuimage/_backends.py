@@ -7,6 +7,7 @@ never imports torch, CuPy or OpenCV.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from typing import Literal
 
@@ -28,6 +29,8 @@ def missing_backend(name: Backend) -> MissingBackendError:
     return MissingBackendError(f"this needs {name}, which is not installed: {_HINTS[name]}.")
 
 
+@functools.cache
 def is_installed(name: Backend) -> bool:
-    """True if the library can be found (without importing it)."""
+    """True if the library can be found (without importing it). Asked once: conversions and
+    allocations ask on every call, and installing a library into a running process is not a case."""
     return importlib.util.find_spec(name) is not None

@@ -24,6 +24,7 @@ from ._dtypes import AnyDType, DTypeLike, DTypeName, Float32, UInt8, parse_dtype
 from ._errors import DeviceError, InteropError, LayoutError, MissingBackendError, ReadOnlyError, SpecError
 from ._geometry import Geometry
 from ._layout import CHW, HWC, Layout
+from ._ordering import begin_conversion, end_conversion, ready_stream
 from ._spec import ImageSpec
 
 if TYPE_CHECKING:
@@ -95,10 +96,18 @@ def current_stream(executor: Executor, device: Device) -> int:
     return 0
 
 
-def _launch_stream(image: GpuImage[Any, Any], executor: Executor) -> int:
-    """The source's stream, so the conversion follows its producer without a cross-stream wait."""
-    stream = image.stream
-    return current_stream(executor, image.device) if stream is None else stream
+def _launch_stream(image: GpuImage[Any, Any], executor: Executor) -> tuple[int, object]:
+    """The source's stream, so the conversion follows its producer without a cross-stream wait (the
+    executor's current stream when nothing is pending), and what keeps that stream alive."""
+    stream, keep = ready_stream(image)
+    if stream is not None:
+        return stream, keep
+    index = image.device.index
+    if executor == "cupy":
+        from . import _cupy
+
+        return _cupy.current_stream(index), _cupy.current_stream_object(index)
+    return current_stream(executor, image.device), None  # torch never destroys its streams
 
 
 def _hwc_axes(layout: Layout) -> tuple[int, int, int]:
@@ -159,8 +168,9 @@ def convert_into(
             affine,
         )
         return
-    stream = _launch_stream(source, executor)
-    with source.reading(stream), target.writing(stream):
+    stream, keep = _launch_stream(source, executor)
+    record_read = begin_conversion(source, target, stream, keep)
+    try:
         if executor == "cupy":
             from . import _kernels
 
@@ -190,6 +200,8 @@ def convert_into(
                     target.dtype,
                     affine,
                 )
+    finally:  # even a failed launch may have queued work: later users wait for the stream
+        end_conversion(source, target, stream, keep, record_read=record_read)
 
 
 def _new_like(
@@ -202,15 +214,33 @@ def _new_like(
 ) -> GpuImage[Any, Any]:
     from ._image import GpuImage
 
-    return GpuImage.empty(
-        source.height,
-        source.width,
-        source.channels,
-        dtype,
+    spec = _packed_spec(
+        source.height, source.width, source.channels, dtype, layout, source.device, row_alignment
+    )
+    if executor == "numpy":
+        return GpuImage._allocated(spec, row_alignment, None, None)  # pyright: ignore[reportPrivateUsage]
+    return GpuImage._allocated(spec, row_alignment, *_launch_stream(source, executor))  # pyright: ignore[reportPrivateUsage]
+
+
+@functools.lru_cache(maxsize=256)
+def _packed_spec(
+    height: int,
+    width: int,
+    channels: int,
+    dtype: DTypeName,
+    layout: Layout,
+    device: Device,
+    row_alignment: int,
+) -> ImageSpec:
+    """The spec of a conversion's result: a frame loop asks for the same one every call."""
+    return ImageSpec.packed(
+        height=height,
+        width=width,
+        channels=channels,
+        dtype=dtype,
         layout=layout,
-        device=source.device,
+        device=device,
         row_alignment=row_alignment,
-        stream=_launch_stream(source, executor) if executor != "numpy" else None,
     )
 
 
@@ -226,11 +256,47 @@ def converted(
     """A new ``dtype``, ``layout`` image (rows every ``row_alignment`` bytes) holding ``affine(source)``.
 
     ``affine`` is ``astype``'s ``x * scale + offset`` (or the identity)."""
-    _convert.check_finite_map(affine, source.dtype, dtype, origin="astype", where=where)
+    _checked_map(affine, source.dtype, dtype, where)
     executor = executor_for(source.device, where)
     target = _new_like(source, dtype=dtype, layout=layout, row_alignment=row_alignment, executor=executor)
     convert_into(source, target, affine, where=where)
     return target
+
+
+def _normalize_map(
+    source: DTypeName,
+    channels: int,
+    target: DTypeName,
+    mean: ChannelValues,
+    std: ChannelValues,
+    scale: float | None,
+    reverse: bool,
+) -> Affine:
+    where = "normalize()"
+    factor = _convert.input_scale(source, scale, where=where)
+    affine = _convert.normalize_affine(channels, mean, std, factor, reverse=reverse, where=where)
+    _convert.check_finite_map(affine, source, target, origin="normalize", where=where)
+    return affine
+
+
+_cached_normalize_map = functools.lru_cache(maxsize=256)(_normalize_map)
+
+
+def _hashable(values: object) -> float | tuple[float, ...] | None:
+    """``mean``/``std`` as a cache key (plain floats only: anything else is parsed every call)."""
+    if type(values) is float or type(values) is int:
+        return cast(float, values)
+    if type(values) in (list, tuple) and all(
+        type(value) is float or type(value) is int for value in cast("Sequence[object]", values)
+    ):
+        return tuple(cast("Sequence[float]", values))
+    return None
+
+
+@functools.lru_cache(maxsize=256)
+def _checked_map(affine: Affine, source: DTypeName, target: DTypeName, where: str) -> None:
+    """``astype``'s map checked once per map and dtypes (it raises, so failures are not cached)."""
+    _convert.check_finite_map(affine, source, target, origin="astype", where=where)
 
 
 def _destination(
@@ -344,11 +410,11 @@ def normalize(
     where = "normalize()"
     check_is_image(image, where=where)
     target = parse_dtype(Float32 if dtype is None else dtype, where=where)
-    factor = _convert.input_scale(image.dtype, scale, where=where)
-    affine = _convert.normalize_affine(
-        image.channels, mean, std, factor, reverse=reverse_channels, where=where
-    )
-    _convert.check_finite_map(affine, image.dtype, target, origin="normalize", where=where)
+    key = (_hashable(mean), _hashable(std), scale, reverse_channels)
+    if None in key[:2] or type(reverse_channels) is not bool:
+        affine = _normalize_map(image.dtype, image.channels, target, mean, std, scale, reverse_channels)
+    else:  # a frame loop passes the same constants every call: parse and check them once
+        affine = _cached_normalize_map(image.dtype, image.channels, target, *key)
     destination = _destination(image, out, dtype=target, layout=Layout.CHW, where=where)
     convert_into(image, destination, affine, where=where)
     return destination

@@ -408,15 +408,22 @@ class GpuImage(ImageExports, Generic[L, D]):
             row_alignment=row_alignment,
         )
         given = stream_handle(stream, where="GpuImage.empty()")
+        return cls._allocated(spec, row_alignment, given, stream_keep(stream))
+
+    @classmethod
+    def _allocated(
+        cls, spec: ImageSpec, row_alignment: int, stream: int | None, keep: object
+    ) -> GpuImage[Any, Any]:
+        """New memory for ``spec``, ready on ``stream`` (default: the allocator's own stream)."""
         # every row starts on a multiple of both: rows aligned as asked, elements on their size
         alignment = math.lcm(row_alignment, spec.itemsize)
-        memory = _allocate.allocate(spec.nbytes, spec.device, alignment=alignment, stream=given)
+        memory = _allocate.allocate(spec.nbytes, spec.device, alignment=alignment, stream=stream)
         # home: the allocating stream, which the allocator itself accounts for
         image = cls._family(memory.ptr, spec, memory.owner, memory.stream, False)
-        if given is not None and memory.stream is not None and given != memory.stream:
+        if stream is not None and memory.stream is not None and stream != memory.stream:
             # the pool handed out memory that earlier work on the allocating stream may still use
-            image._use(given, stream_keep(stream), None)
-            image._ready.stream, image._ready.keep = given, stream_keep(stream)
+            image._use(stream, keep, None)
+            image._ready.stream, image._ready.keep = stream, keep
         return image
 
     # -- metadata -------------------------------------------------------------------------------

@@ -307,6 +307,93 @@ def _map_values(variant: Variant, affine: Affine, pad: float) -> tuple[float, ..
         return (*scale, *offset, float(wide(pad)))
 
 
+class LaunchPlan:
+    """One conversion's launch, packed once: grid, block and every parameter but the two pointers.
+
+    A per-frame loop converts images of one geometry again and again; its plan is looked up, the
+    two pointers are written into the packed parameters, and the kernel is launched through the
+    driver (no per-call packing, no CuPy argument conversion).
+    """
+
+    __slots__ = (
+        "_extra",
+        "_lock",
+        "_size",
+        "block",
+        "buffer",
+        "device",
+        "function",
+        "grid",
+        "slots",
+        "values",
+        "variant",
+    )
+
+    def __init__(
+        self, variant: Variant, device: int, region: Geometry, out: Geometry, affine: Affine
+    ) -> None:
+        _check_limits(out.height, out.width, 1)
+        strides = (region.row_pitch, region.pixel_stride, region.channel_stride)
+        pointers = (0, 0, *strides, 0, out.row_pitch, out.pixel_stride, out.channel_stride, 0)
+        sizes = (region.height, region.width, out.height, out.width)
+        values = (*pointers, *sizes, *_map_values(variant, affine, 0.0))
+        self.variant, self.values = variant, values
+        groups = -(-out.width // variant.pixels)
+        self.block = _block(groups, out.height)
+        self.grid = (-(-groups // self.block[0]), min(-(-out.height // self.block[1]), 65535), 1)
+        packed = _PARAMETERS[variant.accumulator].pack(*values)
+        self.buffer = ctypes.create_string_buffer(packed, len(packed))
+        # the source pointer is the second 8-byte parameter, the target pointer the sixth
+        self.slots = (
+            ctypes.c_uint64.from_buffer(self.buffer, 8),
+            ctypes.c_uint64.from_buffer(self.buffer, 40),
+        )
+        self._size = ctypes.c_size_t(len(packed))
+        # CU_LAUNCH_PARAM_BUFFER_POINTER (1), the buffer, CU_LAUNCH_PARAM_BUFFER_SIZE (2), its size, END (0)
+        self._extra = (ctypes.c_void_p * 5)(
+            1, ctypes.addressof(self.buffer), 2, ctypes.addressof(self._size), 0
+        )
+        self.device = device
+        self.function = _function(variant, device)
+        self._lock = threading.Lock()  # the pointers are written into one shared buffer
+
+    def launch(self, source_ptr: int, target_ptr: int, stream: int) -> None:
+        """Queue the kernel on ``stream`` for these pointers."""
+        driver = _driver_launch()
+        handle = self.function.ptr
+        if driver is None or not handle:  # no libcuda: CuPy's launch, argument by argument
+            values = (*self.values[:1], source_ptr, *self.values[2:5], target_ptr, *self.values[6:])
+            with cupy.cuda.Device(self.device):
+                _launch_packed(self.variant, self.device, self.grid, self.block, stream, values)
+            return
+        runtime = cupy.cuda.runtime
+        if runtime.getDevice() != self.device:
+            with cupy.cuda.Device(self.device):
+                self._launch_locked(driver, handle, source_ptr, target_ptr, stream)
+        else:
+            self._launch_locked(driver, handle, source_ptr, target_ptr, stream)
+
+    def _launch_locked(
+        self, driver: Callable[..., int], handle: int, source_ptr: int, target_ptr: int, stream: int
+    ) -> None:
+        with self._lock:  # the driver copies the parameters at launch: the buffer is free again after
+            self.slots[0].value, self.slots[1].value = source_ptr, target_ptr
+            status = driver(handle, *self.grid, *self.block, 0, stream, None, self._extra)
+            if status == _INVALID_CONTEXT:
+                cupy.cuda.runtime.setDevice(self.device)  # binds the device's primary context to this thread
+                status = driver(handle, *self.grid, *self.block, 0, stream, None, self._extra)
+        if status:
+            raise CudaError(
+                f"launching the conversion kernel on cuda:{self.device} failed: CUresult {status}"
+            )
+
+
+@functools.lru_cache(maxsize=256)
+def launch_plan(variant: Variant, device: int, region: Geometry, out: Geometry, affine: Affine) -> LaunchPlan:
+    """The packed launch of ``variant`` for these geometries and map (kept for the 256 latest)."""
+    return LaunchPlan(variant, device, region, out, affine)
+
+
 def launch(
     variant: Variant,
     *,
@@ -318,12 +405,7 @@ def launch(
 ) -> None:
     """Queue one kernel on ``stream`` that converts ``source`` into ``target`` (pointer, geometry)."""
     (src_ptr, region), (dst_ptr, out) = source, target
-    _check_limits(out.height, out.width, 1)
-    strides = (region.row_pitch, region.pixel_stride, region.channel_stride)
-    pointers = (0, src_ptr, *strides, dst_ptr, out.row_pitch, out.pixel_stride, out.channel_stride, 0)
-    sizes = (region.height, region.width, out.height, out.width)
-    with cupy.cuda.Device(device):
-        _launch(variant, device, stream, out, 1, sizes, (*pointers, *_map_values(variant, affine, 0.0)))
+    launch_plan(variant, device, region, out, affine).launch(src_ptr, dst_ptr, stream)
 
 
 def launch_batch(

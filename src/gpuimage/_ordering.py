@@ -19,7 +19,16 @@ from ._lifetime import Lifetime
 from ._spec import ImageSpec
 from ._streams import LEGACY_DEFAULT, PER_THREAD_DEFAULT, ReadyState, StreamLike, stream_handle, stream_keep
 
-__all__ = ["BY_HANDLE", "CURRENT", "CurrentStreams", "StreamOrdering", "keep_for_handle"]
+__all__ = [
+    "BY_HANDLE",
+    "CURRENT",
+    "CurrentStreams",
+    "StreamOrdering",
+    "begin_conversion",
+    "end_conversion",
+    "keep_for_handle",
+    "ready_stream",
+]
 
 
 class CurrentStreams(Protocol):
@@ -95,6 +104,32 @@ class StreamOrdering:
             elif keep is BY_HANDLE:
                 keep = keep_for_handle(consumer, self._device_index)
             life.note(consumer, keep)
+
+    def _read_on(self, stream: int, keep: object) -> bool:
+        """Order a read of the image on ``stream`` (a conversion's source). True when the read must
+        be recorded with an event afterwards: a read on the ready stream, with no write event there,
+        is covered by the wait on that stream that any later writer makes."""
+        ready = self._ready
+        self._use(stream, keep, None)
+        return stream != ready.stream or ready.event is not None
+
+    def _write_on(self, stream: int, keep: object) -> None:
+        """Order a write of the image on ``stream`` (a conversion's target): after the data's
+        producer and after every recorded read, as ``writing()`` does on entry."""
+        ready = self._ready
+        if ready.stream != stream or ready.event is not None:
+            self._use(stream, keep, None)
+        else:
+            self._life.note(stream, keep)
+        for read in ready.reads.values():
+            _cuda.wait_event(read, stream)
+
+    def _written_on(self, stream: int, keep: object) -> None:
+        """The image was written by the work queued on ``stream`` so far (a conversion): consumers
+        wait for that stream, which ``keep`` keeps alive; no event is needed."""
+        ready = self._ready
+        ready.written_on(stream, None)
+        ready.keep = keep
 
     def _note_current_streams(self) -> None:
         """Note the current streams of the loaded spokes as users: a consumer that reads the CUDA
@@ -185,6 +220,32 @@ class StreamOrdering:
                 _cuda.synchronize(ready.stream, self._device_index)
         # Only the write is waited for: recorded reads stay, for the next writer to wait on.
         ready.stream = ready.event = ready.keep = None
+
+
+def begin_conversion(source: StreamOrdering, target: StreamOrdering, stream: int, keep: object) -> bool:
+    """Order a conversion queued on ``stream``: a read of ``source`` and a write of ``target``.
+    Returns whether the read must be recorded afterwards (see ``end_conversion``)."""
+    # module-level friends of the class: pyright counts any use outside its body as private usage
+    record_read = source._read_on(stream, keep)  # pyright: ignore[reportPrivateUsage]
+    target._write_on(stream, keep)  # pyright: ignore[reportPrivateUsage]
+    return record_read
+
+
+def end_conversion(
+    source: StreamOrdering, target: StreamOrdering, stream: int, keep: object, *, record_read: bool
+) -> None:
+    """After the conversion was queued: its read recorded where a later writer needs it, and
+    ``target`` ready on ``stream``."""
+    if record_read:
+        event = _cuda.record(stream, source._device_index)  # pyright: ignore[reportPrivateUsage]
+        source._ready.reads[stream] = event  # pyright: ignore[reportPrivateUsage]
+    target._written_on(stream, keep)  # pyright: ignore[reportPrivateUsage]
+
+
+def ready_stream(image: StreamOrdering) -> tuple[int | None, object]:
+    """The stream an image's data is ready on, and the object that keeps it alive."""
+    ready = image._ready  # pyright: ignore[reportPrivateUsage]
+    return ready.stream, ready.keep
 
 
 _SPOKES = ("gpuimage._cupy", "gpuimage._torch")  # the spokes whose current streams consumers use

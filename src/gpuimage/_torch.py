@@ -194,7 +194,7 @@ def _cuda_device(index: int) -> torch.device:
 
 def allocate(nbytes: int, device: Device) -> tuple[int, torch.Tensor]:
     """``nbytes`` bytes from torch's caching allocator on ``device``; returns (pointer, owner)."""
-    buffer = torch.empty(nbytes, dtype=torch.uint8, device=str(device))
+    buffer = torch.empty(nbytes, dtype=torch.uint8, device=_cuda_device(device.index))
     return buffer.data_ptr(), buffer
 
 

@@ -1,5 +1,5 @@
-"""Write a typing overlay of OpenCV's own stubs that adds what they lack: ``GpuMat.__dlpack__`` and
-``GpuMat.__dlpack_device__``.
+"""``gpuimage stubs opencv DIR``: write a typing overlay of OpenCV's own stubs that adds what they
+lack, ``GpuMat.__dlpack__`` and ``GpuMat.__dlpack_device__``.
 
 OpenCV ships inline stubs (``cv2/py.typed`` and ``.pyi`` files next to the extension), generated
 from its C++ headers, so the two methods its Python bindings add by hand (4.13+) are missing from
@@ -29,13 +29,14 @@ import ast
 import importlib.metadata
 import importlib.util
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._errors import MissingBackendError, OpenCVStubsError
+from .._errors import GpuImageError, MissingBackendError, OpenCVStubsError
 
-__all__ = ["write_opencv_stubs"]
+__all__ = ["run", "write_opencv_stubs"]
 
 _WHERE = "write_opencv_stubs()"
 _CLASS = "GpuMat"
@@ -127,6 +128,33 @@ def write_opencv_stubs(destination: Path) -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def run(directory: Path) -> int:
+    """``gpuimage stubs opencv DIR``: write the overlay and say how to use it; returns the exit status.
+
+    Every refusal is one line on stderr and status 1, as the other commands report theirs.
+    """
+    try:
+        written = write_opencv_stubs(directory)
+    except GpuImageError as exc:
+        print(f"gpuimage stubs: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # the folder is a file, or not writable: say so, as for every other refusal
+        if directory.exists() and not directory.is_dir():
+            reason = "it is a file, not a folder"
+        else:
+            reason = exc.strerror or str(exc)
+            reason += f" ({exc.filename})" if exc.filename is not None else ""
+        print(f"gpuimage stubs: cannot write the stubs into {directory}: {reason}.", file=sys.stderr)
+        return 1
+    # mypy_path and stubPath name the folder that holds the cv2 package, not the package itself.
+    root = written.parent if written.name in ("cv2", "cv2-stubs") else written
+    print(f"wrote OpenCV stubs: {written}")
+    print("point your type checker at them (pyproject.toml):")
+    print(f'  mypy:    [tool.mypy] mypy_path = "{root}"')
+    print(f'  pyright: [tool.pyright] stubPath = "{root}"')
+    return 0
 
 
 def _installed_stubs() -> Path:

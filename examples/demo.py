@@ -1,8 +1,18 @@
-"""The README's main job: images from each backend, every view sharing one pointer.
+"""One image, every view sharing one pointer: the README's main job, shown row by row.
+
+Usage::
+
+    python examples/demo.py      # or: scripts/dev demo
+
+Where a GPU is reachable (through torch, else CuPy), a 480x640 RGB frame is made in GPU memory and
+viewed as a torch tensor, a CuPy array and an OpenCV ``GpuMat``, through DLPack and the CUDA Array
+Interface, and wrapped back. Elsewhere a small host image is viewed through NumPy and torch instead.
+Each row prints the view's pointer, shape and strides (in bytes) and whether the pointer is the
+image's own: "same memory" is the proof that no view copied.
 
 Each optional library is checked before it is used. A missing or broken one (torch whose import
-raises OSError, say) skips the rows that need it, each with the reason, and every other row runs:
-``gpuimage demo`` fails only when no view at all could be shown.
+raises OSError, say) skips only the rows that need it, each with the reason, and every other row
+runs. The exit status is 0 when at least one view was shown, 1 when none could be.
 """
 
 from __future__ import annotations
@@ -15,18 +25,22 @@ from typing import Any
 
 import numpy as np
 
-from ._image import GpuImage
-from ._info import describe_exception
-
-__all__ = ["main"]
+from gpuimage import GpuImage, GpuImageError
 
 Library = str  # an import name: "torch", "cupy" or "cv2"
 View = tuple[int, tuple[int, ...], tuple[int, ...]]  # a view's pointer, shape, and strides in bytes
 
-_OPTIONAL: tuple[Library, ...] = ("torch", "cupy", "cv2")
+OPTIONAL: tuple[Library, ...] = ("torch", "cupy", "cv2")
 
 
-def _unavailable(name: Library) -> str | None:
+def describe(exc: BaseException) -> str:
+    """An exception as one line. gpuimage's own messages already name the operation; others get
+    their class name (``OSError: libtorch_cuda.so: ...``)."""
+    text = " ".join(str(exc).split())
+    return text if isinstance(exc, GpuImageError) else f"{type(exc).__name__}: {text}"
+
+
+def unavailable_reason(name: Library) -> str | None:
     """Why the optional library ``name`` cannot be used here, or None when it imports."""
     try:
         found = importlib.util.find_spec(name) is not None
@@ -37,12 +51,13 @@ def _unavailable(name: Library) -> str | None:
     try:
         importlib.import_module(name)
     except Exception as exc:  # a broken install raises anything (OSError for a missing .so, ...)
-        return f"{name} fails to import ({describe_exception(exc)})"
+        return f"{name} fails to import ({describe(exc)})"
     return None
 
 
-class _Table:
-    """Prints one row per view. A row whose library is unavailable, or whose view raises, prints why
+class Table:
+    """Prints one row per view: its pointer, shape and strides, and how the pointer compares with
+    the image's own (``base``). A row whose library is unavailable, or whose view raises, prints why
     instead, and the demo goes on; ``shown`` counts the rows that worked."""
 
     def __init__(self, base: int, unavailable: Mapping[Library, str]) -> None:
@@ -60,7 +75,7 @@ class _Table:
             try:
                 pointer, shape, strides = view()
             except Exception as exc:  # one view failing is a line of the demo, not its end
-                reason = describe_exception(exc)
+                reason = describe(exc)
             else:
                 same = "same memory" if pointer == self.base else f"offset {pointer - self.base:+d} bytes"
                 where = f"ptr={pointer:#x}  shape={shape!s:<14} strides(bytes)={strides!s:<16}"
@@ -77,11 +92,11 @@ class _Table:
                 print(f"  {text()}")
                 return
             except Exception as exc:
-                reason = describe_exception(exc)
+                reason = describe(exc)
         print(f"  skipped a line: {reason}")
 
 
-def _gpu_via(unavailable: Mapping[Library, str]) -> Library | None:
+def gpu_via(unavailable: Mapping[Library, str]) -> Library | None:
     """The library that reaches a GPU here ("torch", else "cupy"), or None."""
     if "torch" not in unavailable:
         import torch
@@ -102,24 +117,24 @@ def _gpu_via(unavailable: Mapping[Library, str]) -> Library | None:
     return None
 
 
-def _device_image(via: Library) -> GpuImage[Any]:
+def device_image(via: Library) -> GpuImage[Any]:
     """A 480x640x3 uint8 frame in GPU memory, made by the library that reaches the GPU."""
     if via == "torch":
         import torch
 
         frame = torch.arange(480 * 640 * 3, device="cuda").reshape(480, 640, 3).to(torch.uint8)
         print(f"GPU path: {torch.cuda.get_device_name()}")
-        return GpuImage.from_torch(frame, layout="HWC")
+        return GpuImage.from_torch(frame, layout="HWC")  # 3-D sources name their layout
     pattern = (np.arange(480 * 640 * 3) % 256).astype(np.uint8).reshape(480, 640, 3)
     print("GPU path: reached through CuPy (torch is not usable here)")
     return GpuImage.from_numpy(pattern, layout="HWC").cuda()
 
 
-def _device_demo(via: Library, unavailable: Mapping[Library, str]) -> int:
+def device_demo(via: Library, unavailable: Mapping[Library, str]) -> int:
     """The views of a device image; returns how many could be shown."""
-    image = _device_image(via)
+    image = device_image(via)
     print(repr(image))
-    table = _Table(image.ptr, unavailable)
+    table = Table(image.ptr, unavailable)
 
     def torch_view() -> View:
         tensor = image.as_torch()
@@ -151,12 +166,16 @@ def _device_demo(via: Library, unavailable: Mapping[Library, str]) -> int:
         return source.ptr, source.shape, source.strides
 
     roi = image.crop(100, 50, 224, 224)
+    # Each library's own view of the image: one pointer, the image's strides, no copy.
     table.row("as_torch()", torch_view, needs=["torch"])
     table.row("as_cupy()", cupy_view, needs=["cupy"])
     table.row("as_gpumat()", lambda: gpumat_view(image), needs=["cv2"])
+    # The protocols, consumed by the libraries themselves (gpuimage is the producer here).
     table.row("torch.utils.dlpack.from_dlpack(image)", torch_dlpack, needs=["torch"])
     table.row("cupy.asarray(image) (CAI)", cupy_cai, needs=["cupy"])
+    # An ROI is the parent's pointer plus an offset, with the parent's row pitch (GpuMat's step).
     table.row("crop(100, 50, 224, 224).as_gpumat()", lambda: gpumat_view(roi), needs=["cv2"])
+    # And back: wrapping a view gives an image on the same memory, not a copy of it.
     table.row(
         "GpuImage.from_cupy(array)",
         lambda: wrapped(lambda: GpuImage.from_cupy(image.as_cupy(), layout="HWC")),
@@ -177,17 +196,19 @@ def _device_demo(via: Library, unavailable: Mapping[Library, str]) -> int:
         image.as_cupy()[0, 0, 0] = 42
         return f"a write through CuPy is seen by torch: tensor[0, 0, 0] = {int(image.as_torch()[0, 0, 0])}"
 
+    # Shared memory, shown by its effect rather than by pointers.
     table.line(write_through_cupy, needs=["cupy", "torch"])
+    # Views never copy; conversions always do: a new pointer, planar layout, typed GpuImage[CHW].
     table.line(lambda: f"to_layout('CHW') copies into planar memory: {image.to_layout('CHW')!r}")
     return table.shown
 
 
-def _host_demo(unavailable: Mapping[Library, str]) -> int:
+def host_demo(unavailable: Mapping[Library, str]) -> int:
     """The views of a host image; returns how many could be shown."""
     frame = np.arange(4 * 6 * 3, dtype=np.uint8).reshape(4, 6, 3)
     image: GpuImage[Any] = GpuImage.from_numpy(frame, layout="HWC")
     print(f"Host path (no GPU here):\n{image!r}")
-    table = _Table(image.ptr, unavailable)
+    table = Table(image.ptr, unavailable)
 
     def numpy_view() -> View:
         array = image.as_numpy()
@@ -215,11 +236,16 @@ def _host_demo(unavailable: Mapping[Library, str]) -> int:
         image.as_numpy()[0, 0, 0] = 42
         return f"a write through NumPy is seen by every view: {int(np.from_dlpack(image)[0, 0, 0])}"
 
+    # The wrapped NumPy array is the image's memory, as it was: same pointer, same byte strides.
     table.row("as_numpy()", numpy_view)
+    # torch sees the same host bytes (a CPU tensor), without a copy.
     table.row("as_torch() (CPU tensor)", torch_view, needs=["torch"])
+    # DLPack works both ways on the host too, for torch and for NumPy.
     table.row("torch.utils.dlpack.from_dlpack(image)", torch_dlpack, needs=["torch"])
     table.row("numpy.from_dlpack(image)", numpy_dlpack)
+    # An ROI is an offset into the parent (1 row of 18 bytes + 1 pixel of 3 = +21), same row pitch.
     table.row("crop(1, 1, 3, 2).as_numpy()", roi_view)
+    # Shared memory, shown by its effect rather than by pointers.
     table.line(write_through_numpy)
     print(
         "  as_cupy(), as_gpumat(), __cuda_array_interface__ and device DLPack need a GPU with a CUDA build\n"
@@ -228,24 +254,28 @@ def _host_demo(unavailable: Mapping[Library, str]) -> int:
     return table.shown
 
 
-def _attempt(demo: Callable[[], int], what: str) -> int:
+def attempt(demo: Callable[[], int], what: str) -> int:
     """Run one demo; a failure to make its image is reported, and counts as no view shown."""
     try:
         return demo()
     except Exception as exc:
-        print(f"gpuimage demo: the {what} could not run: {describe_exception(exc)}", file=sys.stderr)
+        print(f"demo: the {what} could not run: {describe(exc)}", file=sys.stderr)
         return 0
 
 
 def main() -> int:
     """Run the device demo where a GPU is reachable, the host demo elsewhere (and where the device
     demo showed nothing). Returns the exit status: 0 when at least one view was shown, else 1."""
-    unavailable = {name: reason for name in _OPTIONAL if (reason := _unavailable(name)) is not None}
-    via = _gpu_via(unavailable)
-    shown = 0 if via is None else _attempt(lambda: _device_demo(via, unavailable), "GPU path")
+    unavailable = {name: reason for name in OPTIONAL if (reason := unavailable_reason(name)) is not None}
+    via = gpu_via(unavailable)
+    shown = 0 if via is None else attempt(lambda: device_demo(via, unavailable), "GPU path")
     if shown == 0:
-        shown = _attempt(lambda: _host_demo(unavailable), "host path")
+        shown = attempt(lambda: host_demo(unavailable), "host path")
     if shown == 0:
-        print("gpuimage demo: no view of the image could be shown; see the reasons above.", file=sys.stderr)
+        print("demo: no view of the image could be shown; see the reasons above.", file=sys.stderr)
         return 1
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,5 +1,6 @@
-"""``write_opencv_stubs()``: an overlay of the installed OpenCV's stubs that adds GpuMat's DLPack
-methods, checked with mypy and pyright against the same snippet with and without it."""
+"""``gpuimage stubs opencv DIR`` (gpuimage/cli/stubs.py): ``write_opencv_stubs()`` writes an overlay
+of the installed OpenCV's stubs that adds GpuMat's DLPack methods, checked with mypy and pyright
+against the same snippet with and without it; the command says how to use it, or why it refused."""
 
 from __future__ import annotations
 
@@ -17,8 +18,10 @@ from types import ModuleType
 
 import pytest
 
-from gpuimage import GpuImageError, MissingBackendError, OpenCVStubsError, _stubgen
-from gpuimage._stubgen import write_opencv_stubs
+from gpuimage import GpuImageError, MissingBackendError, OpenCVStubsError
+from gpuimage.cli import main
+from gpuimage.cli import stubs as cli_stubs
+from gpuimage.cli.stubs import write_opencv_stubs
 
 SNIPPET = textwrap.dedent(
     """\
@@ -134,7 +137,7 @@ def test_stubs_that_already_declare_the_methods_get_nothing_added(
 ) -> None:
     """What happens once OpenCV's own stubs have them (or the input is an overlay already)."""
     patched = (overlay / "cv2" / "cuda" / "__init__.pyi").read_text(encoding="utf-8")
-    again = _stubgen._patch_cuda_stub(
+    again = cli_stubs._patch_cuda_stub(
         patched, "OpenCV x", Path("cuda/__init__.pyi"), frozenset({"__dlpack__", "__dlpack_device__"})
     )
     assert again.count("def __dlpack__(") == 1
@@ -185,7 +188,7 @@ def test_opencv_without_dlpack_at_run_time_is_refused(
     cv2_module: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """OpenCV before 4.13: stubs that declare the methods would be wrong."""
-    monkeypatch.setattr(_stubgen, "_runtime_gpumat_methods", lambda: ("4.12.0", frozenset[str]()))
+    monkeypatch.setattr(cli_stubs, "_runtime_gpumat_methods", lambda: ("4.12.0", frozenset[str]()))
     with pytest.raises(OpenCVStubsError, match=r"neither __dlpack__ nor __dlpack_device__ at run time"):
         write_opencv_stubs(tmp_path)
 
@@ -309,3 +312,48 @@ def test_pyright_sees_the_methods_through_the_overlay_and_not_without(overlay: P
     assert _pyright(tmp_path / "with", overlay) == {(REJECTED, "reportArgumentType")}
     without = _pyright(tmp_path / "without", tmp_path / "empty")
     assert {(line, "reportAttributeAccessIssue") for line in USES} <= without, without
+
+
+# -- the command: gpuimage stubs opencv DIR ----------------------------------------------------
+
+
+def test_stubs_opencv_writes_them_and_says_how_to_use_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["stubs", "opencv", str(tmp_path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"wrote OpenCV stubs: {tmp_path / 'cv2'}"
+    assert f'  mypy:    [tool.mypy] mypy_path = "{tmp_path}"' in out
+    assert f'  pyright: [tool.pyright] stubPath = "{tmp_path}"' in out
+    assert "def __dlpack__(" in (tmp_path / "cv2" / "cuda" / "__init__.pyi").read_text()
+
+
+def test_stubs_into_a_file_is_a_message_and_exit_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "stubs.txt"
+    target.write_text("a file, not a folder\n")
+    assert main(["stubs", "opencv", str(target)]) == 1
+    assert capsys.readouterr().err == (
+        f"gpuimage stubs: cannot write the stubs into {target}: it is a file, not a folder.\n"
+    )
+    assert target.read_text() == "a file, not a folder\n"
+
+
+def test_stubs_under_a_file_is_a_message_and_exit_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "stubs.txt").write_text("a file, not a folder\n")
+    target = tmp_path / "stubs.txt" / "typings"
+    assert main(["stubs", "opencv", str(target)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"gpuimage stubs: cannot write the stubs into {target}: Not a directory")
+    assert "Traceback" not in err
+
+
+def test_stubs_refusal_is_a_message_and_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "cv2").mkdir()
+    (tmp_path / "cv2" / "__init__.pyi").write_text("# someone else's stubs\n")
+    assert main(["stubs", "opencv", str(tmp_path)]) == 1
+    assert capsys.readouterr().err.startswith("gpuimage stubs: ")
+    assert (tmp_path / "cv2" / "__init__.pyi").read_text() == "# someone else's stubs\n"

@@ -9,14 +9,16 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import importlib.util
+import json
 import platform
 import re
+import sys
 from collections.abc import Callable, Mapping
 from typing import IO, Any, Protocol, cast
 
-from ._errors import GpuImageError
+from .._errors import GpuImageError
 
-__all__ = ["collect_info", "describe_exception", "print_info", "torch_devices"]
+__all__ = ["collect_info", "describe_exception", "print_info", "run", "torch_devices"]
 
 # The libraries ``info`` reports, by import name (nvImageCodec lives in the ``nvidia`` namespace).
 _LIBRARIES = ("numpy", "pydantic", "torch", "cupy", "cv2", "nvidia.nvimgcodec")
@@ -176,7 +178,7 @@ def _probe_views(gpu_via: str | None, opencv_has_cuda: bool) -> dict[str, Any]:
     """Make each view of a small host image and of a small device image; record what works and why not."""
     import numpy as np
 
-    from ._image import GpuImage
+    from .._image import GpuImage
 
     host = GpuImage.from_numpy(np.zeros((2, 4, 3), np.uint8), layout="HWC")
     results: dict[str, Any] = {
@@ -221,7 +223,7 @@ def _probe_views(gpu_via: str | None, opencv_has_cuda: bool) -> dict[str, Any]:
 
 def collect_info() -> dict[str, Any]:
     """Everything ``gpuimage info`` reports, as plain JSON-able data."""
-    from . import __version__
+    from .. import __version__
 
     libraries = {module: _library(module) for module in _LIBRARIES}
     cuda = _cuda_devices(libraries)
@@ -273,3 +275,13 @@ def print_info(info: Mapping[str, Any], out: IO[str]) -> None:
             answer = "yes" if result["works"] else "no"
             detail = f": {result['detail']}" if result["detail"] else ""
             print(f"  {name:<11}{answer}{detail}", file=out)
+
+
+def run(*, as_json: bool) -> int:
+    """``gpuimage info [--json]``: print the report to stdout; returns the exit status (always 0)."""
+    info = collect_info()
+    if as_json:
+        print(json.dumps(info, indent=2))
+    else:
+        print_info(info, sys.stdout)
+    return 0

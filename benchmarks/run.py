@@ -1,6 +1,12 @@
-"""``gpuimage bench``: runs the scripts in benchmarks/ with a progress bar and prints one table of
-their results and targets (on a machine without a GPU it says so and runs nothing). Its exit
-status is ``EXIT_STATUS`` (also printed by ``gpuimage bench --help``): a FAIL is a result, not an error.
+"""Run every benchmark in this folder and print one table of their results against their targets.
+
+Usage: ``python benchmarks/run.py [--quick] [--dir DIR] [--reports DIR] [--json PATH]`` (or
+``scripts/dev bench``), from gpuimage's source tree: the benchmarks are not part of the wheel.
+
+Each ``benchmarks/*.py`` (not the ``_``-prefixed helpers, not this runner) runs in its own process,
+with a progress bar on stderr; the table goes to stdout. On a machine without a GPU it says so and
+runs nothing. Its exit status is ``EXIT_STATUS`` (also printed by ``--help``): a FAIL is a result,
+not an error.
 """
 
 from __future__ import annotations
@@ -19,32 +25,22 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any, cast
 
-from ._info import describe_exception, torch_devices
+__all__ = ["EXIT_STATUS", "BenchRow", "bench", "bench_rows", "main"]
 
-__all__ = ["EXIT_STATUS", "BenchRow", "bench", "bench_rows"]
-
+PROG = "benchmarks/run.py"
 EXIT_STATUS = (
     "exit status: 0 when every benchmark finished, even if some targets FAIL (read the table), and\n"
     "when no GPU is reachable (nothing is run); 1 when a benchmark script crashed (an ERROR row) or\n"
     "the --json file could not be written; 2 for a usage error (an unwritable --reports or --json\n"
     "path) or when no benchmarks were found."
 )
-
-_BENCH_SOURCE_HINT = (
-    "The benchmarks are not part of the wheel: they live in the benchmarks/ folder of gpuimage's source "
-    "repository. Check it out and run `python -m gpuimage bench --dir path/to/benchmarks`."
-)
-# A benchmarks folder is gpuimage's when its shared helpers import gpuimage: another project's
-# benchmarks/ in the working directory is never run by accident.
-_GPUIMAGE_IMPORT = re.compile(r"^\s*(import gpuimage\b|from gpuimage\b)", re.MULTILINE)
-
-
-# -- bench --------------------------------------------------------------------------------------
+# The folder this runner sits in: the benchmarks it runs unless --dir names another.
+HERE = Path(__file__).resolve().parent
 
 
 @dataclass(frozen=True)
 class BenchRow:
-    """One line of the ``bench`` table. Times and ratios are text as the benchmark wrote them."""
+    """One line of the table. Times and ratios are text as the benchmark wrote them."""
 
     benchmark: str
     case: str
@@ -184,26 +180,17 @@ class _Progress:
             self.out.flush()
 
 
-def _source_tree_benchmarks() -> Path:
-    """Where benchmarks/ sits in a source checkout: beside src/, two levels above this module."""
-    return Path(__file__).resolve().parents[2] / "benchmarks"
+def _find_scripts(folder: Path) -> list[Path]:
+    """The benchmarks of ``folder``: its ``*.py`` files but the ``_``-prefixed helpers and this runner.
 
-
-def _is_gpuimage_benchmarks(folder: Path) -> bool:
-    """True for a folder whose ``_common.py`` (the benchmarks' shared helpers) imports gpuimage."""
-    try:
-        return _GPUIMAGE_IMPORT.search((folder / "_common.py").read_text(encoding="utf-8")) is not None
-    except (OSError, UnicodeDecodeError):
-        return False
-
-
-def _find_benchmarks(given: Path | None) -> Path | None:
-    """The benchmarks folder: ``--dir`` (any folder with a ``_common.py``), else the source tree's,
-    else ./benchmarks; the last two only where their ``_common.py`` imports gpuimage."""
-    if given is not None:
-        return given if (given / "_common.py").is_file() else None
-    candidates = [_source_tree_benchmarks(), Path.cwd() / "benchmarks"]
-    return next((path for path in candidates if _is_gpuimage_benchmarks(path)), None)
+    ``folder`` must hold the benchmarks' shared ``_common.py``; elsewhere there are none.
+    """
+    if not (folder / "_common.py").is_file():
+        return []
+    this = Path(__file__).resolve()
+    return sorted(
+        path for path in folder.glob("*.py") if not path.name.startswith("_") and path.resolve() != this
+    )
 
 
 def _unwritable(path: Path, *, folder: bool) -> str | None:
@@ -225,15 +212,30 @@ def _unwritable(path: Path, *, folder: bool) -> str | None:
     return None if os.access(existing, os.W_OK) else f"{existing} is not writable"
 
 
+def _describe(exc: BaseException) -> str:
+    """An exception as one line, with its class name."""
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+
+
+def torch_gpu_missing() -> str | None:
+    """Why torch reaches no CUDA GPU here (a CPU-only build, or none visible), or None when it does."""
+    import torch
+
+    if torch.version.cuda is None:
+        return f"torch {torch.__version__} is a CPU-only build"
+    if not torch.cuda.is_available():
+        return f"torch {torch.__version__} (CUDA {torch.version.cuda}) sees no GPU"
+    return None
+
+
 def _gpu_missing() -> str | None:
     """Why the benchmarks cannot run here (they need torch with CUDA and a GPU), or None."""
     if importlib.util.find_spec("torch") is None:
         return "torch is not installed"
     try:
-        devices, reason = torch_devices()
+        return torch_gpu_missing()
     except Exception as exc:  # a broken install raises anything on import (OSError for a missing .so)
-        return f"torch fails to import or to query CUDA: {describe_exception(exc)}"
-    return None if devices else reason
+        return f"torch fails to import or to query CUDA: {_describe(exc)}"
 
 
 def _run_script(script: Path, *, quick: bool, reports: Path, progress: _Progress, done: int) -> int:
@@ -264,12 +266,15 @@ def _results(path: Path) -> dict[str, Any] | None:
 
 
 def bench(args: argparse.Namespace) -> int:
-    """Run ``gpuimage bench``; returns the exit status described by ``EXIT_STATUS``."""
-    folder = _find_benchmarks(args.dir)
-    scripts = [] if folder is None else sorted(p for p in folder.glob("*.py") if not p.name.startswith("_"))
+    """Run the benchmarks; returns the exit status described by ``EXIT_STATUS``."""
+    folder: Path = args.dir or HERE
+    scripts = _find_scripts(folder)
     if not scripts:
-        where = args.dir if args.dir is not None else "the source tree or ./benchmarks"
-        print(f"gpuimage bench: no benchmarks found in {where}. {_BENCH_SOURCE_HINT}", file=sys.stderr)
+        print(
+            f"{PROG}: no benchmarks found in {folder} (a folder of benchmark scripts beside their "
+            "_common.py, as gpuimage's benchmarks/ is).",
+            file=sys.stderr,
+        )
         return 2
     outputs: list[tuple[str, Path | None, bool]] = [
         ("--reports", args.reports, True),
@@ -278,11 +283,11 @@ def bench(args: argparse.Namespace) -> int:
     for option, path, is_folder in outputs:
         reason = None if path is None else _unwritable(path, folder=is_folder)
         if reason is not None:
-            print(f"gpuimage bench: {option} {path} cannot be written: {reason}.", file=sys.stderr)
+            print(f"{PROG}: {option} {path} cannot be written: {reason}.", file=sys.stderr)
             return 2
     missing = _gpu_missing()
     if missing is not None:
-        print(f"gpuimage bench: no CUDA GPU is reachable ({missing}); the benchmarks need one, none was run.")
+        print(f"{PROG}: no CUDA GPU is reachable ({missing}); the benchmarks need one, none was run.")
         return 0
     reports: Path = args.reports or Path(tempfile.mkdtemp(prefix="gpuimage-bench-"))
     reports.mkdir(parents=True, exist_ok=True)
@@ -315,8 +320,39 @@ def bench(args: argparse.Namespace) -> int:
         try:
             args.json.write_text(json.dumps({"benchmarks": collected, "rows": table}, indent=2) + "\n")
         except OSError as exc:  # checked up front; this is the folder vanishing during the run
-            print(
-                f"gpuimage bench: could not write --json {args.json}: {exc.strerror or exc}.", file=sys.stderr
-            )
+            print(f"{PROG}: could not write --json {args.json}: {exc.strerror or exc}.", file=sys.stderr)
             return 1
     return 1 if errors else 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Run gpuimage's benchmarks and print one table of their results against their\ntargets.",
+        epilog=EXIT_STATUS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # keeps the exit-status lines as written
+    )
+    parser.add_argument("--quick", action="store_true", help="few repetitions: a smoke test only")
+    parser.add_argument(
+        "--dir", type=Path, help="the benchmarks folder, with their _common.py (default: this runner's)"
+    )
+    parser.add_argument(
+        "--reports", type=Path, metavar="DIR", help="keep each benchmark's report and JSON in DIR"
+    )
+    parser.add_argument(
+        "--json", type=Path, metavar="PATH", help="also write every result and the table to PATH"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (2 for a usage error, as argparse has it)."""
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exit_:  # --help and usage errors: return the status instead of exiting
+        return exit_.code if isinstance(exit_.code, int) else 0 if exit_.code is None else 2
+    return bench(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
