@@ -1,12 +1,21 @@
-"""What the benchmark scripts share: their command line, the no-GPU exit, a hang watchdog, and
-the versions printed at the top of each run."""
+"""What the benchmark scripts share: their command line, the no-GPU exit, a hang watchdog, the
+versions printed at the top of each run, optional libraries (CV-CUDA), and the checks they write.
+
+A check is one line of the runner's table (``benchmarks/run.py`` reads ``results["checks"]``):
+``{"case", "gpuimage", "alternative", "ratio", "target", "passed"}``, every field text as it is
+shown, ``passed`` True (PASS), False (FAIL) or None (shown only, or not measurable here).
+"""
 
 from __future__ import annotations
 
 import argparse
 import faulthandler
+import importlib
+import json
 import platform
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import cupy
 import torch
@@ -37,3 +46,100 @@ def header() -> dict[str, str]:
         "torch": f"{torch.__version__} (CUDA {torch.version.cuda})",
         "cupy": cupy.__version__,
     }
+
+
+def describe(exc: BaseException) -> str:
+    """An exception as one short line: its type and the first line of its message."""
+    lines = str(exc).strip().splitlines()
+    text = f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def optional_module(name: str) -> tuple[Any, str]:
+    """``(module, "")``, or ``(None, why)`` where it cannot be imported (CV-CUDA is optional).
+
+    Imported by name so that type checkers never need its stubs (cvcuda ships none).
+    """
+    try:
+        return importlib.import_module(name), ""
+    except Exception as exc:  # a broken wheel raises anything, not only ImportError
+        return None, f"{name} is not importable ({describe(exc)}); its columns are skipped"
+
+
+def module_version(module: Any) -> str:
+    return str(getattr(module, "__version__", "unknown version"))
+
+
+def micros(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f} us" if value >= 0.995 else f"{value:.3f} us"
+
+
+def ratio_check(
+    case: str,
+    ours_us: float | None,
+    theirs_us: float | None,
+    against: str,
+    limit: float | None,
+    *,
+    ours_missing_fails: bool = True,
+) -> dict[str, Any]:
+    """A check of ``ours / theirs <= limit`` (``limit`` None: the ratio is shown, not judged).
+
+    Without gpuimage's figure the check FAILs (the feature is missing or broke) unless
+    ``ours_missing_fails`` is False; without the alternative's it is shown only (not measurable here).
+    """
+    ratio = None if ours_us is None or theirs_us is None or theirs_us <= 0 else ours_us / theirs_us
+    passed: bool | None
+    if limit is None:
+        passed = None
+    elif ours_us is None:
+        passed = False if ours_missing_fails else None
+    elif ratio is None:
+        passed = None
+    else:
+        passed = ratio <= limit
+    return {
+        "case": case,
+        "gpuimage": micros(ours_us),
+        "alternative": f"{micros(theirs_us)} ({against})",
+        "ratio": "" if ratio is None else f"{ratio:.2f}",
+        "target": "" if limit is None else f"<= {limit:.1f}x",
+        "passed": passed,
+    }
+
+
+def value_check(case: str, value: str, target: str, passed: bool | None) -> dict[str, Any]:
+    """A check of one figure against an absolute target (a time, a byte count)."""
+    return {
+        "case": case,
+        "gpuimage": value,
+        "alternative": "",
+        "ratio": "",
+        "target": target,
+        "passed": passed,
+    }
+
+
+def print_checks(checks: Sequence[dict[str, Any]]) -> None:
+    """The checks as the runner shows them: case, gpuimage, alternative, ratio, target, result."""
+    names = ("case", "gpuimage", "alternative", "ratio", "target")
+    results = {True: "PASS", False: "FAIL", None: "info"}
+    lines = [[*names, "result"]]
+    lines += [[str(check[name]) for name in names] + [results[check["passed"]]] for check in checks]
+    widths = [max(len(line[column]) for line in lines) for column in range(len(names) + 1)]
+    for number, line in enumerate(lines):
+        cells = [
+            cell.rjust(width) if column in (1, 2, 3) else cell.ljust(width)
+            for column, (cell, width) in enumerate(zip(line, widths, strict=True))
+        ]
+        print("  ".join(cells).rstrip())
+        if number == 0:
+            print("  ".join("-" * width for width in widths))
+    failed = sum(check["passed"] is False for check in checks)
+    judged = sum(check["passed"] is not None for check in checks)
+    print(f"\n{judged - failed} of {judged} targets passed.")
+
+
+def write_json(path: Path | None, results: dict[str, Any]) -> None:
+    if path is not None:
+        path.write_text(json.dumps(results, indent=2) + "\n")

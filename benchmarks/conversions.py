@@ -1,257 +1,399 @@
-"""Conversions at memory bandwidth: gpuimage's kernels beside torch and CuPy doing the same job, and
-beside a plain device-to-device copy of the same bytes, all measured in one run.
+"""What a user's per-frame loop pays for a conversion: gpuimage beside torch and CV-CUDA, in one run.
 
 Usage: ``python benchmarks/conversions.py [--quick] [--json PATH]`` on a machine with a CUDA GPU.
+CV-CUDA (``import cvcuda``, 0.19) is optional: without it its columns say why and are not judged.
 
-Bandwidth counts the bytes each job must read plus the bytes it must write, over GPU time. GPU time is
-taken with CUDA events around ``REPEATS`` calls queued behind a sleep kernel, so the GPU runs them back
-to back whatever the host overhead (shown separately as host microseconds per call, measured with a
-synchronize after the loop). Every job allocates its result, as user code does (torch's caching
-allocator serves all three libraries' outputs from warm pools). The batch case is timed end to end
-(host and GPU: a loop of small torch kernels is bound by the host), as frames per second would be.
+Cases, on 1080p and 4K uint8 frames (each variant's output is checked once against torch's):
+
+- HWC->CHW: ``image.to_layout("CHW")`` | ``t.permute(2, 0, 1).contiguous()`` |
+  ``cvcuda.reformat(src, "NCHW")``.
+- pitched->packed, a ROI 64 pixels into a frame 128 pixels wider: ``image.contiguous()`` |
+  ``roi.contiguous()`` | ``cvcuda.reformat(src, "NHWC")`` (same layout: one cudaMemcpy2DAsync).
+- normalize to float32 CHW, ``(x / 255 - mean[c]) / std[c]``: ``gpuimage.normalize`` | torch in 4
+  ops (``permute().to(float32, contiguous_format).div_(255).sub_(mean).div_(std)``) | CV-CUDA
+  ``convertto`` + ``normalize`` + ``reformat`` (its samples' route), and its fused
+  ``crop_flip_normalize_reformat`` over a var-shape batch of one. ``convertto`` + ``reformat``
+  with one scale and offset for all channels (not the same output; issue 12's anchor) is shown,
+  not judged.
+
+Each case runs without ``out=`` (every call allocates its result, as user code does) and with it
+(preallocated outputs: gpuimage's ``out=``, torch's ``copy_`` / ``out=``, CV-CUDA's ``*_into``).
+gpuimage's ``out=`` is used where ``inspect.signature`` shows one; elsewhere the row says n/a.
+
+Timing: see ``_timing.py``. The headline is wall clock per call, N calls queued then one
+synchronize (median of repetitions); GPU-only time goes beside it. Inputs are wrapped once before
+the loop (gpuimage images; CV-CUDA tensors, with a batch dimension as in CV-CUDA's samples). All
+three libraries run on one stream: a CV-CUDA stream that is also torch's current stream (as
+CV-CUDA's samples do), or a torch side stream without CV-CUDA. GB/s counts bytes read plus
+written over GPU time. The torch and CV-CUDA columns are each library's fastest route that gives
+the same output.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import inspect
 import json
 import sys
-import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-import cupy
 import torch
-from _common import header, parse_args
+from _common import (
+    describe,
+    header,
+    micros,
+    module_version,
+    optional_module,
+    parse_args,
+    print_checks,
+    ratio_check,
+    write_json,
+)
+from _cvcuda_ops import Routes
+from _timing import Loop, Spread, gpu_per_call, wall_per_call
 
 import gpuimage
 from gpuimage import GpuImage
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-SIZES = {"4K": (2160, 3840), "1080p": (1080, 1920)}
-CROPS, CROP = 64, 224
-COPY_TARGET, TORCH_TARGET, BATCH_TARGET = 0.85, 2.0, 3.0
+SIZES = {"1080p": (1080, 1920), "4K": (2160, 3840)}
+QUICK, FULL = Loop(calls=200, repeats=3, warmup=50, gpu_calls=50), Loop(1000, 7, 100, 100)
+LIBRARIES = ("gpuimage", "torch", "CV-CUDA")
+# Issue 12's bars: gpuimage / alternative per call <= limit, by (size, out=); None: shown only.
+LIMITS: dict[tuple[str, bool], dict[str, float | None]] = {
+    ("1080p", False): {"torch": 1.0, "CV-CUDA": 1.5},
+    ("1080p", True): {"torch": None, "CV-CUDA": 1.0},
+    ("4K", False): {"torch": None, "CV-CUDA": 0.8},
+    ("4K", True): {"torch": None, "CV-CUDA": 0.8},
+}
+Op = Callable[[], object]
 
 
-@dataclass(frozen=True)
-class Row:
-    case: str
+class UnavailableError(Exception):
+    """A variant this version of a library cannot run: shown as n/a, not as an error."""
+
+
+@dataclass
+class Variant:
     library: str
-    gbps: float  # bytes read + written per second of GPU time, in GB/s
-    device_us: float  # GPU time per call
-    host_us: float  # wall time per call, host included
+    call: str  # short name of what it runs (the module docstring gives the calls in full)
+    into: bool  # writes into a preallocated output
+    op: Op | None
+    note: str = ""  # why it did not run, or how its output differs
+    exact: bool = True  # must give torch's output (checked); False: shown only
+    wall: Spread | None = None
+    gpu: float | str | None = None  # GPU microseconds per call, or why there is no figure
+
+    @property
+    def us(self) -> float | None:
+        """Wall microseconds per call, where it ran and gave the same output as torch."""
+        return self.wall.median_us if self.wall is not None and self.exact and not self.note else None
+
+    @property
+    def gpu_us(self) -> float | None:
+        return self.gpu if isinstance(self.gpu, float) else None
 
 
-def device_time(op: Callable[[], object], repeats: int) -> tuple[float, float]:
-    """(GPU microseconds per call, host microseconds per call) of ``op``."""
-    op()
-    torch.cuda.synchronize()
-    start_host = time.perf_counter()
-    for _ in range(repeats):
-        op()
-    torch.cuda.synchronize()
-    host_us = (time.perf_counter() - start_host) / repeats * 1e6
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    # Hold the GPU while the host queues the calls: the events then time the GPU work alone.
-    torch.cuda._sleep(int(host_us * repeats * 2e3 * 1.5) + 100_000)  # ~2 GHz clock, 1.5x margin
-    start.record()
-    for _ in range(repeats):
-        op()
-    end.record()
-    end.synchronize()
-    return start.elapsed_time(end) * 1e3 / repeats, host_us
+@dataclass
+class Case:
+    name: str
+    size: str
+    reference: torch.Tensor  # torch's output
+    nbytes: int  # bytes one call reads plus writes
+    variants: list[Variant] = field(default_factory=list)
+
+    def add(self, library: str, call: str, into: bool, build: Callable[[], Op] | None, **how: Any) -> None:
+        """Add a variant; ``build`` (None: the library is missing) makes its op. Never raises."""
+        variant = Variant(library, call, into, None, **how)
+        if build is None:
+            variant.note = "n/a: cvcuda is not importable"
+        else:
+            try:
+                variant.op = build()
+            except UnavailableError as exc:
+                variant.note = f"n/a: {exc}"
+            except Exception as exc:
+                variant.note = f"setup failed: {describe(exc)}"
+        self.variants.append(variant)
 
 
-def rows_for(case: str, nbytes: int, jobs: dict[str, Callable[[], object]], repeats: int) -> list[Row]:
-    rows = []
-    for library, op in jobs.items():
-        device_us, host_us = device_time(op, repeats)
-        rows.append(Row(case, library, nbytes / device_us / 1e3, device_us, host_us))
-    return rows
+def route(routes: Routes | None, builder: Callable[[Routes], Op]) -> Callable[[], Op] | None:
+    """A CV-CUDA route's builder, or None where CV-CUDA is missing."""
+    return None if routes is None else functools.partial(builder, routes)
 
 
-def frame(height: int, width: int, dtype: str) -> torch.Tensor:
-    if dtype == "uint8":
-        return torch.randint(0, 256, (height, width, 3), dtype=torch.uint8, device="cuda")
-    return torch.rand((height, width, 3), dtype=torch.float32, device="cuda")
+def with_out(*methods: Callable[..., object], name: str) -> Callable[..., object]:
+    """The first of ``methods`` that takes ``out=``."""
+    for method in methods:
+        with contextlib.suppress(TypeError, ValueError):
+            if "out" in inspect.signature(method).parameters:
+                return method
+    raise UnavailableError(f"{name} takes no out=")
 
 
-def layout_cases(size: str, dtype: str, repeats: int) -> list[Row]:
-    height, width = SIZES[size]
-    hwc = frame(height, width, dtype)
-    chw = hwc.permute(2, 0, 1).contiguous()
-    flat = hwc.reshape(-1)
-    nbytes = 2 * hwc.numel() * hwc.element_size()
-    # A ROI of a wider frame: rows are pitched (the frame's pitch), the start is 64 pixels in.
-    wide = frame(height, width + 128, dtype)
-    roi = wide[:, 64 : 64 + width]
-    image_hwc, image_chw = GpuImage.from_torch(hwc, layout="HWC"), GpuImage.from_torch(chw, layout="CHW")
-    image_roi = GpuImage.from_torch(roi, layout="HWC")
-    cupy_hwc, cupy_chw, cupy_roi = cupy.asarray(hwc), cupy.asarray(chw), cupy.asarray(roi)
-    copy = {"copy": lambda: flat.clone()}
-    rows = rows_for(
-        f"{size} {dtype} HWC->CHW",
-        nbytes,
-        {
-            "gpuimage": lambda: image_hwc.to_layout("CHW"),
-            "torch": lambda: hwc.permute(2, 0, 1).contiguous(),
-            "cupy": lambda: cupy.ascontiguousarray(cupy_hwc.transpose(2, 0, 1)),
-            **copy,
-        },
-        repeats,
-    )
-    rows += rows_for(
-        f"{size} {dtype} CHW->HWC",
-        nbytes,
-        {
-            "gpuimage": lambda: image_chw.to_layout("HWC"),
-            "torch": lambda: chw.permute(1, 2, 0).contiguous(),
-            "cupy": lambda: cupy.ascontiguousarray(cupy_chw.transpose(1, 2, 0)),
-            **copy,
-        },
-        repeats,
-    )
-    rows += rows_for(
-        f"{size} {dtype} pitched->packed",
-        nbytes,
-        {
-            "gpuimage": lambda: image_roi.contiguous(),
-            "torch": lambda: roi.contiguous(),
-            "cupy": lambda: cupy.ascontiguousarray(cupy_roi),
-            **copy,
-        },
-        repeats,
-    )
-    if dtype == "uint8":
-        mean = torch.tensor(MEAN, device="cuda").view(3, 1, 1)
-        std = torch.tensor(STD, device="cuda").view(3, 1, 1)
-        cupy_mean, cupy_std = cupy.asarray(mean), cupy.asarray(std)
-        fused = hwc.numel() * (1 + 4)
-        same_bytes = torch.empty(fused // 2, dtype=torch.uint8, device="cuda")  # copied: fused bytes moved
-        rows += rows_for(
-            f"{size} uint8 HWC -> float32 CHW normalize",
-            fused,
-            {
-                "gpuimage": lambda: gpuimage.normalize(image_hwc, MEAN, STD),
-                "torch": lambda: hwc.permute(2, 0, 1).contiguous().float().div_(255).sub_(mean).div_(std),
-                "cupy": lambda: (
-                    (cupy_hwc.transpose(2, 0, 1).astype(cupy.float32) / 255 - cupy_mean) / cupy_std
-                ),
-                "copy": lambda: same_bytes.clone(),
-            },
-            repeats,
-        )
-    return rows
+def layout_case(size: str, hwc: torch.Tensor, routes: Routes | None) -> Case:
+    reference = hwc.permute(2, 0, 1).contiguous()
+    case, chw = Case(f"{size} uint8 HWC->CHW", size, reference, 2 * hwc.numel()), torch.empty_like(reference)
+
+    def ours(into: bool) -> Op:
+        image = GpuImage.from_torch(hwc, layout="HWC")
+        if not into:
+            return lambda: image.to_layout("CHW")
+        method, out = with_out(image.to_layout, name="to_layout()"), GpuImage.from_torch(chw, layout="CHW")
+        return lambda: method("CHW", out=out)
+
+    case.add("gpuimage", "to_layout", False, lambda: ours(into=False))
+    case.add("gpuimage", "to_layout(out=)", True, lambda: ours(into=True))
+    case.add("torch", "permute.contiguous", False, lambda: lambda: hwc.permute(2, 0, 1).contiguous())
+    case.add("torch", "copy_(permute)", True, lambda: lambda: chw.copy_(hwc.permute(2, 0, 1)))
+    case.add("CV-CUDA", "reformat", False, route(routes, Routes.reformat))
+    case.add("CV-CUDA", "reformat_into", True, route(routes, Routes.reformat_into))
+    return case
 
 
-def batch_case(repeats: int) -> list[Row]:
-    """64 crops of 224x224 from 1080p frames into one NCHW float32 batch, end to end."""
-    generator = torch.Generator().manual_seed(0)
-    frames = [frame(1080, 1920, "uint8") for _ in range(8)]
-    boxes = [
-        (
-            int(torch.randint(0, 1920 - CROP, (1,), generator=generator)),
-            int(torch.randint(0, 1080 - CROP, (1,), generator=generator)),
-        )
-        for _ in range(CROPS)
-    ]
-    images = [GpuImage.from_torch(frames[index % 8], layout="HWC") for index in range(CROPS)]
-    rois = [(x, y, CROP, CROP) for x, y in boxes]
-    out = torch.empty((CROPS, 3, CROP, CROP), dtype=torch.float32, device="cuda")
-    mean = torch.tensor(MEAN, device="cuda").view(3, 1, 1)
-    std = torch.tensor(STD, device="cuda").view(3, 1, 1)
+def packing_case(size: str, roi: torch.Tensor, routes: Routes | None) -> Case:
+    reference = roi.contiguous()
+    case = Case(f"{size} uint8 pitched->packed", size, reference, 2 * roi.numel())
+    packed = torch.empty_like(reference)
 
-    def torch_loop() -> None:
-        for index, (x, y) in enumerate(boxes):
-            crop = frames[index % 8][y : y + CROP, x : x + CROP]
-            out[index] = crop.permute(2, 0, 1).float().div_(255).sub_(mean).div_(std)
+    def ours(into: bool) -> Op:
+        image = GpuImage.from_torch(roi, layout="HWC")
+        if not into:
+            return image.contiguous
+        method = with_out(image.contiguous, image.copy, name="contiguous() and copy()")
+        out = GpuImage.from_torch(packed, layout="HWC")
+        return lambda: method(out=out)
 
-    jobs = {
-        "gpuimage": lambda: gpuimage.normalize_batch(images, MEAN, STD, rois=rois, out=out),
-        "torch loop": torch_loop,
+    case.add("gpuimage", "contiguous", False, lambda: ours(into=False))
+    case.add("gpuimage", "contiguous(out=)", True, lambda: ours(into=True))
+    case.add("torch", "contiguous", False, lambda: roi.contiguous)
+    case.add("torch", "copy_", True, lambda: lambda: packed.copy_(roi))
+    case.add("CV-CUDA", "reformat (same layout)", False, route(routes, Routes.copy))
+    case.add("CV-CUDA", "reformat_into (same layout)", True, route(routes, Routes.copy_into))
+    return case
+
+
+def normalize_case(size: str, hwc: torch.Tensor, routes: Routes | None) -> Case:
+    mean, std = (torch.tensor(values, device="cuda").view(3, 1, 1) for values in (MEAN, STD))
+    planar, mean255, std255 = hwc.permute(2, 0, 1), mean * 255, std * 255
+    reference = ((planar.float() / 255 - mean) / std).contiguous()
+    case = Case(f"{size} uint8 -> float32 CHW normalize", size, reference, 5 * hwc.numel())
+    out = torch.empty_like(reference)
+
+    def ours(into: bool) -> Op:
+        image = GpuImage.from_torch(hwc, layout="HWC")
+        if not into:
+            return lambda: gpuimage.normalize(image, MEAN, STD)
+        out_image = GpuImage.from_torch(out, layout="CHW")
+        return lambda: gpuimage.normalize(image, MEAN, STD, out=out_image)
+
+    def torch_ops() -> object:  # 4 kernels, the last three in place
+        return planar.to(torch.float32, memory_format=torch.contiguous_format).div_(255).sub_(mean).div_(std)
+
+    def torch_into() -> object:  # 2 kernels: (x - 255 mean) / (255 std)
+        return torch.sub(planar, mean255, out=out).div_(std255)
+
+    case.add("gpuimage", "normalize", False, lambda: ours(into=False))
+    case.add("gpuimage", "normalize(out=)", True, lambda: ours(into=True))
+    case.add("torch", "4 ops", False, lambda: torch_ops)
+    case.add("torch", "sub(out=).div_", True, lambda: torch_into)
+    case.add("CV-CUDA", "convertto+normalize+reformat", False, route(routes, Routes.three_ops))
+    case.add("CV-CUDA", "*_into of the same 3", True, route(routes, Routes.three_ops_into))
+    case.add("CV-CUDA", "crop_flip_normalize_reformat", False, route(routes, Routes.fused))
+    case.add("CV-CUDA", "crop_flip_normalize_reformat_into", True, route(routes, Routes.fused_into))
+    uniform = {
+        "exact": False,
+        "note": "not judged: one scale and offset for all channels (issue 12's anchor)",
     }
-    nbytes = CROPS * CROP * CROP * 3 * (1 + 4)
-    rows = []
-    for library, op in jobs.items():
-        op()
-        torch.cuda.synchronize()
-        start = time.perf_counter()
-        for _ in range(repeats):
-            op()
-        torch.cuda.synchronize()
-        wall_us = (time.perf_counter() - start) / repeats * 1e6
-        rows.append(
-            Row(f"batch {CROPS}x{CROP}x{CROP} from 1080p", library, nbytes / wall_us / 1e3, wall_us, wall_us)
+    case.add("CV-CUDA", "convertto+reformat", False, route(routes, Routes.uniform), **uniform)
+    case.add("CV-CUDA", "convertto_into+reformat_into", True, route(routes, Routes.uniform_into), **uniform)
+    return case
+
+
+def as_tensor(output: object) -> torch.Tensor:
+    """A variant's output as a torch tensor (a tensor, a GpuImage, or a CV-CUDA tensor)."""
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, GpuImage):
+        return output.as_torch()
+    cuda_view = getattr(output, "cuda", None)  # nvcv.Tensor.cuda(): its __cuda_array_interface__
+    return torch.as_tensor(cuda_view() if callable(cuda_view) else output, device="cuda")
+
+
+def mismatch(output: object, reference: torch.Tensor) -> str:
+    """How ``output`` differs from torch's ``reference`` ("" where it does not)."""
+    tensor = as_tensor(output)
+    if tensor.numel() != reference.numel() or tensor.dtype != reference.dtype:
+        return f"WRONG OUTPUT: {tuple(tensor.shape)} {tensor.dtype}, expected {tuple(reference.shape)}"
+    tensor = tensor.reshape(reference.shape)
+    if reference.is_floating_point():
+        diff = float((tensor - reference).abs().max())
+        return "" if diff <= 1e-4 else f"WRONG OUTPUT: max |diff| {diff:.2e} from torch's"
+    return "" if torch.equal(tensor, reference) else "WRONG OUTPUT: differs from torch's"
+
+
+def measure(variant: Variant, reference: torch.Tensor, loop: Loop) -> None:
+    """Check the variant's output once, then time it; an exception becomes its note."""
+    if variant.op is None:
+        return
+    try:
+        if variant.exact:
+            variant.note = mismatch(variant.op(), reference)
+        variant.wall = wall_per_call(variant.op, loop)
+        variant.gpu = gpu_per_call(variant.op, loop, variant.wall.median_us)
+    except Exception as exc:
+        variant.note = f"error: {describe(exc)}"
+        with contextlib.suppress(Exception):
+            torch.cuda.synchronize()
+
+
+def variant_line(case: Case | None, variant: Variant | None) -> str:
+    if case is None or variant is None:
+        return (
+            f"{'case':36} {'library':8} {'call':34} {'wall us':>8} {'p10-p90':>13} {'GPU us':>7} {'GB/s':>5}"
         )
-    return rows
+    wall, gpu = variant.wall, variant.gpu_us
+    cells = [
+        "" if wall is None else f"{wall.median_us:.1f}",
+        "" if wall is None else f"{wall.p10_us:.1f}-{wall.p90_us:.1f}",
+        "" if gpu is None else f"{gpu:.1f}",
+        "" if gpu is None else f"{case.nbytes / gpu / 1e3:.0f}",
+    ]
+    note = variant.note or (variant.gpu if isinstance(variant.gpu, str) else "")
+    line = f"{case.name:36} {variant.library:8} {variant.call:34} {cells[0]:>8} {cells[1]:>13} {cells[2]:>7}"
+    return f"{line} {cells[3]:>5}  {note}".rstrip()
 
 
-def verdicts(rows: list[Row]) -> list[dict[str, Any]]:
-    """Ratios and targets: 4K at >= 85% of the copy, uint8 >= 2x torch, the batch >= 3x torch."""
-    by_case: dict[str, dict[str, Row]] = {}
-    for row in rows:
-        by_case.setdefault(row.case, {})[row.library] = row
-    results = []
-    for case, libraries in by_case.items():
-        ours = libraries["gpuimage"]
-        for library, other in libraries.items():
-            if library == "gpuimage":
-                continue
-            if library == "copy":
-                ratio, target = ours.gbps / other.gbps, COPY_TARGET if case.startswith("4K") else None
-            else:
-                ratio = other.device_us / ours.device_us  # speed-up over the alternative
-                target = (
-                    BATCH_TARGET
-                    if case.startswith("batch")
-                    else (TORCH_TARGET if library == "torch" and "uint8" in case else None)
-                )
-            results.append(
-                {
-                    "case": case,
-                    "against": library,
-                    "gpuimage_gbps": round(ours.gbps, 1),
-                    "other_gbps": round(other.gbps, 1),
-                    "ratio": round(ratio, 3),
-                    "target": target,
-                    "passed": None if target is None else ratio >= target,
-                }
+def fastest(case: Case, library: str, into: bool) -> Variant | None:
+    """The library's fastest variant of this mode that ran and gave the same output as torch."""
+    ran = [v for v in case.variants if v.library == library and v.into == into and v.us is not None]
+    return min(ran, key=lambda v: v.us or 0.0, default=None)
+
+
+def judge(cases: list[Case], cv_missing: bool) -> tuple[list[dict[str, Any]], list[list[str]]]:
+    """The checks (each bar, and the ratios shown only) and the side-by-side table."""
+    checks: list[dict[str, Any]] = []
+    lines = [["row", *LIBRARIES, "vs torch", "vs CV-CUDA", "GPU us (ours/torch/cv)", "target", "result"]]
+    for case in cases:
+        for into in (False, True):
+            row = f"{case.name}{', out=' if into else ''}"
+            found = {library: fastest(case, library, into) for library in LIBRARIES}
+            times = {library: None if v is None else v.us for library, v in found.items()}
+            row_checks = []
+            for against in ("torch", "CV-CUDA"):
+                theirs = found[against]
+                label = "cvcuda not importable" if against == "CV-CUDA" and cv_missing else against
+                label = label if theirs is None else f"{against} {theirs.call}"
+                limit = LIMITS[(case.size, into)][against]
+                row_checks.append(ratio_check(row, times["gpuimage"], times[against], label, limit))
+            checks += row_checks
+            verdicts = [check["passed"] for check in row_checks if check["passed"] is not None]
+            result = "info" if not verdicts else "PASS" if all(verdicts) else "FAIL"
+            if found["gpuimage"] is None:  # say why: n/a (no out=), an error, or a wrong output
+                ours = [v for v in case.variants if v.library == "gpuimage" and v.into == into]
+                result += f" ({ours[0].note})" if ours and ours[0].note else ""
+            gpu = "/".join(
+                "-" if v is None or v.gpu_us is None else f"{v.gpu_us:.1f}" for v in found.values()
             )
-    return results
+            targets = [
+                f"{check['target']} {name}"
+                for check, name in zip(row_checks, ("torch", "CV-CUDA"), strict=True)
+            ]
+            ratios = [check["ratio"] or "-" for check in row_checks]
+            times_text = [micros(times[library]) for library in LIBRARIES]
+            lines.append(
+                [row, *times_text, *ratios, gpu, ", ".join(t for t in targets if t[0] == "<"), result]
+            )
+    return checks, lines
 
 
-def report(rows: list[Row], checks: list[dict[str, Any]]) -> None:
-    print(f"{'case':44} {'library':11} {'GB/s':>8} {'GPU us':>9} {'host us':>9}")
-    for row in rows:
-        print(f"{row.case:44} {row.library:11} {row.gbps:8.1f} {row.device_us:9.1f} {row.host_us:9.1f}")
-    print()
-    print(f"{'case':44} {'gpuimage vs':11} {'ratio':>7} {'target':>7}  verdict")
-    for check in checks:
-        target = "" if check["target"] is None else f">={check['target']}"
-        verdict = "" if check["passed"] is None else ("PASS" if check["passed"] else "FAIL")
-        print(f"{check['case']:44} {check['against']:11} {check['ratio']:7.2f} {target:>7}  {verdict}")
+def print_lines(lines: list[list[str]]) -> None:
+    widths = [max(len(line[column]) for line in lines) for column in range(len(lines[0]))]
+    for line in lines:
+        cells = (
+            c.rjust(w) if 0 < i < 7 else c.ljust(w) for i, (c, w) in enumerate(zip(line, widths, strict=True))
+        )
+        print("  ".join(cells).rstrip())
+
+
+def shared_stream(cv: Any) -> tuple[torch.cuda.Stream, Any, str]:
+    """One stream for the three libraries (the CV-CUDA stream is held until the process ends)."""
+    if cv is not None:
+        try:
+            cv_stream = cv.Stream()
+            return torch.cuda.ExternalStream(cv_stream.handle), cv_stream, "a CV-CUDA stream, torch's current"
+        except Exception as exc:
+            return torch.cuda.Stream(), None, f"a torch side stream (cvcuda.Stream() failed: {describe(exc)})"
+    return torch.cuda.Stream(), None, "a torch side stream"
+
+
+def run_cases(cv: Any, loop: Loop) -> list[Case]:
+    """Every case at every size, measured and printed as it goes (a crash keeps what was printed)."""
+    cases: list[Case] = []
+    print(variant_line(None, None))
+    for size, (height, width) in SIZES.items():
+        hwc = torch.randint(0, 256, (height, width, 3), dtype=torch.uint8, device="cuda")
+        wide = torch.randint(0, 256, (height, width + 128, 3), dtype=torch.uint8, device="cuda")
+        roi = wide[:, 64 : 64 + width]  # rows pitched: the wider frame's stride
+        mean, std = (torch.tensor(values, device="cuda") for values in (MEAN, STD))
+        routes = None if cv is None else Routes(cv, hwc, roi, mean, std)
+        for case in (
+            layout_case(size, hwc, routes),
+            packing_case(size, roi, routes),
+            normalize_case(size, hwc, routes),
+        ):
+            for variant in case.variants:
+                measure(variant, case.reference, loop)
+                print(variant_line(case, variant), flush=True)
+            cases.append(case)
+    return cases
+
+
+def timings(cases: list[Case]) -> dict[str, dict[str, Any]]:
+    """Every variant's figures for the JSON (``median_us`` only where it ran: the runner reads it)."""
+    table: dict[str, dict[str, Any]] = {}
+    for case in cases:
+        for v in case.variants:
+            entry: dict[str, Any] = {"note": v.note} if v.note else {}
+            if v.wall is not None:
+                entry |= {"median_us": v.wall.median_us, "p10_us": v.wall.p10_us, "p90_us": v.wall.p90_us}
+            entry |= {"gpu_us": v.gpu} if v.gpu is not None else {}
+            table[f"{case.name} | {v.library} {v.call}"] = entry
+    return table
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(__doc__, "conversions.py", argv)
     if args is None:
         return 0
-    repeats = 5 if args.quick else 50
-    print(json.dumps(header()))
-    rows: list[Row] = []
-    for size in SIZES:
-        for dtype in ("uint8", "float32"):
-            rows += layout_cases(size, dtype, repeats)
-    rows += batch_case(repeats)
-    checks = verdicts(rows)
-    report(rows, checks)
-    if args.json is not None:
-        args.json.write_text(
-            json.dumps(
-                {"header": header(), "rows": [asdict(row) for row in rows], "checks": checks}, indent=2
-            )
-            + "\n"
-        )
+    loop = QUICK if args.quick else FULL
+    cv, missing = optional_module("cvcuda")
+    info = header() | {"cvcuda": module_version(cv) if cv is not None else missing}
+    stream, cv_stream, where = shared_stream(cv)
+    notes = [f"all libraries run on {where}", str(loop), *([missing] if missing else [])]
+    print(json.dumps(info), *notes, "", sep="\n")
+    with contextlib.ExitStack() as scope:
+        scope.enter_context(torch.cuda.stream(stream))
+        if cv_stream is not None:
+            scope.enter_context(cv_stream)
+        cases = run_cases(cv, loop)
+        torch.cuda.synchronize()
+    checks, lines = judge(cases, cv_missing=cv is None)
+    print()
+    print_lines(lines)
+    print()
+    print_checks(checks)
+    config = {
+        "calls": loop.calls,
+        "repeats": loop.repeats,
+        "warmup": loop.warmup,
+        "gpu_calls": loop.gpu_calls,
+    }
+    results = {"header": info, "config": config, "notes": notes, "timings": timings(cases), "checks": checks}
+    write_json(args.json, results)
     return 0
 
 

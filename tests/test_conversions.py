@@ -4,6 +4,7 @@ independent implementations of one formula), saturation and rounding, and argume
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -588,3 +589,41 @@ def test_fuzzed_conversion_arguments_raise_only_gpuimage_errors(
         record(f"fuzzed {operation}", exc)
     else:
         record(f"fuzzed {operation}", None)
+
+
+def test_conversions_write_into_out_and_return_it() -> None:
+    values = np.arange(4 * 5 * 3, dtype=np.uint8).reshape(4, 5, 3)
+    image = GpuImage.from_numpy(values, layout="HWC")
+    planar = GpuImage.from_numpy(np.zeros((3, 4, 5), dtype=np.uint8), layout="CHW")
+    assert image.to_layout("CHW", out=planar) is planar
+    assert np.array_equal(planar.as_numpy(), values.transpose(2, 0, 1))
+    padded = GpuImage.from_numpy(np.zeros((4, 8, 3), dtype=np.uint8)[:, :5], layout="HWC")  # pitched
+    assert image.copy(out=padded) is padded
+    assert np.array_equal(padded.as_numpy(), values)
+    assert image.to_layout("HWC", out=padded) is padded, "out= copies even when no layout change is needed"
+    halves = GpuImage.from_numpy(np.zeros((4, 5, 3), dtype=np.float32), layout="HWC")
+    assert image.astype(gi.Float32, scale=0.5, out=halves) is halves
+    assert np.array_equal(halves.as_numpy(), values.astype(np.float32) * 0.5)
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (lambda image: image.to_layout("CHW", out=image), gi.LayoutError, "CHW destination"),
+        (lambda image: image.copy(out=np.zeros((4, 5, 3), np.uint8)), gi.InteropError, "from_numpy"),
+        (lambda image: image.astype(gi.Float32, out=image), gi.SpecError, "float32 destination"),
+        (
+            lambda image: image.copy(out=GpuImage.from_numpy(np.zeros((4, 6, 3), np.uint8), layout="HWC")),
+            gi.SpecError,
+            "4x5x3",
+        ),
+        (lambda image: image.copy(out=image), gi.SpecError, "overlaps"),
+    ],
+    ids=["wrong-layout", "not-an-image", "wrong-dtype", "wrong-size", "overlapping"],
+)
+def test_a_bad_out_is_refused(
+    call: Callable[[GpuImage], object], error: type[Exception], message: str
+) -> None:
+    image = GpuImage.from_numpy(np.zeros((4, 5, 3), dtype=np.uint8), layout="HWC")
+    with pytest.raises(error, match=message):
+        call(image)

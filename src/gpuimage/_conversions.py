@@ -10,7 +10,7 @@ ordered after the source's data and any pending use of the destination, and reco
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar, cast, overload
 
 import numpy as np
@@ -18,7 +18,7 @@ import numpy.typing as npt
 
 from . import _convert
 from ._backends import is_installed
-from ._convert import Affine
+from ._convert import Affine, Variant
 from ._device import Device
 from ._dtypes import AnyDType, DTypeLike, DTypeName, Float32, UInt8, parse_dtype
 from ._errors import DeviceError, InteropError, LayoutError, MissingBackendError, ReadOnlyError, SpecError
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     import torch
 
     from ._image import GpuImage
+    from ._kernels import LaunchPlan
 
 __all__ = [
     "check_is_image",
@@ -152,11 +153,15 @@ def _check_pair(source: GpuImage[Any, Any], target: GpuImage[Any, Any], where: s
 
 
 def convert_into(
-    source: GpuImage[Any, Any], target: GpuImage[Any, Any], affine: Affine, *, where: str
+    source: GpuImage[Any, Any], target: GpuImage[Any, Any], affine: Affine, *, where: str, fresh: bool = False
 ) -> None:
-    """Write ``affine(source)`` into ``target`` (same sizes and device; any layouts, pitches, dtypes)."""
-    _check_pair(source, target, where)
-    executor = executor_for(source.device, where)
+    """Write ``affine(source)`` into ``target`` (same sizes and device; any layouts, pitches, dtypes).
+
+    ``fresh``: ``target`` was just allocated for this result, so the pair needs no checking."""
+    if not fresh:
+        _check_pair(source, target, where)
+    device = source.device
+    executor = executor_for(device, where)
     if executor == "numpy":
         from . import _host_convert
 
@@ -172,23 +177,17 @@ def convert_into(
     record_read = begin_conversion(source, target, stream, keep)
     try:
         if executor == "cupy":
-            from . import _kernels
-
+            source_ptr, target_ptr = source.ptr, target.ptr
+            source_spec, target_spec = source.spec, target.spec
             variant = _convert.plan_single(
-                source.dtype,
-                target.dtype,
-                (source.ptr % _convert.MAX_VECTOR, source.spec.geometry),
-                (target.ptr % _convert.MAX_VECTOR, target.spec.geometry),
+                source_spec.dtype,
+                target_spec.dtype,
+                (source_ptr % _convert.MAX_VECTOR, source_spec.geometry),
+                (target_ptr % _convert.MAX_VECTOR, target_spec.geometry),
                 affine,
             )
-            _kernels.launch(
-                variant,
-                source=located(source),
-                target=located(target),
-                affine=affine,
-                stream=stream,
-                device=source.device.index,
-            )
+            plan = _launch_plans()(variant, device.index, source_spec.geometry, target_spec.geometry, affine)
+            plan.launch(source_ptr, target_ptr, stream)
         else:
             from . import _torch, _torch_convert
 
@@ -214,8 +213,15 @@ def _new_like(
 ) -> GpuImage[Any, Any]:
     from ._image import GpuImage
 
+    shape = source.spec
     spec = _packed_spec(
-        source.height, source.width, source.channels, dtype, layout, source.device, row_alignment
+        shape.height,
+        shape.width,
+        shape.channels,
+        dtype,
+        layout,
+        shape.device.index if shape.device.is_cuda else -1,
+        row_alignment,
     )
     if executor == "numpy":
         return GpuImage._allocated(spec, row_alignment, None, None)  # pyright: ignore[reportPrivateUsage]
@@ -229,17 +235,18 @@ def _packed_spec(
     channels: int,
     dtype: DTypeName,
     layout: Layout,
-    device: Device,
+    device: int,
     row_alignment: int,
 ) -> ImageSpec:
-    """The spec of a conversion's result: a frame loop asks for the same one every call."""
+    """The spec of a conversion's result on ``cuda:device`` (-1: the host): a frame loop asks for
+    the same one every call."""
     return ImageSpec.packed(
         height=height,
         width=width,
         channels=channels,
         dtype=dtype,
         layout=layout,
-        device=device,
+        device="cpu" if device < 0 else device,
         row_alignment=row_alignment,
     )
 
@@ -252,14 +259,20 @@ def converted(
     affine: Affine,
     row_alignment: int = 1,
     where: str,
+    out: GpuImage[Any, Any] | None = None,
 ) -> GpuImage[Any, Any]:
-    """A new ``dtype``, ``layout`` image (rows every ``row_alignment`` bytes) holding ``affine(source)``.
+    """A new ``dtype``, ``layout`` image (rows every ``row_alignment`` bytes) holding ``affine(source)``,
+    or ``out`` holding it.
 
     ``affine`` is ``astype``'s ``x * scale + offset`` (or the identity)."""
     _checked_map(affine, source.dtype, dtype, where)
+    if out is not None:
+        destination = _destination(source, out, dtype=dtype, layout=layout, where=where)
+        convert_into(source, destination, affine, where=where)
+        return destination
     executor = executor_for(source.device, where)
     target = _new_like(source, dtype=dtype, layout=layout, row_alignment=row_alignment, executor=executor)
-    convert_into(source, target, affine, where=where)
+    convert_into(source, target, affine, where=where, fresh=True)
     return target
 
 
@@ -291,6 +304,15 @@ def _hashable(values: object) -> float | tuple[float, ...] | None:
     ):
         return tuple(cast("Sequence[float]", values))
     return None
+
+
+@functools.cache
+def _launch_plans() -> Callable[[Variant, int, Geometry, Geometry, Affine], LaunchPlan]:
+    """``_kernels.launch_plan``, imported on the first GPU conversion (an import statement costs a
+    few microseconds on every call)."""
+    from . import _kernels
+
+    return _kernels.launch_plan
 
 
 @functools.lru_cache(maxsize=256)

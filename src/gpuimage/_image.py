@@ -578,54 +578,88 @@ class GpuImage(ImageExports, Generic[L, D]):
             raise DTypeError(f"expect(): expected a {expected} image, got dtype={self._spec.dtype}.")
         return self
 
-    def copy(self, *, row_alignment: int = 1) -> Self:
+    def copy(self, *, row_alignment: int = 1, out: GpuImage[Any, Any] | None = None) -> Self:
         """A copy (same layout and dtype) on the same device, in new memory: packed, or with each row
-        starting every ``row_alignment`` bytes (256 pads rows like ``cudaMallocPitch``).
+        starting every ``row_alignment`` bytes (256 pads rows like ``cudaMallocPitch``); or written
+        into ``out`` (an image of the same size, layout and dtype, any pitch), which is returned.
 
-        One kernel on the image's stream (see ``normalize`` for how conversions are ordered).
+        One kernel on the image's stream (see ``normalize`` for how conversions are ordered). A
+        frame loop that passes ``out=`` allocates nothing.
         """
-        return cast(Self, self._converted(self._spec.dtype, self._spec.layout, row_alignment, "copy()"))
+        spec = self._spec
+        return cast(Self, self._converted(spec.dtype, spec.layout, row_alignment, "copy()", out))
 
     def contiguous(self) -> Self:
         """This image if it is already packed, else a packed copy (like ``torch.Tensor.contiguous``)."""
         return self if self._spec.is_contiguous else self.copy()
 
     @overload
-    def to_layout(self, layout: HWCLike) -> GpuImage[HWC, D]: ...
+    def to_layout(self, layout: HWCLike, *, out: GpuImage[Any, Any] | None = None) -> GpuImage[HWC, D]: ...
     @overload
-    def to_layout(self, layout: CHWLike) -> GpuImage[CHW, D]: ...
+    def to_layout(self, layout: CHWLike, *, out: GpuImage[Any, Any] | None = None) -> GpuImage[CHW, D]: ...
     @overload
-    def to_layout(self, layout: LayoutLike) -> GpuImage[AnyLayout, D]: ...
-    def to_layout(self, layout: LayoutLike) -> GpuImage[Any, D]:
-        """This image if it already has ``layout``, else a packed copy converted to it (one kernel)."""
+    def to_layout(
+        self, layout: LayoutLike, *, out: GpuImage[Any, Any] | None = None
+    ) -> GpuImage[AnyLayout, D]: ...
+    def to_layout(self, layout: LayoutLike, *, out: GpuImage[Any, Any] | None = None) -> GpuImage[Any, D]:
+        """This image if it already has ``layout``, else a packed copy converted to it (one kernel).
+
+        With ``out`` (an image of that layout, same size and dtype, any pitch), the result is
+        written there and ``out`` is returned, also when no conversion is needed.
+        """
         target = parse_layout(layout, where="to_layout()")
-        if target is self._spec.layout:
+        if target is self._spec.layout and out is None:
             return self
-        return cast("GpuImage[Any, D]", self._converted(self._spec.dtype, target, 1, "to_layout()"))
+        return cast("GpuImage[Any, D]", self._converted(self._spec.dtype, target, 1, "to_layout()", out))
 
     @overload
-    def astype(self, dtype: type[DT], *, scale: float = 1.0, offset: float = 0.0) -> GpuImage[L, DT]: ...
+    def astype(
+        self,
+        dtype: type[DT],
+        *,
+        scale: float = 1.0,
+        offset: float = 0.0,
+        out: GpuImage[Any, Any] | None = None,
+    ) -> GpuImage[L, DT]: ...
     @overload
-    def astype(self, dtype: DTypeLike, *, scale: float = 1.0, offset: float = 0.0) -> GpuImage[L]: ...
-    def astype(self, dtype: DTypeLike, *, scale: float = 1.0, offset: float = 0.0) -> GpuImage[Any, Any]:
+    def astype(
+        self,
+        dtype: DTypeLike,
+        *,
+        scale: float = 1.0,
+        offset: float = 0.0,
+        out: GpuImage[Any, Any] | None = None,
+    ) -> GpuImage[L]: ...
+    def astype(
+        self,
+        dtype: DTypeLike,
+        *,
+        scale: float = 1.0,
+        offset: float = 0.0,
+        out: GpuImage[Any, Any] | None = None,
+    ) -> GpuImage[Any, Any]:
         """A packed copy of element type ``dtype`` (a marker such as ``Float32``, or a name), same
         layout: ``x * scale + offset`` per element.
 
         The arithmetic runs in float32 (float64 where either side is a 32- or 64-bit integer or
         float64). Integer targets round half to even and saturate (NaN becomes 0), like OpenCV's
         ``convertTo``; bool targets are ``x != 0``; float16 and bfloat16 round to nearest even.
-        Without scale and offset, an integer-to-integer cast saturates exactly.
+        Without scale and offset, an integer-to-integer cast saturates exactly. With ``out`` (an
+        image of the same size and layout, of ``dtype``, any pitch), the result is written there and
+        ``out`` is returned.
         """
         target = parse_dtype(dtype, where="astype()")
         affine = scaled_affine(self._spec.channels, scale, offset, where="astype()")
-        return converted(self, dtype=target, layout=self._spec.layout, affine=affine, where="astype()")
+        return converted(
+            self, dtype=target, layout=self._spec.layout, affine=affine, where="astype()", out=out
+        )
 
     def _converted(
-        self, dtype: DTypeName, layout: Layout, row_alignment: int, where: str
+        self, dtype: DTypeName, layout: Layout, row_alignment: int, where: str, out: GpuImage[Any, Any] | None
     ) -> GpuImage[Any, Any]:
         affine = identity_affine(self._spec.channels)
         return converted(
-            self, dtype=dtype, layout=layout, affine=affine, row_alignment=row_alignment, where=where
+            self, dtype=dtype, layout=layout, affine=affine, row_alignment=row_alignment, where=where, out=out
         )
 
     def cuda(self, device: DeviceLike | None = None) -> Self:

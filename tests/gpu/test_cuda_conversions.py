@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 import gpuimage as gi
 from conversion_values import random_values, storage
-from gpuimage import DTypeName, GpuImage, Layout, _conversions, _kernels
+from gpuimage import DTypeName, GpuImage, Layout, _conversions, _cuda, _kernels
 from gpuimage._conversions import convert_into
 from gpuimage._convert import Affine, identity_affine, scaled_affine
 from gpuimage._host_convert import convert as host_convert
@@ -335,3 +335,48 @@ def test_images_with_more_than_four_channels_convert(channels: int) -> None:
     normalized = gi.normalize(image, 0.5, 0.25).cpu().as_numpy()
     host = gi.normalize(GpuImage.from_numpy(values, layout="HWC"), 0.5, 0.25).as_numpy()
     assert np.array_equal(normalized, host)
+
+
+def test_a_loop_on_one_stream_records_no_event_and_waits_for_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    record, wait = _cuda.record, _cuda.wait
+
+    def counted_record(stream: int, device: int) -> object:
+        calls.append("record")
+        return record(stream, device)
+
+    def counted_wait(producer: int, consumer: int, device: int) -> None:
+        calls.append("wait")
+        wait(producer, consumer, device)
+
+    monkeypatch.setattr(_cuda, "record", counted_record)
+    monkeypatch.setattr(_cuda, "wait", counted_wait)
+    frame = torch.randint(0, 255, (120, 160, 3), dtype=torch.uint8, device="cuda")
+    image = GpuImage.from_torch(frame, layout="HWC")  # ready on torch's current stream
+    out = GpuImage.empty(120, 160, 3, "float32", layout="CHW")
+    planar_out = GpuImage.empty(120, 160, 3, "uint8", layout="CHW", row_alignment=256)
+    planar = image.to_layout("CHW")
+    for _ in range(20):  # a frame loop: every step on the one stream the data is ready on
+        planar = image.to_layout("CHW")
+        image.to_layout("CHW", out=planar_out)
+        gi.normalize(image, 0.5, 0.25, out=out)
+        planar.astype(gi.Float32, scale=2.0).as_torch()
+    assert calls == [], "the same stream needs no event and no cross-stream wait"
+    expected = frame.permute(2, 0, 1)
+    assert torch.equal(planar.as_torch(), expected)
+    assert torch.equal(planar_out.as_torch(), expected), "to_layout(out=) into a pitched destination"
+    assert torch.equal(out.as_torch(), (expected.float() / 255 - 0.5) / 0.25)
+
+
+def test_an_out_destination_waits_for_the_reads_recorded_on_another_stream() -> None:
+    reader = torch.cuda.Stream()
+    source = GpuImage.from_torch(torch.full((64, 64, 3), 9, dtype=torch.uint8, device="cuda"), layout="HWC")
+    target = GpuImage.from_torch(torch.ones((3, 64, 64), dtype=torch.float32, device="cuda"), layout="CHW")
+    torch.cuda.synchronize()
+    with target.reading(reader), torch.cuda.stream(reader):
+        torch.cuda._sleep(50_000_000)  # the reader is late: a write that does not wait overtakes it
+        total = target.as_torch(stream=reader).sum()
+    gi.normalize(source, 0.0, 1.0, scale=1.0, out=target)  # on torch's current stream
+    torch.cuda.synchronize()
+    assert float(total) == 3 * 64 * 64, "the conversion overwrote the destination while it was read"
+    assert bool((target.as_torch() == 9.0).all())
