@@ -64,7 +64,14 @@ def runtime(monkeypatch: pytest.MonkeyPatch) -> Iterator[Runtime]:
     """Installs a ``Runtime`` as gpuimage's CUDA runtime for one test; afterwards every event it
     recorded completes, so no release waits on into the next test."""
     recorder = Runtime()
-    calls = (recorder.wait, recorder.synchronize, recorder.record, lambda: 0, lambda device: None)
+    calls = (
+        recorder.wait,
+        recorder.synchronize,
+        recorder.record,
+        lambda: 0,
+        lambda device: None,
+        lambda stream, device: False,  # no stream is ever idle: every release records its events
+    )
     monkeypatch.setattr(_cuda, "_chosen", [calls])
     monkeypatch.setattr(_lifetime, "_recorder", [recorder.record])
     yield recorder

@@ -338,7 +338,7 @@ def test_a_consumer_refusing_our_capsule_keeps_its_error_and_leaks_nothing() -> 
     start = live_exports()
     most = 0
     for _ in range(300):
-        with pytest.raises(RuntimeError, match="Unsupported device"):
+        with pytest.raises((RuntimeError, BufferError), match="Unsupported device"):  # BufferError with a GPU
             np.from_dlpack(image)
         most = max(most, len(_exports))
     assert most <= start + 2 * 16, "refused capsules piled up between sweeps"

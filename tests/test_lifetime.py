@@ -163,3 +163,15 @@ def test_polls_scan_a_bounded_number_of_busy_entries(runtime: Runtime) -> None:
     assert _lifetime.collect(limit=8) == waiting
     runtime.complete_all()
     assert _lifetime.pending_releases() == len(_lifetime._unreleasable)
+
+
+def test_streams_that_are_idle_at_release_hold_nothing_back(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_lifetime, "_recorder", [lambda stream, device: None])  # every stream idle
+    owner = Owner()
+    owner_ref = weakref.ref(owner)
+    image = _image(owner)
+    image.as_cupy(stream=9)
+    del owner, image
+    assert owner_ref() is None, "the consumer's work has all finished: nothing to wait for"

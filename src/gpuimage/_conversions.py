@@ -10,7 +10,7 @@ ordered after the source's data and any pending use of the destination, and reco
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar, cast, overload
 
 import numpy as np
@@ -18,20 +18,21 @@ import numpy.typing as npt
 
 from . import _convert
 from ._backends import is_installed
-from ._convert import Affine, Variant
+from ._convert import Affine
 from ._device import Device
 from ._dtypes import AnyDType, DTypeLike, DTypeName, Float32, UInt8, parse_dtype
 from ._errors import DeviceError, InteropError, LayoutError, MissingBackendError, ReadOnlyError, SpecError
 from ._geometry import Geometry
 from ._layout import CHW, HWC, Layout
+from ._lazy import LazyModule
 from ._ordering import begin_conversion, end_conversion, ready_stream
 from ._spec import ImageSpec
 
 if TYPE_CHECKING:
     import torch
 
+    from . import _kernels
     from ._image import GpuImage
-    from ._kernels import LaunchPlan
 
 __all__ = [
     "check_is_image",
@@ -46,6 +47,9 @@ __all__ = [
     "numpy_hwc",
     "torch_hwc",
 ]
+
+if not TYPE_CHECKING:  # the kernels (and CuPy) load on the first GPU conversion, without an import per call
+    _kernels = LazyModule("gpuimage._kernels", globals(), "_kernels")
 
 DT = TypeVar("DT", bound=AnyDType)
 
@@ -186,8 +190,14 @@ def convert_into(
                 (target_ptr % _convert.MAX_VECTOR, target_spec.geometry),
                 affine,
             )
-            plan = _launch_plans()(variant, device.index, source_spec.geometry, target_spec.geometry, affine)
-            plan.launch(source_ptr, target_ptr, stream)
+            _kernels.launch(
+                variant,
+                source=(source_ptr, source_spec.geometry),
+                target=(target_ptr, target_spec.geometry),
+                affine=affine,
+                stream=stream,
+                device=device.index,
+            )
         else:
             from . import _torch, _torch_convert
 
@@ -304,15 +314,6 @@ def _hashable(values: object) -> float | tuple[float, ...] | None:
     ):
         return tuple(cast("Sequence[float]", values))
     return None
-
-
-@functools.cache
-def _launch_plans() -> Callable[[Variant, int, Geometry, Geometry, Affine], LaunchPlan]:
-    """``_kernels.launch_plan``, imported on the first GPU conversion (an import statement costs a
-    few microseconds on every call)."""
-    from . import _kernels
-
-    return _kernels.launch_plan
 
 
 @functools.lru_cache(maxsize=256)

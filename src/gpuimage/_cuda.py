@@ -24,6 +24,7 @@ _Calls = tuple[
     Callable[[int, int], Event],  # record(stream, device)
     Callable[[], int],  # get_device()
     Callable[[int], None],  # set_device(device)
+    Callable[[int, int], bool],  # stream_idle(stream, device)
 ]
 _chosen: list[_Calls | None] = []
 
@@ -45,8 +46,19 @@ def _calls() -> _Calls | None:
                 calls = None
         _chosen.append(calls)
         # releases of memory that other streams used record their events through the same runtime
-        set_recorder(None if calls is None else calls[2])
+        set_recorder(None if calls is None else _release_event_recorder(calls))
     return _chosen[0]
+
+
+def _release_event_recorder(calls: _Calls) -> Callable[[int, int], Event | None]:
+    """What a release records on a stream that used the memory: nothing when the stream is idle
+    already (all its work has finished), else an event."""
+    record, idle = calls[2], calls[5]
+
+    def release_event(stream: int, device: int) -> Event | None:
+        return None if idle(stream, device) else record(stream, device)
+
+    return release_event
 
 
 def _cupy_calls() -> _Calls | None:
@@ -54,7 +66,14 @@ def _cupy_calls() -> _Calls | None:
 
     if not _cupy.gpu_available():
         return None
-    return (_cupy.wait, _cupy.synchronize, _cupy.RecordedEvent, _cupy.get_device, _cupy.set_device)
+    return (
+        _cupy.wait,
+        _cupy.synchronize,
+        _cupy.RecordedEvent,
+        _cupy.get_device,
+        _cupy.set_device,
+        _cupy.stream_idle,
+    )
 
 
 def _torch_calls() -> _Calls | None:
@@ -62,7 +81,14 @@ def _torch_calls() -> _Calls | None:
 
     if not _torch.cuda_available():
         return None
-    return (_torch.wait, _torch.synchronize, _torch.RecordedEvent, _torch.get_device, _torch.set_device)
+    return (
+        _torch.wait,
+        _torch.synchronize,
+        _torch.RecordedEvent,
+        _torch.get_device,
+        _torch.set_device,
+        _torch.stream_idle,
+    )
 
 
 def _required(what: str) -> _Calls:

@@ -43,6 +43,7 @@ __all__ = [
     "set_device",
     "parse",
     "pointer_device",
+    "stream_idle",
     "synchronize",
     "view",
     "wait",
@@ -185,6 +186,19 @@ def wait(producer: int, consumer: int, device: int) -> None:
         event = _event(device)
         runtime.eventRecord(event, producer)
         runtime.streamWaitEvent(consumer, event, 0)
+    finally:
+        if previous != device:
+            runtime.setDevice(previous)
+
+
+def stream_idle(stream: int, device: int) -> bool:
+    """True when every piece of work queued on ``stream`` so far has finished (never blocks)."""
+    runtime = cupy.cuda.runtime
+    previous = runtime.getDevice()
+    if previous != device:
+        runtime.setDevice(device)
+    try:
+        return int(runtime.streamQuery(stream)) == 0
     finally:
         if previous != device:
             runtime.setDevice(previous)

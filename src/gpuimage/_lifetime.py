@@ -45,13 +45,14 @@ class ReleaseEvent(Protocol):
 
 # Records an event on (stream, device); installed by the runtime (``_cuda``) when it is chosen, so
 # this module imports no CUDA binding. None: no runtime, so no GPU work can be pending.
-_recorder: list[Callable[[int, int], ReleaseEvent] | None] = [None]
+_recorder: list[Callable[[int, int], ReleaseEvent | None] | None] = [None]
 _pending: deque[tuple[tuple[ReleaseEvent, ...], object]] = deque()
 _poll_lock = threading.Lock()
 
 
-def set_recorder(recorder: Callable[[int, int], ReleaseEvent] | None) -> None:
-    """Install the runtime's event recorder (``_cuda`` does, once it has picked a runtime)."""
+def set_recorder(recorder: Callable[[int, int], ReleaseEvent | None] | None) -> None:
+    """Install the runtime's event recorder (``_cuda`` does, once it has picked a runtime). It
+    returns None for a stream whose work has all finished: nothing to wait for there."""
     _recorder[0] = recorder
 
 
@@ -99,11 +100,12 @@ def _defer(streams: tuple[int, ...], device: int, owner: object) -> None:
     if recorder is None:
         return  # no runtime was ever picked, so gpuimage queued nothing: release now
     try:
-        events = tuple(recorder(stream, device) for stream in streams)
+        events = tuple(event for stream in streams if (event := recorder(stream, device)) is not None)
     except Exception:  # a CUDA error (a destroyed raw handle, a lost context): hold the owner forever
         _unreleasable.append(owner)
         return
-    _pending.append((events, owner))
+    if events:  # else every stream that used the memory is idle: release it now
+        _pending.append((events, owner))
 
 
 # Owners whose release could not be ordered: freeing them could hand in-use memory back to an

@@ -38,6 +38,7 @@ __all__ = [
     "RecordedEvent",
     "parse",
     "set_device",
+    "stream_idle",
     "synchronize",
     "view",
     "wait",
@@ -211,6 +212,12 @@ def wait(producer: int, consumer: int, device: int) -> None:
         event = torch.cuda.Event()
         event.record(_stream(producer, device))
         _stream(consumer, device).wait_event(event)
+
+
+def stream_idle(stream: int, device: int) -> bool:
+    """True when every piece of work queued on ``stream`` so far has finished (never blocks)."""
+    with torch.cuda.device(device):
+        return bool(_stream(stream, device).query())
 
 
 def synchronize(stream: int, device: int) -> None:
