@@ -2,33 +2,16 @@
 
 from __future__ import annotations
 
-import functools
 import os
 
 import pytest
 from hypothesis import HealthCheck, settings
 
+from gpu_probe import gpu_available
+
 settings.register_profile("ci", max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("dev", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
-
-
-@functools.cache
-def gpu_available() -> bool:
-    """True when torch (or CuPy) sees a CUDA GPU."""
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            return True
-    except ImportError:
-        pass
-    try:
-        import cupy
-
-        return bool(cupy.is_available())
-    except ImportError:
-        return False
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

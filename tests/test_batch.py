@@ -4,7 +4,6 @@ ones that would on a GPU machine skip there."""
 
 from __future__ import annotations
 
-import functools
 import math
 
 import numpy as np
@@ -13,29 +12,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import gpuimage as gi
+from gpu_probe import gpu_available
 from gpuimage import DeviceError, GpuImage, ImageSpec, MissingBackendError, SpecError
 
 FAKE = 0x7F00_0000_0000  # never dereferenced
 
 
-@functools.cache
-def _gpu() -> bool:
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            return True
-    except ImportError:
-        pass
-    try:
-        import cupy
-
-        return bool(cupy.is_available())
-    except ImportError:
-        return False
-
-
-no_gpu_here = pytest.mark.skipif("_gpu()", reason="on a GPU machine this would launch on a fake pointer")
+no_gpu_here = pytest.mark.skipif(
+    gpu_available(), reason="on a GPU machine this would launch on a fake pointer"
+)
 
 
 def _host_image() -> GpuImage:
