@@ -16,6 +16,7 @@ from ._convert import Affine, BatchItem
 from ._device import Device
 from ._dtypes import DTypeLike, DTypeName, Float32, dtype_info, parse_dtype
 from ._errors import DeviceError, InteropError, PitchError, SpecError
+from ._exports import ImageExports
 from ._geometry import Geometry, byte_extent, check_geometry, crop_offset
 from ._layout import Layout
 from ._spec import ImageSpec, trusted_spec
@@ -231,13 +232,11 @@ def normalize_batch(
 
 def _checked_images(images: Sequence[GpuImage[Any, Any]], where: str) -> list[GpuImage[Any, Any]]:
     """The images as a list: at least one, all GpuImages of one dtype, channel count and device."""
-    from ._image import GpuImage
-
     sources = _listed(images, "images", "a sequence of GpuImages, for one image [image]", where)
     if not sources:
         raise SpecError(f"{where}: expected at least one image, got an empty sequence.")
     for image in sources:
-        if not isinstance(cast(object, image), GpuImage):
+        if not isinstance(cast(object, image), ImageExports):  # GpuImage's base: no import circle
             raise InteropError(
                 f"{where}: expected GpuImage items, got {type(image).__name__}. Wrap arrays first: "
                 "GpuImage.from_numpy(array, layout='HWC'), from_torch() or from_cupy()."
@@ -278,10 +277,8 @@ def _regions(
 
 def _listed(values: Iterable[Any], name: str, expected: str, where: str) -> list[Any]:
     """``values`` as a list, if it is a sequence (a GpuImage or an int is not)."""
-    from ._image import GpuImage
-
     message = f"{where}: expected {name} as {expected}, got {name}={short_repr(values)}."
-    if isinstance(values, str | bytes | GpuImage) or not isinstance(cast(object, values), Iterable):
+    if isinstance(values, str | bytes | ImageExports) or not isinstance(cast(object, values), Iterable):
         raise InteropError(message)
     try:
         return list(values)

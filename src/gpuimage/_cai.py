@@ -1,10 +1,12 @@
-"""The array-interface protocols: ``__cuda_array_interface__`` (v3) in both directions, and the
-host ``__array_interface__`` that NumPy views are built from."""
+"""CUDA Array Interface spoke: reading a foreign ``__cuda_array_interface__`` (versions 0 to 3).
+
+Building the interface dicts gpuimage exports is neutral ground shared by the spokes that make
+views through them: ``_interfaces``."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, TypeGuard, cast
+from typing import TypeGuard, cast
 
 import numpy as np
 
@@ -13,19 +15,8 @@ from ._dtypes import DTYPES, DTypeName, dtype_info
 from ._errors import DTypeError, InteropError
 from ._layout import Layout
 from ._source import Imported, refuse_lazy_negation, spec_from_strided
-from ._spec import ImageSpec
 
-__all__ = [
-    "ArrayExport",
-    "CudaArrayExport",
-    "cuda_array_interface",
-    "dtype_of_typestr",
-    "host_array_interface",
-    "parse",
-]
-
-# CAI v3: stream 0 is forbidden (ambiguous); 1 names the legacy default stream.
-_LEGACY_DEFAULT_STREAM = 1
+__all__ = ["dtype_of_typestr", "parse"]
 
 
 def _typestr_table() -> dict[str, DTypeName]:
@@ -69,66 +60,6 @@ def _readonly_flag(value: object, *, where: str) -> bool:
         f"{where}: expected the readonly flag of 'data' (pointer, readonly) to be a bool, got "
         f"readonly={value!r} ({type(value).__name__}). The producer's __cuda_array_interface__ is malformed."
     )
-
-
-def _typestr(dtype: DTypeName, *, where: str) -> str:
-    typestr = dtype_info(dtype).cai_typestr
-    if typestr is None:
-        raise DTypeError(
-            f"{where}: {dtype} has no array-interface typestr (torch would read it back as float16). "
-            "Use DLPack (__dlpack__ / as_torch()) for bfloat16 images."
-        )
-    return typestr
-
-
-def cuda_array_interface(
-    ptr: int, spec: ImageSpec, *, stream: int | None, readonly: bool, as_dtype: DTypeName | None = None
-) -> dict[str, Any]:
-    """The v3 ``__cuda_array_interface__`` dict of an image (strides always explicit, in bytes).
-
-    ``as_dtype`` reinterprets the elements as another dtype of the same size (bfloat16 as uint16).
-    """
-    return {
-        "shape": spec.shape,
-        "typestr": _typestr(as_dtype or spec.dtype, where="__cuda_array_interface__"),
-        "data": (ptr, readonly),
-        "strides": spec.strides,
-        "version": 3,
-        "stream": _LEGACY_DEFAULT_STREAM if stream == 0 else stream,
-    }
-
-
-def host_array_interface(
-    ptr: int, spec: ImageSpec, *, readonly: bool, as_dtype: DTypeName | None = None
-) -> dict[str, Any]:
-    """The ``__array_interface__`` (v3) dict of an image in host memory."""
-    return {
-        "shape": spec.shape,
-        "typestr": _typestr(as_dtype or spec.dtype, where="__array_interface__"),
-        "data": (ptr, readonly),
-        "strides": spec.strides,
-        "version": 3,
-    }
-
-
-class CudaArrayExport:
-    """A CAI exporter that keeps the memory's owner alive (torch.as_tensor and CuPy hold on to it)."""
-
-    __slots__ = ("__cuda_array_interface__", "owner")
-
-    def __init__(self, interface: dict[str, Any], owner: object) -> None:
-        self.__cuda_array_interface__ = interface
-        self.owner = owner
-
-
-class ArrayExport:
-    """An ``__array_interface__`` exporter that keeps the memory's owner alive (NumPy's ``.base``)."""
-
-    __slots__ = ("__array_interface__", "owner")
-
-    def __init__(self, interface: dict[str, Any], owner: object) -> None:
-        self.__array_interface__ = interface
-        self.owner = owner
 
 
 def _items(value: object) -> tuple[object, ...] | list[object] | None:
@@ -189,7 +120,7 @@ def parse(obj: object, *, layout: Layout | None, device: Device, stream: int | N
             f"got stream={interface_stream!r}."
         )
     spec = spec_from_strided(ptr, shape, strides, dtype, layout, device, where=where)
-    if interface_stream == _LEGACY_DEFAULT_STREAM:
+    if interface_stream == 1:  # CAI's code for the legacy default stream
         interface_stream = 0  # gpuimage stores the legacy default stream as 0
     ready_on = stream if stream is not None else interface_stream
     return Imported(ptr, spec, obj, ready_on, readonly)

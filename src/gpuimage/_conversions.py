@@ -22,6 +22,7 @@ from ._convert import Affine
 from ._device import Device
 from ._dtypes import AnyDType, DTypeLike, DTypeName, Float32, UInt8, parse_dtype
 from ._errors import DeviceError, InteropError, LayoutError, MissingBackendError, ReadOnlyError, SpecError
+from ._exports import ImageExports
 from ._geometry import Geometry
 from ._layout import CHW, HWC, Layout
 from ._lazy import LazyModule
@@ -221,8 +222,6 @@ def _new_like(
     row_alignment: int,
     executor: Executor,
 ) -> GpuImage[Any, Any]:
-    from ._image import GpuImage
-
     shape = source.spec
     spec = _packed_spec(
         shape.height,
@@ -234,8 +233,8 @@ def _new_like(
         row_alignment,
     )
     if executor == "numpy":
-        return GpuImage._allocated(spec, row_alignment, None, None)  # pyright: ignore[reportPrivateUsage]
-    return GpuImage._allocated(spec, row_alignment, *_launch_stream(source, executor))  # pyright: ignore[reportPrivateUsage]
+        return type(source)._allocated(spec, row_alignment, None, None)  # pyright: ignore[reportPrivateUsage]
+    return type(source)._allocated(spec, row_alignment, *_launch_stream(source, executor))  # pyright: ignore[reportPrivateUsage]
 
 
 @functools.lru_cache(maxsize=256)
@@ -330,13 +329,11 @@ def _destination(
     layout: Layout,
     where: str,
 ) -> GpuImage[Any, Any]:
-    from ._image import GpuImage
-
     if out is None:
         return _new_like(
             source, dtype=dtype, layout=layout, row_alignment=1, executor=executor_for(source.device, where)
         )
-    if not isinstance(cast(object, out), GpuImage):  # untyped callers pass arrays
+    if not isinstance(cast(object, out), ImageExports):  # GpuImage's base; untyped callers pass arrays
         raise InteropError(
             f"{where}: expected out to be a {layout.value} GpuImage or None, got {type(out).__name__}. "
             f"Wrap the array first, for example GpuImage.from_numpy(out, layout='{layout.value}') "
@@ -355,9 +352,7 @@ def _destination(
 
 def check_is_image(image: GpuImage[Any, Any], *, where: str) -> None:
     """Raise unless ``image`` is a GpuImage (untyped callers pass arrays and tensors)."""
-    from ._image import GpuImage
-
-    if not isinstance(cast(object, image), GpuImage):
+    if not isinstance(cast(object, image), ImageExports):  # GpuImage's base: no import circle
         raise InteropError(
             f"{where}: expected a GpuImage, got {type(image).__name__}. Wrap it first: "
             "GpuImage.from_numpy(array, layout='HWC'), GpuImage.from_torch(tensor, layout=...) or "

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any, Protocol, Self, cast
 
 from typing_extensions import CapsuleType
 
-from . import _cai, _dlpack, _numpy
 from ._device import CPU
 from ._errors import DeviceError, ExportError, HostMemoryError, ReadOnlyError
+from ._interfaces import cuda_array_interface
 from ._lazy import LazyModule
 from ._lifetime import Lifetime
 from ._ordering import BY_HANDLE, CurrentStreams, StreamOrdering
@@ -25,14 +25,16 @@ if TYPE_CHECKING:
     import numpy.typing as npt
     import torch
 
-    from . import _cupy, _opencv, _torch
+    from . import _cupy, _dlpack, _numpy, _opencv, _torch
 
 __all__ = ["ImageExports"]
 
-if not TYPE_CHECKING:  # the spokes that import torch and CuPy load on first use
+if not TYPE_CHECKING:  # every spoke loads on first use
     _torch = LazyModule("gpuimage._torch", globals(), "_torch")
     _cupy = LazyModule("gpuimage._cupy", globals(), "_cupy")
     _opencv = LazyModule("gpuimage._opencv", globals(), "_opencv")
+    _numpy = LazyModule("gpuimage._numpy", globals(), "_numpy")
+    _dlpack = LazyModule("gpuimage._dlpack", globals(), "_dlpack")
 
 _TORCH, _CUPY, _NUMPY = "torch", "cupy", "numpy"
 
@@ -134,9 +136,7 @@ class ImageExports(StreamOrdering):
                 "__cuda_array_interface__: the image is in host memory; use as_numpy() or __dlpack__."
             )
         self._note_current_streams()  # where the consumer will read, though CAI cannot say
-        return _cai.cuda_array_interface(
-            self._ptr, self._spec, stream=self._ready.stream, readonly=self._readonly
-        )
+        return cuda_array_interface(self._ptr, self._spec, stream=self._ready.stream, readonly=self._readonly)
 
     def __dlpack_device__(self) -> tuple[int, int]:
         """``(kDLCUDA, ordinal)`` for device images, ``(kDLCPU, 0)`` for host images."""

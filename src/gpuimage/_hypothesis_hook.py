@@ -7,7 +7,9 @@ when a strategy is first asked for, never while that module is half loaded.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, get_args
+import importlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from hypothesis.strategies import SearchStrategy
@@ -18,19 +20,10 @@ __all__ = ["setup"]
 
 
 def _images_for(kind: type[GpuImage]) -> SearchStrategy[GpuImage]:
-    """Images of the layout and dtype that ``GpuImage[HWC, UInt8]``-style parameters name (either
-    may be left open: ``GpuImage``, ``GpuImage[CHW]``)."""
-    from ._dtypes import AnyDType
-    from ._layout import AnyLayout
-    from .strategies import ALL_DTYPES, ALL_LAYOUTS, image_specs, images
-
-    layouts, dtypes = ALL_LAYOUTS, ALL_DTYPES
-    for argument in get_args(kind):
-        if isinstance(argument, type) and issubclass(argument, AnyLayout) and argument.layout is not None:
-            layouts = (argument.layout,)
-        if isinstance(argument, type) and issubclass(argument, AnyDType) and argument.name is not None:
-            dtypes = (argument.name,)
-    return images(image_specs(layouts=layouts, dtypes=dtypes, device="cpu"))
+    """The strategies module's resolver, imported when a strategy is first asked for."""
+    strategies = importlib.import_module("gpuimage.strategies")
+    resolver: Callable[[type[GpuImage]], SearchStrategy[GpuImage]] = strategies._images_for
+    return resolver(kind)
 
 
 def setup() -> None:

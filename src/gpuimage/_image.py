@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Generic, NoReturn, Self, SupportsIndex, c
 
 from typing_extensions import TypeVar
 
-from . import _allocate, _cai, _cuda, _dlpack, _numpy, _ops
+from . import _allocate, _cuda, _ops
 from ._conversions import converted
 from ._convert import identity_affine, scaled_affine
 from ._device import CPU, Device, DeviceLike, parse_device
@@ -39,14 +39,17 @@ if TYPE_CHECKING:
     import numpy.typing as npt
     import torch
 
-    from . import _cupy, _opencv, _torch
+    from . import _cai, _cupy, _dlpack, _numpy, _opencv, _torch
 
 __all__ = ["GpuImage"]
 
-if not TYPE_CHECKING:  # the spokes that import torch, CuPy and OpenCV load on first use
+if not TYPE_CHECKING:  # every spoke loads on first use: the hub imports none of them
     _torch = LazyModule("gpuimage._torch", globals(), "_torch")
     _cupy = LazyModule("gpuimage._cupy", globals(), "_cupy")
     _opencv = LazyModule("gpuimage._opencv", globals(), "_opencv")
+    _numpy = LazyModule("gpuimage._numpy", globals(), "_numpy")
+    _dlpack = LazyModule("gpuimage._dlpack", globals(), "_dlpack")
+    _cai = LazyModule("gpuimage._cai", globals(), "_cai")
 
 L = TypeVar("L", bound=AnyLayout, covariant=True, default=AnyLayout)
 D = TypeVar("D", bound=AnyDType, covariant=True, default=AnyDType)

@@ -7,10 +7,10 @@ from typing import Any, cast
 import numpy as np
 import numpy.typing as npt
 
-from ._cai import ArrayExport, host_array_interface
 from ._device import CPU, Device
 from ._dtypes import DTypeName, parse_dtype
 from ._errors import DeviceError, DTypeError, InteropError, ReadOnlyError
+from ._interfaces import host_view
 from ._layout import Layout
 from ._source import Imported, spec_from_strided
 from ._spec import ImageSpec
@@ -51,8 +51,7 @@ def view(
         )
     if spec.dtype == "bfloat16" and as_dtype is None:
         raise DTypeError("as_numpy(): NumPy has no bfloat16. Use as_torch() (a CPU tensor) instead.")
-    interface = host_array_interface(ptr, spec, readonly=readonly, as_dtype=as_dtype)
-    return np.asarray(ArrayExport(interface, owner))
+    return host_view(ptr, spec, owner, readonly=readonly, as_dtype=as_dtype)
 
 
 def allocate(nbytes: int, alignment: int) -> tuple[int, npt.NDArray[np.uint8]]:

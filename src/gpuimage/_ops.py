@@ -25,11 +25,9 @@ def transfer(image: GpuImage[Any, Any], device: Device) -> GpuImage[Any, Any]:
     of ``image`` and a write of the copy (``reading``/``writing``). A copy into host memory has
     completed when this returns.
     """
-    from ._image import GpuImage
-
     spec = image.spec
     # the source's stream means nothing on another device (or the host): the copy starts unordered
-    target = GpuImage.empty(
+    target = type(image).empty(
         spec.height, spec.width, spec.channels, spec.dtype, layout=spec.layout, device=device
     )
     gpu = device if device.is_cuda else image.device

@@ -16,12 +16,11 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only where torch is absent
     raise missing_backend("torch") from exc
 
-from ._cai import CudaArrayExport, cuda_array_interface
 from ._device import CPU, Device
 from ._dtypes import DTypeName
 from ._errors import DeviceError, DTypeError, InteropError, MissingBackendError
+from ._interfaces import CudaArrayExport, cuda_array_interface, host_view
 from ._layout import Layout
-from ._numpy import view as numpy_view
 from ._source import Imported, spec_from_strided
 from ._spec import ImageSpec
 
@@ -156,7 +155,7 @@ def view(ptr: int, spec: ImageSpec, owner: object) -> torch.Tensor:
                 "right device when wrapping it (device=...)."
             )
     else:
-        host = numpy_view(ptr, spec, owner, readonly=False, as_dtype=carrier)
+        host = host_view(ptr, spec, owner, readonly=False, as_dtype=carrier)
         tensor = from_numpy(host)
     return tensor.view(torch.bfloat16) if carrier is not None else tensor
 

@@ -11,16 +11,16 @@ Bounds are keyword-only ``min_*``/``max_*`` pairs; each argument takes a value o
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import get_args
 
 import numpy as np
 from hypothesis import strategies as st
 
 from ._device import Device, DeviceLike, parse_device
-from ._dtypes import DTYPES, DTypeName
+from ._dtypes import DTYPES, AnyDType, DTypeName
 from ._geometry import packed_geometry
-from ._hypothesis_hook import setup
 from ._image import GpuImage
-from ._layout import Layout
+from ._layout import AnyLayout, Layout
 from ._spec import ImageSpec
 
 __all__ = ["crops", "fill_pattern", "image_specs", "images"]
@@ -171,4 +171,18 @@ def images(
     return _images(specs if specs is not None else image_specs(), placed)
 
 
-setup()  # also where gpuimage runs from a source tree without its entry point installed
+def _images_for(kind: type[GpuImage]) -> st.SearchStrategy[GpuImage]:
+    """Images of the layout and dtype that ``GpuImage[HWC, UInt8]``-style parameters name (either
+    may be left open: ``GpuImage``, ``GpuImage[CHW]``)."""
+    layouts, dtypes = ALL_LAYOUTS, ALL_DTYPES
+    for argument in get_args(kind):
+        if isinstance(argument, type) and issubclass(argument, AnyLayout) and argument.layout is not None:
+            layouts = (argument.layout,)
+        if isinstance(argument, type) and issubclass(argument, AnyDType) and argument.name is not None:
+            dtypes = (argument.name,)
+    return images(image_specs(layouts=layouts, dtypes=dtypes, device="cpu"))
+
+
+# Also where gpuimage runs from a source tree without its entry point installed (the entry point,
+# ``_hypothesis_hook``, registers the same resolver without importing this module early).
+st.register_type_strategy(GpuImage, _images_for)

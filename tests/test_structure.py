@@ -1,0 +1,173 @@
+"""The package's shape, checked from its source with ``ast``: no import circles, no spoke importing a
+spoke, no hub or base module importing a spoke at module level, no module over 400 lines.
+
+The redesign of issue 12 is under way: ``KNOWN`` lists the violations that are left, each to be
+removed by it. The test fails on any violation not listed, and on a listed one that is gone (so the
+list only shrinks). An empty ``KNOWN`` is the goal.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import gpuimage
+
+PACKAGE = Path(gpuimage.__file__).parent
+SPOKES = frozenset({"_torch", "_cupy", "_opencv", "_numpy", "_dlpack", "_cai"})
+"""One module per foreign library or protocol."""
+BASE = frozenset(
+    {
+        "_image",
+        "_exports",
+        "_ordering",
+        "_spec",
+        "_geometry",
+        "_streams",
+        "_lifetime",
+        "_layout",
+        "_dtypes",
+        "_device",
+        "_errors",
+        "_source",
+        "_interfaces",
+        "_lazy",
+        "_backends",
+        "__init__",
+    }
+)
+"""The hub and the neutral modules it stands on: they may reach a spoke only lazily."""
+MAX_LINES = 400
+
+KNOWN = frozenset(
+    {
+        "over 400 lines: _conversions",
+        "over 400 lines: _dlpack",
+        "over 400 lines: _image",
+        "over 400 lines: _kernels",
+        "over 400 lines: _spec",
+    }
+)
+
+
+def _modules() -> dict[str, Path]:
+    found = {path.stem: path for path in PACKAGE.glob("*.py")}
+    found.update({f"cli.{path.stem}": path for path in (PACKAGE / "cli").glob("*.py")})
+    return found
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _imports(path: Path, names: set[str]) -> tuple[set[str], set[str]]:
+    """(every package module ``path`` imports, those imported at module level), TYPE_CHECKING aside."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    everywhere: set[str] = set()
+    top: set[str] = set()
+
+    def visit(node: ast.AST, at_top: bool) -> None:
+        if isinstance(node, ast.If) and _is_type_checking(node):
+            for child in node.orelse:
+                visit(child, at_top)
+            return
+        found: set[str] = set()
+        if isinstance(node, ast.ImportFrom) and node.level >= 1:
+            base = node.module or ""
+            if base:
+                found.add(base)
+            else:
+                found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("gpuimage."):
+            found.add((node.module or "").removeprefix("gpuimage."))
+        elif isinstance(node, ast.Import):
+            found.update(
+                a.name.removeprefix("gpuimage.") for a in node.names if a.name.startswith("gpuimage.")
+            )
+        found &= names
+        everywhere.update(found)
+        if at_top:
+            top.update(found)
+        nested = at_top and not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+        for inner in ast.iter_child_nodes(node):
+            visit(inner, nested)
+
+    for statement in tree.body:
+        visit(statement, True)
+    return everywhere, top
+
+
+def _circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def connect(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in sorted(graph[node]):
+            if target not in index:
+                connect(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component: list[str] = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            connect(node)
+    return found
+
+
+def violations() -> set[str]:
+    modules = _modules()
+    names = set(modules) | {"cli"}
+    graph: dict[str, set[str]] = {}
+    found: set[str] = set()
+    for name, path in modules.items():
+        everywhere, top = _imports(path, names)
+        graph[name] = everywhere - {name}
+        if name in SPOKES:
+            found.update(
+                f"spoke imports spoke: {name} -> {other}" for other in sorted(everywhere & SPOKES - {name})
+            )
+        if name in BASE:
+            found.update(
+                f"base imports spoke at module level: {name} -> {other}" for other in sorted(top & SPOKES)
+            )
+        lines = len(path.read_text(encoding="utf-8").splitlines())
+        if lines > MAX_LINES:
+            found.add(f"over {MAX_LINES} lines: {name}")
+    for component in _circles({name: edges & set(modules) for name, edges in graph.items()}):
+        found.add(f"circle: {', '.join(component)}")
+    return found
+
+
+def test_the_package_keeps_its_shape() -> None:
+    found = violations()
+    new = sorted(found - KNOWN)
+    gone = sorted(KNOWN - found)
+    assert not new, "new structure violations:\n" + "\n".join(new)
+    assert not gone, "fixed, so remove them from KNOWN:\n" + "\n".join(gone)
+
+
+def test_the_checker_sees_a_circle_and_a_spoke_import() -> None:
+    graph = {"a": {"b"}, "b": {"a"}, "c": set()}
+    assert _circles(graph) == [["a", "b"]]
+    assert _circles({"a": {"b"}, "b": set()}) == []
