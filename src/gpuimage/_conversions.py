@@ -223,6 +223,8 @@ def _new_like(
     executor: Executor,
 ) -> GpuImage[Any, Any]:
     shape = source.spec
+    if type(row_alignment) is not int:  # untyped callers: ImageSpec.packed says what is wrong
+        ImageSpec.packed(height=1, width=1, channels=1, row_alignment=row_alignment)
     spec = _packed_spec(
         shape.height,
         shape.width,
