@@ -5,7 +5,7 @@ pydantic and typing_extensions; torch, CuPy and OpenCV are imported when a view 
 """
 
 from ._batch import normalize_batch
-from ._conversions import ChannelValues, denormalize, normalize
+from ._conversions import ChannelValues
 from ._device import CPU, Device, DeviceLike
 from ._dtypes import (
     AnyDType,
@@ -45,6 +45,7 @@ from ._errors import (
 from ._image import GpuImage
 from ._layout import CHW, HWC, AnyLayout, CHWLike, HWCLike, Layout, LayoutLike
 from ._lifetime import pending_releases
+from ._normalize import denormalize, normalize
 from ._spec import ImageSpec
 from ._streams import StreamLike
 

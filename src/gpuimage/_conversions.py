@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -20,11 +20,11 @@ from . import _convert
 from ._backends import is_installed
 from ._convert import Affine
 from ._device import Device
-from ._dtypes import AnyDType, DTypeLike, DTypeName, Float32, UInt8, parse_dtype
+from ._dtypes import AnyDType, DTypeName
 from ._errors import DeviceError, InteropError, LayoutError, MissingBackendError, ReadOnlyError, SpecError
 from ._exports import ImageExports
 from ._geometry import Geometry
-from ._layout import CHW, HWC, Layout
+from ._layout import Layout
 from ._lazy import LazyModule
 from ._ordering import begin_conversion, end_conversion, ready_stream
 from ._spec import ImageSpec
@@ -40,11 +40,10 @@ __all__ = [
     "convert_into",
     "converted",
     "current_stream",
+    "destination_for",
     "ChannelValues",
-    "denormalize",
     "executor_for",
     "located",
-    "normalize",
     "numpy_hwc",
     "torch_hwc",
 ]
@@ -278,7 +277,7 @@ def converted(
     ``affine`` is ``astype``'s ``x * scale + offset`` (or the identity)."""
     _checked_map(affine, source.dtype, dtype, where)
     if out is not None:
-        destination = _destination(source, out, dtype=dtype, layout=layout, where=where)
+        destination = destination_for(source, out, dtype=dtype, layout=layout, where=where)
         convert_into(source, destination, affine, where=where)
         return destination
     executor = executor_for(source.device, where)
@@ -287,43 +286,13 @@ def converted(
     return target
 
 
-def _normalize_map(
-    source: DTypeName,
-    channels: int,
-    target: DTypeName,
-    mean: ChannelValues,
-    std: ChannelValues,
-    scale: float | None,
-    reverse: bool,
-) -> Affine:
-    where = "normalize()"
-    factor = _convert.input_scale(source, scale, where=where)
-    affine = _convert.normalize_affine(channels, mean, std, factor, reverse=reverse, where=where)
-    _convert.check_finite_map(affine, source, target, origin="normalize", where=where)
-    return affine
-
-
-_cached_normalize_map = functools.lru_cache(maxsize=256)(_normalize_map)
-
-
-def _hashable(values: object) -> float | tuple[float, ...] | None:
-    """``mean``/``std`` as a cache key (plain floats only: anything else is parsed every call)."""
-    if type(values) is float or type(values) is int:
-        return cast(float, values)
-    if type(values) in (list, tuple) and all(
-        type(value) is float or type(value) is int for value in cast("Sequence[object]", values)
-    ):
-        return tuple(cast("Sequence[float]", values))
-    return None
-
-
 @functools.lru_cache(maxsize=256)
 def _checked_map(affine: Affine, source: DTypeName, target: DTypeName, where: str) -> None:
     """``astype``'s map checked once per map and dtypes (it raises, so failures are not cached)."""
     _convert.check_finite_map(affine, source, target, origin="astype", where=where)
 
 
-def _destination(
+def destination_for(
     source: GpuImage[Any, Any],
     out: GpuImage[Any, Any] | None,
     *,
@@ -360,144 +329,3 @@ def check_is_image(image: GpuImage[Any, Any], *, where: str) -> None:
             "GpuImage.from_numpy(array, layout='HWC'), GpuImage.from_torch(tensor, layout=...) or "
             "GpuImage.from_cupy(array, layout=...)."
         )
-
-
-# -- normalization ----------------------------------------------------------------------------------
-
-
-@overload
-def normalize(
-    image: GpuImage[Any, Any],
-    mean: ChannelValues,
-    std: ChannelValues,
-    *,
-    dtype: type[DT],
-    scale: float | None = None,
-    reverse_channels: bool = False,
-    out: GpuImage[CHW, Any] | None = None,
-) -> GpuImage[CHW, DT]: ...
-@overload
-def normalize(
-    image: GpuImage[Any, Any],
-    mean: ChannelValues,
-    std: ChannelValues,
-    *,
-    dtype: None = None,
-    scale: float | None = None,
-    reverse_channels: bool = False,
-    out: GpuImage[CHW, Any] | None = None,
-) -> GpuImage[CHW, Float32]: ...
-@overload
-def normalize(
-    image: GpuImage[Any, Any],
-    mean: ChannelValues,
-    std: ChannelValues,
-    *,
-    dtype: DTypeLike,
-    scale: float | None = None,
-    reverse_channels: bool = False,
-    out: GpuImage[CHW, Any] | None = None,
-) -> GpuImage[CHW]: ...
-def normalize(
-    image: GpuImage[Any, Any],
-    mean: ChannelValues,
-    std: ChannelValues,
-    *,
-    dtype: DTypeLike | None = None,
-    scale: float | None = None,
-    reverse_channels: bool = False,
-    out: GpuImage[CHW, Any] | None = None,
-) -> GpuImage[CHW, Any]:
-    """Turn a decoded image into model input in one pass: ``(x * scale - mean[c]) / std[c]``, CHW.
-
-    Parameters:
-        image: any layout, pitch or crop; typically uint8 or uint16 HWC.
-        mean, std: one value, or one per channel in the output's channel order.
-        dtype: of the result (default float32; float16 and bfloat16 round to nearest even).
-        scale: brings raw values to the units of mean and std; default 1/255 for uint8 and 1/65535
-            for uint16 (torchvision's convention), else 1.
-        reverse_channels: read channels in reverse order (BGR in, RGB out).
-        out: a CHW image to write into, for example ``GpuImage.from_torch(batch[i], layout="CHW")``.
-
-    Returns:
-        ``out``, or a new packed CHW image on the image's device, ready on the image's stream.
-
-    Raises:
-        SpecError: mean or std of the wrong length, a zero std, a destination of another size.
-        LayoutError, DeviceError, ReadOnlyError: a destination that cannot take the result.
-        InteropError: an image or ``out`` that is not a GpuImage.
-    """
-    where = "normalize()"
-    check_is_image(image, where=where)
-    target = parse_dtype(Float32 if dtype is None else dtype, where=where)
-    key = (_hashable(mean), _hashable(std), scale, reverse_channels)
-    if None in key[:2] or type(reverse_channels) is not bool:
-        affine = _normalize_map(image.dtype, image.channels, target, mean, std, scale, reverse_channels)
-    else:  # a frame loop passes the same constants every call: parse and check them once
-        affine = _cached_normalize_map(image.dtype, image.channels, target, *key)
-    destination = _destination(image, out, dtype=target, layout=Layout.CHW, where=where)
-    convert_into(image, destination, affine, where=where)
-    return destination
-
-
-@overload
-def denormalize(
-    image: GpuImage[Any, Any],
-    mean: ChannelValues,
-    std: ChannelValues,
-    *,
-    dtype: type[DT],
-    scale: float | None = None,
-    reverse_channels: bool = False,
-    out: GpuImage[HWC, Any] | None = None,
-) -> GpuImage[HWC, DT]: ...
-@overload
-def denormalize(
-    image: GpuImage[Any, Any],
-    mean: ChannelValues,
-    std: ChannelValues,
-    *,
-    dtype: None = None,
-    scale: float | None = None,
-    reverse_channels: bool = False,
-    out: GpuImage[HWC, Any] | None = None,
-) -> GpuImage[HWC, UInt8]: ...
-@overload
-def denormalize(
-    image: GpuImage[Any, Any],
-    mean: ChannelValues,
-    std: ChannelValues,
-    *,
-    dtype: DTypeLike,
-    scale: float | None = None,
-    reverse_channels: bool = False,
-    out: GpuImage[HWC, Any] | None = None,
-) -> GpuImage[HWC]: ...
-def denormalize(
-    image: GpuImage[Any, Any],
-    mean: ChannelValues,
-    std: ChannelValues,
-    *,
-    dtype: DTypeLike | None = None,
-    scale: float | None = None,
-    reverse_channels: bool = False,
-    out: GpuImage[HWC, Any] | None = None,
-) -> GpuImage[HWC, Any]:
-    """The inverse of ``normalize``, for drawing and encoding: ``(x * std[c] + mean[c]) / scale``,
-    rounded half to even and clamped, as an HWC image (default uint8).
-
-    ``mean`` and ``std`` are in the input's channel order, and ``scale`` defaults by the output dtype
-    (1/255 for uint8), so ``denormalize(normalize(img, m, s), m, s)`` gives ``img`` back, and
-    ``reverse_channels=True`` undoes a reversal. Parameters and errors as for ``normalize``.
-    """
-    where = "denormalize()"
-    check_is_image(image, where=where)
-    target = parse_dtype(UInt8 if dtype is None else dtype, where=where)
-    factor = _convert.input_scale(target, scale, where=where)
-    affine = _convert.denormalize_affine(
-        image.channels, mean, std, factor, reverse=reverse_channels, where=where
-    )
-    _convert.check_finite_map(affine, image.dtype, target, origin="denormalize", where=where)
-    destination = _destination(image, out, dtype=target, layout=Layout.HWC, where=where)
-    convert_into(image, destination, affine, where=where)
-    return destination

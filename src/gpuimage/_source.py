@@ -10,7 +10,8 @@ from ._dtypes import DTYPES, DTypeName, dtype_info
 from ._errors import GpuImageError, InteropError, SpecError
 from ._geometry import Geometry, check_geometry, check_within, geometry_from_strided
 from ._layout import Layout
-from ._spec import ImageSpec, as_spec_error, field_names, trusted_spec
+from ._spec import ImageSpec, field_names, trusted_spec
+from ._spec_errors import as_spec_error
 
 __all__ = [
     "ADDRESS_SPACE",

@@ -21,7 +21,7 @@ from pydantic import (
 
 from ._device import Device, DeviceLike, parse_device
 from ._dtypes import DTypeLike, DTypeName, dtype_info, parse_dtype
-from ._errors import DeviceError, DTypeError, GpuImageError, LayoutError, PitchError, SpecError
+from ._errors import GpuImageError, SpecError
 from ._geometry import (
     Geometry,
     byte_extent,
@@ -31,45 +31,11 @@ from ._geometry import (
     packed_geometry,
 )
 from ._layout import Layout, LayoutLike, parse_layout
+from ._spec_errors import STRIDE_FIELDS, as_spec_error, translate
 
-__all__ = [
-    "ImageSpec",
-    "SpecDTypeError",
-    "SpecDeviceError",
-    "SpecLayoutError",
-    "as_spec_error",
-    "field_names",
-]
+__all__ = ["ImageSpec", "field_names", "trusted_spec"]
 
 T = TypeVar("T")
-
-
-# A bad dtype, layout or device of a spec is both a SpecError (what ImageSpec promises) and the
-# error the same value raises elsewhere (what ``except DTypeError`` code expects).
-class SpecDTypeError(SpecError, DTypeError):
-    """An ImageSpec whose dtype is not an image dtype."""
-
-
-class SpecLayoutError(SpecError, LayoutError):
-    """An ImageSpec whose layout is not HWC or CHW."""
-
-
-class SpecDeviceError(SpecError, DeviceError):
-    """An ImageSpec whose device is not a CUDA ordinal or the host."""
-
-
-def as_spec_error(error: GpuImageError) -> SpecError:
-    """``error`` as a ``SpecError`` (a field error of a spec), keeping its message and its class."""
-    if isinstance(error, SpecError):
-        return error
-    for plain, combined in (
-        (DTypeError, SpecDTypeError),
-        (LayoutError, SpecLayoutError),
-        (DeviceError, SpecDeviceError),
-    ):
-        if isinstance(error, plain):
-            return combined(str(error))
-    return SpecError(str(error))
 
 
 def _field(parse: Callable[..., T]) -> Callable[[object], T]:
@@ -97,7 +63,6 @@ _DeviceField = Annotated[
     Field(json_schema_extra={"default": "cuda:0"}),
 ]
 
-_STRIDE_FIELDS = ("row_pitch", "pixel_stride", "channel_stride")
 _ALL_FIELDS = frozenset((*Geometry._fields, "dtype", "layout", "device"))
 
 
@@ -145,7 +110,7 @@ class ImageSpec(BaseModel):
         "channels",
         "dtype",
         "layout",
-        *_STRIDE_FIELDS,
+        *STRIDE_FIELDS,
         "device",
     )
 
@@ -176,7 +141,7 @@ class ImageSpec(BaseModel):
                 device=device,
             )
         except ValidationError as exc:
-            raise _translate(exc) from None
+            raise translate(exc) from None
 
     @model_validator(mode="before")
     @classmethod
@@ -190,7 +155,7 @@ class ImageSpec(BaseModel):
         if not isinstance(data, dict):
             return data
         raw = cast("dict[str, Any]", data)  # raw constructor input, not yet validated
-        if all(raw.get(name) is not None for name in _STRIDE_FIELDS):
+        if all(raw.get(name) is not None for name in STRIDE_FIELDS):
             return raw
         try:
             layout = parse_layout(raw.get("layout", Layout.HWC), where="ImageSpec")
@@ -398,7 +363,7 @@ def _is_positive_int(value: object) -> bool:
 def _validation_failure(exc: ValidationError | TypeError, where: str) -> SpecError:
     """The ``SpecError`` for a failed ``model_validate*`` call (our own errors pass through)."""
     if isinstance(exc, ValidationError):
-        return _translate(exc)
+        return translate(exc)
     if isinstance(exc, GpuImageError):
         return as_spec_error(exc)
     # ImageSpec.__init__'s own TypeError: a required field is missing, or an unknown one is given.
@@ -406,18 +371,3 @@ def _validation_failure(exc: ValidationError | TypeError, where: str) -> SpecErr
         f"{where}: expected the fields {', '.join(field_names())} (height and width required), "
         f"got other ones ({exc}). Pass a dict like ImageSpec.model_dump() returns."
     )
-
-
-def _translate(exc: ValidationError) -> SpecError:
-    """Turn pydantic's error into ours: re-raise our own exception if a validator raised one."""
-    errors = exc.errors(include_url=False)
-    first = errors[0]
-    original = first.get("ctx", {}).get("error")
-    if isinstance(original, GpuImageError):
-        return as_spec_error(original)
-    location = ".".join(str(part) for part in first["loc"]) or "spec"
-    error = PitchError if location in _STRIDE_FIELDS else SpecError
-    more = f" ({len(errors) - 1} more error(s) after this one)" if len(errors) > 1 else ""
-    if first["type"] == "missing":
-        return error(f"ImageSpec: expected a value for {location}, got none ({first['msg']}){more}.")
-    return error(f"ImageSpec: {location}: {first['msg']}, got {location}={first.get('input')!r}{more}.")

@@ -1,0 +1,196 @@
+"""``normalize`` and ``denormalize``: a decoded image to model input and back, one kernel each.
+
+The maps (``(x * scale - mean) / std`` per channel) are planned in ``_affine``; a frame loop passes
+the same constants every call, so they are parsed and checked once (plain numbers and sequences of
+them are the cache keys; anything else is parsed every call).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
+
+from . import _convert
+from ._conversions import ChannelValues, check_is_image, convert_into, destination_for
+from ._convert import Affine
+from ._dtypes import AnyDType, DTypeLike, DTypeName, Float32, UInt8, parse_dtype
+from ._layout import CHW, HWC, Layout
+
+if TYPE_CHECKING:
+    from ._image import GpuImage
+
+__all__ = ["denormalize", "normalize"]
+
+DT = TypeVar("DT", bound=AnyDType)
+
+
+def _normalize_map(
+    source: DTypeName,
+    channels: int,
+    target: DTypeName,
+    mean: ChannelValues,
+    std: ChannelValues,
+    scale: float | None,
+    reverse: bool,
+) -> Affine:
+    where = "normalize()"
+    factor = _convert.input_scale(source, scale, where=where)
+    affine = _convert.normalize_affine(channels, mean, std, factor, reverse=reverse, where=where)
+    _convert.check_finite_map(affine, source, target, origin="normalize", where=where)
+    return affine
+
+
+_cached_normalize_map = functools.lru_cache(maxsize=256)(_normalize_map)
+
+
+def _hashable(values: object) -> float | tuple[float, ...] | None:
+    """``mean``/``std`` as a cache key (plain floats only: anything else is parsed every call)."""
+    if type(values) is float or type(values) is int:
+        return cast(float, values)
+    if type(values) in (list, tuple) and all(
+        type(value) is float or type(value) is int for value in cast("Sequence[object]", values)
+    ):
+        return tuple(cast("Sequence[float]", values))
+    return None
+
+
+# -- normalization ----------------------------------------------------------------------------------
+
+
+@overload
+def normalize(
+    image: GpuImage[Any, Any],
+    mean: ChannelValues,
+    std: ChannelValues,
+    *,
+    dtype: type[DT],
+    scale: float | None = None,
+    reverse_channels: bool = False,
+    out: GpuImage[CHW, Any] | None = None,
+) -> GpuImage[CHW, DT]: ...
+@overload
+def normalize(
+    image: GpuImage[Any, Any],
+    mean: ChannelValues,
+    std: ChannelValues,
+    *,
+    dtype: None = None,
+    scale: float | None = None,
+    reverse_channels: bool = False,
+    out: GpuImage[CHW, Any] | None = None,
+) -> GpuImage[CHW, Float32]: ...
+@overload
+def normalize(
+    image: GpuImage[Any, Any],
+    mean: ChannelValues,
+    std: ChannelValues,
+    *,
+    dtype: DTypeLike,
+    scale: float | None = None,
+    reverse_channels: bool = False,
+    out: GpuImage[CHW, Any] | None = None,
+) -> GpuImage[CHW]: ...
+def normalize(
+    image: GpuImage[Any, Any],
+    mean: ChannelValues,
+    std: ChannelValues,
+    *,
+    dtype: DTypeLike | None = None,
+    scale: float | None = None,
+    reverse_channels: bool = False,
+    out: GpuImage[CHW, Any] | None = None,
+) -> GpuImage[CHW, Any]:
+    """Turn a decoded image into model input in one pass: ``(x * scale - mean[c]) / std[c]``, CHW.
+
+    Parameters:
+        image: any layout, pitch or crop; typically uint8 or uint16 HWC.
+        mean, std: one value, or one per channel in the output's channel order.
+        dtype: of the result (default float32; float16 and bfloat16 round to nearest even).
+        scale: brings raw values to the units of mean and std; default 1/255 for uint8 and 1/65535
+            for uint16 (torchvision's convention), else 1.
+        reverse_channels: read channels in reverse order (BGR in, RGB out).
+        out: a CHW image to write into, for example ``GpuImage.from_torch(batch[i], layout="CHW")``.
+
+    Returns:
+        ``out``, or a new packed CHW image on the image's device, ready on the image's stream.
+
+    Raises:
+        SpecError: mean or std of the wrong length, a zero std, a destination of another size.
+        LayoutError, DeviceError, ReadOnlyError: a destination that cannot take the result.
+        InteropError: an image or ``out`` that is not a GpuImage.
+    """
+    where = "normalize()"
+    check_is_image(image, where=where)
+    target = parse_dtype(Float32 if dtype is None else dtype, where=where)
+    key = (_hashable(mean), _hashable(std), scale, reverse_channels)
+    if None in key[:2] or type(reverse_channels) is not bool:
+        affine = _normalize_map(image.dtype, image.channels, target, mean, std, scale, reverse_channels)
+    else:  # a frame loop passes the same constants every call: parse and check them once
+        affine = _cached_normalize_map(image.dtype, image.channels, target, *key)
+    destination = destination_for(image, out, dtype=target, layout=Layout.CHW, where=where)
+    convert_into(image, destination, affine, where=where)
+    return destination
+
+
+@overload
+def denormalize(
+    image: GpuImage[Any, Any],
+    mean: ChannelValues,
+    std: ChannelValues,
+    *,
+    dtype: type[DT],
+    scale: float | None = None,
+    reverse_channels: bool = False,
+    out: GpuImage[HWC, Any] | None = None,
+) -> GpuImage[HWC, DT]: ...
+@overload
+def denormalize(
+    image: GpuImage[Any, Any],
+    mean: ChannelValues,
+    std: ChannelValues,
+    *,
+    dtype: None = None,
+    scale: float | None = None,
+    reverse_channels: bool = False,
+    out: GpuImage[HWC, Any] | None = None,
+) -> GpuImage[HWC, UInt8]: ...
+@overload
+def denormalize(
+    image: GpuImage[Any, Any],
+    mean: ChannelValues,
+    std: ChannelValues,
+    *,
+    dtype: DTypeLike,
+    scale: float | None = None,
+    reverse_channels: bool = False,
+    out: GpuImage[HWC, Any] | None = None,
+) -> GpuImage[HWC]: ...
+def denormalize(
+    image: GpuImage[Any, Any],
+    mean: ChannelValues,
+    std: ChannelValues,
+    *,
+    dtype: DTypeLike | None = None,
+    scale: float | None = None,
+    reverse_channels: bool = False,
+    out: GpuImage[HWC, Any] | None = None,
+) -> GpuImage[HWC, Any]:
+    """The inverse of ``normalize``, for drawing and encoding: ``(x * std[c] + mean[c]) / scale``,
+    rounded half to even and clamped, as an HWC image (default uint8).
+
+    ``mean`` and ``std`` are in the input's channel order, and ``scale`` defaults by the output dtype
+    (1/255 for uint8), so ``denormalize(normalize(img, m, s), m, s)`` gives ``img`` back, and
+    ``reverse_channels=True`` undoes a reversal. Parameters and errors as for ``normalize``.
+    """
+    where = "denormalize()"
+    check_is_image(image, where=where)
+    target = parse_dtype(UInt8 if dtype is None else dtype, where=where)
+    factor = _convert.input_scale(target, scale, where=where)
+    affine = _convert.denormalize_affine(
+        image.channels, mean, std, factor, reverse=reverse_channels, where=where
+    )
+    _convert.check_finite_map(affine, image.dtype, target, origin="denormalize", where=where)
+    destination = destination_for(image, out, dtype=target, layout=Layout.HWC, where=where)
+    convert_into(image, destination, affine, where=where)
+    return destination
