@@ -25,7 +25,7 @@ from gpuimage import (
     ImageSpec,
     InteropError,
     LifetimeError,
-    _dlpack,
+    _dlpack_abi,
 )
 from gpuimage._dlpack import _exports, live_exports
 from hypothesis_paths import record
@@ -197,13 +197,13 @@ class Crafted:
         self._backing = ctypes.create_string_buffer(256)
         self._shape = (ctypes.c_int64 * 4)(*(list(shape or ()) + [0] * 4)[:4])
         self._strides = (ctypes.c_int64 * 4)(*(list(strides or ()) + [0] * 4)[:4])
-        self._deleter = _dlpack._Deleter(self._count)
+        self._deleter = _dlpack_abi.Deleter(self._count)
         managed: Any
         if versioned:
-            managed = _dlpack.DLManagedTensorVersioned.from_buffer(self._backing)
+            managed = _dlpack_abi.DLManagedTensorVersioned.from_buffer(self._backing)
             managed.version.major, managed.version.minor, managed.flags = major, 0, flags
         else:
-            managed = _dlpack.DLManagedTensor.from_buffer(self._backing)
+            managed = _dlpack_abi.DLManagedTensor.from_buffer(self._backing)
         tensor = managed.dl_tensor
         tensor.data = _HOST.ctypes.data if data is None else data
         tensor.byte_offset = byte_offset
@@ -215,7 +215,9 @@ class Crafted:
         tensor.strides = ctypes.cast(self._strides, pointer) if strides is not None else pointer()
         managed.deleter = self._deleter
         label = name or ("dltensor_versioned" if versioned else "dltensor")
-        self.capsule = _dlpack._capsule_new(ctypes.addressof(managed), _NAMES[label], _dlpack._NO_DESTRUCTOR)
+        self.capsule = _dlpack_abi.capsule_new(
+            ctypes.addressof(managed), _NAMES[label], _dlpack_abi.NO_DESTRUCTOR
+        )
 
     def _count(self, address: int | None) -> None:
         self.calls += 1

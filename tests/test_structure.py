@@ -42,7 +42,6 @@ MAX_LINES = 400
 
 KNOWN = frozenset(
     {
-        "over 400 lines: _dlpack",
         "over 400 lines: _image",
     }
 )

@@ -20,28 +20,51 @@ import reprlib
 import sys
 import threading
 from collections.abc import Callable
-from ctypes import (
-    CFUNCTYPE,
-    POINTER,
-    PYFUNCTYPE,
-    Structure,
-    c_char_p,
-    c_int,
-    c_int32,
-    c_int64,
-    c_uint8,
-    c_uint16,
-    c_uint32,
-    c_uint64,
-    c_void_p,
-    py_object,
-)
+from ctypes import POINTER, c_int64
 from typing import Any, cast
 
 from typing_extensions import CapsuleType
 
 from . import _cuda
 from ._device import CPU, DLPACK_CPU, DLPACK_CUDA, DLPACK_CUDA_HOST, Device
+from ._dlpack_abi import (
+    NAME as _NAME,
+)
+from ._dlpack_abi import (
+    NAME_VERSIONED as _NAME_VERSIONED,
+)
+from ._dlpack_abi import (
+    NO_DESTRUCTOR as _NO_DESTRUCTOR,
+)
+from ._dlpack_abi import (
+    USED as _USED,
+)
+from ._dlpack_abi import (
+    USED_VERSIONED as _USED_VERSIONED,
+)
+from ._dlpack_abi import (
+    Deleter as _Deleter,
+)
+from ._dlpack_abi import (
+    DLManagedTensor,
+    DLManagedTensorVersioned,
+    DLTensor,
+)
+from ._dlpack_abi import (
+    capsule_is_valid as _capsule_is_valid,
+)
+from ._dlpack_abi import (
+    capsule_new as _capsule_new,
+)
+from ._dlpack_abi import (
+    capsule_pointer as _capsule_pointer,
+)
+from ._dlpack_abi import (
+    capsule_set_name as _capsule_set_name,
+)
+from ._dlpack_abi import (
+    immortal as _immortal,
+)
 from ._dtypes import dtype_from_dlpack, dtype_info
 from ._errors import DeviceError, ExportError, GpuImageError, InteropError, LifetimeError
 from ._layout import Layout
@@ -55,68 +78,6 @@ IS_COPIED = 1 << 1
 DLPACK_VERSION = (1, 1)
 _C_INT_MAX = 2**31 - 1  # DLPack's device_id is an int32
 
-
-class DLDevice(Structure):
-    _fields_ = (("device_type", c_int32), ("device_id", c_int32))
-
-
-class DLDataType(Structure):
-    _fields_ = (("code", c_uint8), ("bits", c_uint8), ("lanes", c_uint16))
-
-
-class DLTensor(Structure):
-    _fields_ = (
-        ("data", c_void_p),
-        ("device", DLDevice),
-        ("ndim", c_int32),
-        ("dtype", DLDataType),
-        ("shape", POINTER(c_int64)),
-        ("strides", POINTER(c_int64)),
-        ("byte_offset", c_uint64),
-    )
-
-
-_Deleter = CFUNCTYPE(None, c_void_p)
-
-
-class DLManagedTensor(Structure):
-    _fields_ = (("dl_tensor", DLTensor), ("manager_ctx", c_void_p), ("deleter", _Deleter))
-
-
-class DLPackVersion(Structure):
-    _fields_ = (("major", c_uint32), ("minor", c_uint32))
-
-
-class DLManagedTensorVersioned(Structure):
-    _fields_ = (
-        ("version", DLPackVersion),
-        ("manager_ctx", c_void_p),
-        ("deleter", _Deleter),
-        ("flags", c_uint64),
-        ("dl_tensor", DLTensor),
-    )
-
-
-_CapsuleDestructor = CFUNCTYPE(None, c_void_p)
-_capsule_new = PYFUNCTYPE(py_object, c_void_p, c_char_p, _CapsuleDestructor)(
-    ("PyCapsule_New", ctypes.pythonapi)
-)
-_capsule_is_valid = PYFUNCTYPE(c_int, py_object, c_char_p)(("PyCapsule_IsValid", ctypes.pythonapi))
-_capsule_pointer = PYFUNCTYPE(c_void_p, py_object, c_char_p)(("PyCapsule_GetPointer", ctypes.pythonapi))
-_capsule_set_name = PYFUNCTYPE(c_int, py_object, c_char_p)(("PyCapsule_SetName", ctypes.pythonapi))
-_NO_DESTRUCTOR = _CapsuleDestructor()  # NULL: see the module docstring
-
-
-def _immortal(obj: Any) -> Any:
-    """Keep ``obj`` alive past interpreter teardown: consumers may call our deleter after it."""
-    ctypes.pythonapi.Py_IncRef(py_object(obj))
-    return obj
-
-
-_NAME = _immortal(ctypes.create_string_buffer(b"dltensor"))
-_NAME_VERSIONED = _immortal(ctypes.create_string_buffer(b"dltensor_versioned"))
-_USED = _immortal(ctypes.create_string_buffer(b"used_dltensor"))
-_USED_VERSIONED = _immortal(ctypes.create_string_buffer(b"used_dltensor_versioned"))
 
 # address of a DLManagedTensor[Versioned] we exported -> (struct, shape, strides, memory owner, capsule)
 _exports: dict[int, tuple[object, ...]] = _immortal({})
