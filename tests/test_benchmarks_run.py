@@ -5,7 +5,6 @@ The runner is a script of the source tree, not part of the package: it is import
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import subprocess
@@ -18,6 +17,8 @@ import cupy
 import pytest
 import torch
 
+from file_modules import load_file
+
 RUNNER = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
 NO_GPU = pytest.mark.skipif(
     torch.cuda.is_available() or cupy.is_available(), reason="checks what is reported without a GPU"
@@ -27,13 +28,7 @@ NO_GPU = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def run() -> ModuleType:
     """The runner, imported from its file (benchmarks/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("benchmarks_run", RUNNER)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
-    spec.loader.exec_module(module)
-    return module
+    return load_file("benchmarks_run", RUNNER)
 
 
 @NO_GPU

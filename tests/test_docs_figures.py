@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import doctest
-import importlib.util
 import re
-import sys
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 from types import ModuleType
@@ -23,6 +21,7 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 import pytest
 
+from file_modules import load_file
 from gpuimage import DTypeName, GpuImage
 
 mypy_api = pytest.importorskip("mypy.api")  # the typed-pipelines page quotes mypy's output
@@ -34,14 +33,7 @@ SENTINEL = 0xEE  # written over the whole buffer first: bytes that keep it belon
 
 def _bytemap_module() -> ModuleType:
     """docs/_ext/bytemap_svg.py, imported from its file (docs/_ext is not a package)."""
-    name = "gpuimage_docs_bytemap_svg"
-    spec = importlib.util.spec_from_file_location(name, DOCS / "_ext" / "bytemap_svg.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while the class is made
-    spec.loader.exec_module(module)
-    return module
+    return load_file("gpuimage_docs_bytemap_svg", DOCS / "_ext" / "bytemap_svg.py")
 
 
 bytemap_svg = _bytemap_module()

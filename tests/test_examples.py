@@ -3,7 +3,6 @@ examples/demo.py (``scripts/dev demo``): one image, every view sharing one point
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -17,6 +16,8 @@ import numpy.typing as npt
 import pytest
 import torch
 
+from file_modules import load_file
+
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "pipeline.py"
 DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo.py"
 
@@ -24,13 +25,7 @@ DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo.py"
 @pytest.fixture(scope="module")
 def pipeline() -> ModuleType:
     """The example, imported from its file (examples/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("pipeline_example", EXAMPLE)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
-    spec.loader.exec_module(module)
-    return module
+    return load_file("pipeline_example", EXAMPLE)
 
 
 def _decode(jpeg: bytes) -> npt.NDArray[np.uint8]:
@@ -227,13 +222,7 @@ def test_gpu_path_with_nvimgcodec(
 @pytest.fixture(scope="module")
 def demo() -> ModuleType:
     """The demo, imported from its file."""
-    spec = importlib.util.spec_from_file_location("demo_example", DEMO)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_file("demo_example", DEMO)
 
 
 def _run_demo(env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

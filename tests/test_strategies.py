@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from pathlib import Path
 
 from hypothesis import given
 from hypothesis import strategies as st
 
+from file_modules import load_file
 from gpuimage import CPU, Device, GpuImage, ImageSpec
 from gpuimage.strategies import image_specs, images
 
@@ -50,11 +50,7 @@ def test_the_guarantees_example_runs_without_a_gpu(tmp_path: Path) -> None:
     module_path.write_text(
         "SEEN = []\n\ndef my_preprocess(image):\n    SEEN.append(image)\n    return image\n\n" + example
     )
-    spec = importlib.util.spec_from_file_location("guarantees_example", module_path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_file("guarantees_example", module_path)
     module.test_my_preprocess_keeps_the_shape()
     assert module.SEEN
     assert all(image.device == CPU for image in module.SEEN)
