@@ -23,7 +23,6 @@ from ._device import Device
 from ._dtypes import AnyDType, DTypeName
 from ._errors import DeviceError, InteropError, LayoutError, MissingBackendError, ReadOnlyError, SpecError
 from ._exports import ImageExports
-from ._geometry import Geometry
 from ._layout import Layout
 from ._lazy import LazyModule
 from ._ordering import begin_conversion, end_conversion, ready_stream
@@ -43,7 +42,6 @@ __all__ = [
     "destination_for",
     "ChannelValues",
     "executor_for",
-    "located",
     "numpy_hwc",
     "torch_hwc",
 ]
@@ -133,10 +131,6 @@ def torch_hwc(ptr: int, spec: ImageSpec, owner: object) -> torch.Tensor:
     from . import _torch
 
     return _torch.view(ptr, spec, owner).permute(_hwc_axes(spec.layout))
-
-
-def located(image: GpuImage[Any, Any]) -> tuple[int, Geometry]:
-    return image.ptr, image.spec.geometry
 
 
 def _check_pair(source: GpuImage[Any, Any], target: GpuImage[Any, Any], where: str) -> None:

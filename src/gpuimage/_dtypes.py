@@ -32,7 +32,6 @@ __all__ = [
     "UInt16",
     "UInt32",
     "accumulator",
-    "dtype_from_cai_typestr",
     "dtype_from_dlpack",
     "dtype_info",
     "integer_range",
@@ -242,18 +241,6 @@ def parse_dtype_marker(value: object, *, where: str) -> DTypeName | None:
 def dtype_info(name: DTypeName) -> DTypeInfo:
     """The table entry of a dtype name."""
     return DTYPES[name]
-
-
-def dtype_from_cai_typestr(typestr: object, *, where: str) -> DTypeName:
-    """The dtype of a ``__cuda_array_interface__``/``__array_interface__`` typestr such as ``'<f4'``."""
-    parsed = _safe_dtype(typestr) if isinstance(typestr, str) else None
-    if parsed is not None:  # (np.dtype(...) == None is True: never compare with a failed parse)
-        for info in DTYPES.values():
-            if info.cai_typestr is not None and np.dtype(info.cai_typestr) == parsed:
-                return info.name
-    raise DTypeError(
-        f"{where}: expected a typestr of a supported dtype (such as '|u1' or '<f4'), got typestr={typestr!r}."
-    )
 
 
 def _safe_dtype(value: str | np.dtype[np.generic] | type[np.generic]) -> np.dtype[np.generic] | None:
