@@ -32,7 +32,7 @@ import cupy
 import torch
 from _common import header, parse_args
 
-from gpuimage import HWC, GpuImage, _cuda
+from gpuimage import HWC, GpuImage, runtime
 
 T = TypeVar("T")
 HEIGHT, WIDTH, CHANNELS = 1080, 1920, 3
@@ -49,7 +49,7 @@ TORCH_WAITED, TORCH_BY_HAND = (
 )
 TORCH_REUSED = "the same, one reused torch Event"
 CUPY_ORDERED, CUPY_SAME = "record_write(A); as_cupy(stream=B)", "record_write(B); as_cupy(stream=B)"
-CUPY_BY_HAND, PRIMITIVE = "cupy Event().record(A); B.wait_event", "gpuimage._cuda.wait(A, B, 0)"
+CUPY_BY_HAND, PRIMITIVE = "cupy Event().record(A); B.wait_event", "gpuimage.runtime().wait(A, B, 0)"
 OVERHEAD, ORDERED, SYNCHRONIZED = "(loop overhead: identity)", "gpuimage ordering", "synchronize per frame"
 RESULT = {True: "PASS", False: "FAIL", None: "info"}
 PAIRS = ((TORCH_ORDERED, TORCH_SAME, TORCH_BY_HAND), (CUPY_ORDERED, CUPY_SAME, CUPY_BY_HAND))
@@ -148,7 +148,7 @@ def run_ordering(config: Config) -> dict[str, Stats]:
     stats[CUPY_ORDERED] = timed(written_on(ca, lambda i: i.as_cupy(stream=cb)), cupy_image)
     stats[CUPY_SAME] = timed(written_on(cb, lambda i: i.as_cupy(stream=cb)), cupy_image)
     stats[CUPY_BY_HAND] = timed(cupy_by_hand, (ca, cb))
-    stats[PRIMITIVE] = timed(lambda h: _cuda.wait(h[0], h[1], 0), (a.cuda_stream, b.cuda_stream))
+    stats[PRIMITIVE] = timed(lambda h: runtime().wait(h[0], h[1], 0), (a.cuda_stream, b.cuda_stream))
     return stats
 
 

@@ -1,8 +1,10 @@
-"""Affine maps (``_affine``): the finiteness of a conversion's map is checked in the accumulator the
-arithmetic runs in, so no call returns inf or NaN for finite input because a factor overflowed."""
+"""Affine maps (``_affine``): normalize's and denormalize's maps invert each other, bad mean and std
+are refused, and the finiteness of a conversion's map is checked in the accumulator the arithmetic
+runs in, so no call returns inf or NaN for finite input because a factor overflowed."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -12,9 +14,9 @@ from hypothesis import strategies as st
 
 import gpuimage as gi
 from gpuimage import DTypeName, GpuImage, SpecError
-from gpuimage._affine import Affine, check_finite_map
+from gpuimage._affine import Affine, check_finite_map, denormalize_affine, normalize_affine
 from gpuimage._dtypes import accumulator, integer_range
-from gpuimage._host_convert import convert as host_convert
+from gpuimage._host_convert import convert_arrays
 
 BOUNDED: list[DTypeName] = ["bool", "uint8", "int8", "uint16", "int16", "uint32", "int32", "int64", "float16"]
 
@@ -78,10 +80,43 @@ def test_the_check_refuses_exactly_the_maps_that_overflow_the_accumulator(
     low, high = (-65504.0, 65504.0) if source == "float16" else integer_range(source)
     extremes = np.array([[[low]], [[high]]], dtype=np.float16 if source == "float16" else source)
     converted = np.empty(extremes.shape, target)
-    host_convert(extremes, converted, source, target, affine)
+    convert_arrays(extremes, converted, source, target, affine)
     try:
         check_finite_map(affine, source, target, origin="astype", where="test")
     except SpecError:
         assert not np.isfinite(converted).all()
     else:
         assert np.isfinite(converted).all()
+
+
+@given(
+    st.lists(st.floats(-2, 2), min_size=3, max_size=3),
+    st.lists(st.floats(0.05, 3), min_size=3, max_size=3),
+    st.booleans(),
+)
+def test_denormalize_undoes_normalize(mean: list[float], std: list[float], reverse: bool) -> None:
+    forward = normalize_affine(3, mean, std, 1 / 255, reverse=reverse, where="t")
+    backward = denormalize_affine(3, mean, std, 1 / 255, reverse=reverse, where="t")
+    for value in (0.0, 17.0, 255.0):
+        for channel in range(3):
+            # output channel c of the round trip reads input channel c again
+            middle = 2 - channel if reverse else channel
+            normalized = value * forward.scale[middle] + forward.offset[middle]
+            assert math.isclose(
+                normalized * backward.scale[channel] + backward.offset[channel], value, abs_tol=1e-9
+            )
+
+
+@pytest.mark.parametrize(
+    ("mean", "std", "channels", "message"),
+    [
+        ((0.5, 0.5), 0.25, 3, "expected 1 or 3 values for mean"),
+        (0.5, (0.25, 0.0, 0.25), 3, "non-zero std"),
+        (math.nan, 0.25, 3, "finite number for mean"),
+        (0.5, True, 3, "finite number for std"),
+        ((0.1, 0.2, 0.3, 0.4, 0.5), 0.25, 5, "1 to 4 channels"),
+    ],
+)
+def test_bad_normalization_parameters_are_refused(mean: Any, std: Any, channels: int, message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        normalize_affine(channels, mean, std, 1 / 255, reverse=False, where="normalize()")

@@ -1,258 +1,30 @@
-"""Conversions on CPU: the planning arithmetic, the NumPy executor against the torch executor (two
-independent implementations of one formula), saturation and rounding, and argument validation."""
+"""Conversions (``_conversions``) on CPU: the public operations on host images, the executor each
+device gets and the override, every operation going through that one executor, and argument
+validation (a table of bad calls, and fuzzed arguments that may raise only GpuImageErrors)."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 import gpuimage as gi
-from conversion_values import random_values, storage
-from gpuimage import BoundsError, DTypeError, DTypeName, GpuImage, ImageSpec, Layout, SpecError
-from gpuimage._convert import (
-    THREAD_BYTES,
-    Affine,
-    Mode,
-    RunKind,
-    _pixels_per_thread,
-    _vector_bytes,
-    accumulator,
-    denormalize_affine,
-    identity_affine,
-    mode,
-    normalize_affine,
-    plan_variant,
-    run_kind,
-    scaled_affine,
-)
-from gpuimage._host_convert import convert as host_convert
-from gpuimage._host_convert import from_accumulator
+from gpu_probe import gpu_available
+from gpuimage import BoundsError, DTypeError, DTypeName, GpuImage, Layout, SpecError, _conversions
+from gpuimage._affine import Affine
+from gpuimage._device import CPU, Device
+from gpuimage._executor import Executor, Operand
+from gpuimage._host_convert import EXECUTOR as HOST
+from gpuimage._plan import BatchItem
 from hypothesis_paths import record
 
 torch = pytest.importorskip("torch")
-from gpuimage._torch_convert import convert as torch_convert  # noqa: E402
-
-DTYPES: list[DTypeName] = [
-    "bool", "uint8", "int8", "uint16", "int16", "uint32", "int32", "int64",
-    "float16", "bfloat16", "float32", "float64",
-]  # fmt: skip
-TORCH = {
-    "bool": torch.bool, "uint8": torch.uint8, "int8": torch.int8, "uint16": torch.uint16,
-    "int16": torch.int16, "uint32": torch.uint32, "int32": torch.int32, "int64": torch.int64,
-    "float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32,
-    "float64": torch.float64,
-}  # fmt: skip
-
-
-def torch_of(array: npt.NDArray[Any], dtype: DTypeName) -> Any:
-    tensor = torch.from_numpy(np.ascontiguousarray(array))
-    return tensor.view(torch.bfloat16) if dtype == "bfloat16" else tensor
-
-
-def bits_of(tensor: Any, dtype: DTypeName) -> npt.NDArray[Any]:
-    array: npt.NDArray[Any] = (
-        tensor.view(torch.int16).numpy().view(np.uint16) if dtype == "bfloat16" else tensor.numpy()
-    )
-    return array
-
-
-def assert_same(ours: npt.NDArray[Any], theirs: npt.NDArray[Any], dtype: DTypeName) -> None:
-    """Bit-equal, except that NaNs only need to be NaNs (payloads differ between libraries)."""
-    if storage(dtype).kind == "f":
-        assert np.array_equal(np.isnan(ours), np.isnan(theirs))
-        ours, theirs = np.where(np.isnan(ours), 0, ours), np.where(np.isnan(theirs), 0, theirs)
-    elif dtype == "bfloat16":
-        nan = ((ours & 0x7FFF) > 0x7F80), ((theirs & 0x7FFF) > 0x7F80)
-        assert np.array_equal(*nan)
-        ours, theirs = np.where(nan[0], 0, ours), np.where(nan[1], 0, theirs)
-    assert ours.dtype == theirs.dtype
-    assert np.array_equal(ours.view(np.uint8), theirs.view(np.uint8))
-
-
-@given(
-    source=st.sampled_from(DTYPES),
-    target=st.sampled_from(DTYPES),
-    channels=st.integers(1, 4),
-    width=st.sampled_from([1, 2, 3, 7, 33]),
-    affine=st.sampled_from(["identity", "scaled", "reversed"]),
-    seed=st.integers(0, 2**32 - 1),
-)
-def test_numpy_and_torch_executors_agree_bit_for_bit(
-    source: DTypeName, target: DTypeName, channels: int, width: int, affine: str, seed: int
-) -> None:
-    rng = np.random.default_rng(seed)
-    values = random_values(rng, source, (3, width, channels))
-    if affine == "identity":
-        plan = identity_affine(channels)
-    elif affine == "reversed":
-        plan = identity_affine(channels, reverse=True)
-    else:
-        plan = scaled_affine(channels, float(rng.uniform(-3, 3)), float(rng.uniform(-100, 100)), where="test")
-    ours = np.empty(values.shape, storage(target))
-    host_convert(values, ours, source, target, plan)
-    theirs = torch.empty(values.shape, dtype=TORCH[target])
-    torch_convert(torch_of(values, source), theirs, source, target, plan)
-    assert_same(ours, bits_of(theirs, target), target)
-
-
-@pytest.mark.parametrize(
-    ("value", "dtype", "expected"),
-    [
-        (2.5, "uint8", 2),  # half to even
-        (3.5, "uint8", 4),
-        (-0.5, "uint8", 0),
-        (255.5, "uint8", 255),  # rounds to 256, saturates
-        (1e9, "int16", 32767),
-        (-1e9, "int16", -32768),
-        (math.nan, "int32", 0),
-        (math.inf, "uint16", 65535),
-        (-math.inf, "int8", -128),
-        (9.3e18, "int64", 2**63 - 1),  # beyond int64: saturates (a plain cast would wrap)
-        (-9.3e18, "int64", -(2**63)),
-        (0.25, "bool", True),
-        (math.nan, "bool", True),  # like NumPy's bool(nan)
-    ],
-)
-def test_integer_targets_round_half_to_even_and_saturate(
-    value: float, dtype: DTypeName, expected: object
-) -> None:
-    wide = np.dtype(accumulator("float64", dtype))
-    assert from_accumulator(np.asarray([value], dtype=wide), dtype)[0] == expected
-
-
-def test_bfloat16_rounding_matches_torch() -> None:
-    rng = np.random.default_rng(7)
-    floats = np.concatenate(
-        [
-            rng.integers(0, 2**32, 4096, dtype=np.uint32).view(np.float32),
-            np.array([0.0, -0.0, np.inf, -np.inf, 1e-40, 3.0e38, 1.00390625, 1.01171875], np.float32),
-        ]
-    )
-    ours = from_accumulator(floats, "bfloat16")
-    theirs = torch.from_numpy(floats).to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
-    finite = ~np.isnan(floats)
-    assert np.array_equal(ours[finite], theirs[finite])
-    assert np.all((ours[~finite] & 0x7FFF) > 0x7F80)  # NaN stays NaN
-
-
-# -- planning -------------------------------------------------------------------------------------
-
-
-@given(st.sampled_from([1, 2, 4, 8]), st.sampled_from([1, 2, 4, 8]), st.integers(1, 64))
-def test_threads_move_a_bounded_power_of_two_of_pixels(source: int, target: int, channels: int) -> None:
-    pixels = _pixels_per_thread(source, target, channels)
-    assert pixels & (pixels - 1) == 0
-    assert 1 <= pixels <= 32
-    per_pixel = channels * (source + target)
-    assert pixels == 1 or pixels * per_pixel <= THREAD_BYTES
-    assert pixels == 32 or 2 * pixels * per_pixel > THREAD_BYTES  # the most that fits
-
-
-@given(
-    st.sampled_from(list(RunKind)),
-    st.integers(1, 512),
-    st.lists(st.integers(0, 2**40), min_size=1, max_size=6),
-)
-def test_vector_width_divides_every_start(kind: RunKind, run_bytes: int, addresses: list[int]) -> None:
-    width = _vector_bytes(kind, run_bytes, addresses)
-    assert width in (1, 2, 4, 8, 16)
-    if kind is RunKind.GENERIC:
-        assert width == 1
-    else:
-        assert all(value % width == 0 for value in (run_bytes, *addresses))
-        # and it is the widest such power of two
-        assert width == 16 or any(value % (2 * width) for value in (run_bytes, *addresses))
-
-
-@given(
-    st.sampled_from(list(Layout)),
-    st.integers(1, 50),
-    st.integers(1, 50),
-    st.integers(1, 4),
-    st.sampled_from(["uint8", "float16", "float32", "float64"]),
-    st.sampled_from([1, 64, 256]),
-)
-def test_packed_images_are_vectorised_by_layout(
-    layout: Layout, height: int, width: int, channels: int, dtype: DTypeName, alignment: int
-) -> None:
-    spec = ImageSpec.packed(
-        height=height, width=width, channels=channels, dtype=dtype, layout=layout, row_alignment=alignment
-    )
-    kind = run_kind(spec.geometry, spec.itemsize)
-    if channels == 1 or layout is Layout.HWC:
-        assert kind is RunKind.INTERLEAVED
-    else:
-        assert kind is RunKind.PLANAR
-    variant = plan_variant(
-        dtype, "float32", [(1 << 20, spec.geometry)], (1 << 20, spec.geometry), identity_affine(channels)
-    )
-    assert variant.source_kind is kind
-    assert variant.pixels >= 1
-
-
-def test_a_batch_of_mixed_run_kinds_is_read_one_element_at_a_time() -> None:
-    hwc = ImageSpec.packed(height=4, width=4, channels=3, layout="HWC").geometry
-    chw = ImageSpec.packed(height=4, width=4, channels=3, layout="CHW").geometry
-    variant = plan_variant("uint8", "float32", [(4096, hwc), (8192, chw)], (4096, chw), identity_affine(3))
-    assert variant.source_kind is RunKind.GENERIC
-    assert variant.source_vector == 1
-
-
-@pytest.mark.parametrize(
-    ("source", "target", "affine", "expected"),
-    [
-        ("uint8", "uint8", identity_affine(3, reverse=True), Mode.COPY),
-        ("uint8", "int64", identity_affine(3), Mode.INTEGER),
-        ("bool", "uint8", identity_affine(3), Mode.INTEGER),
-        ("uint8", "float32", identity_affine(3), Mode.FLOAT),
-        ("uint8", "uint8", Affine((2.0,) * 3, (0.0,) * 3, False), Mode.FLOAT),
-    ],
-)
-def test_each_conversion_takes_the_exact_path(
-    source: DTypeName, target: DTypeName, affine: Affine, expected: Mode
-) -> None:
-    assert mode(source, target, affine) is expected
-
-
-@given(
-    st.lists(st.floats(-2, 2), min_size=3, max_size=3),
-    st.lists(st.floats(0.05, 3), min_size=3, max_size=3),
-    st.booleans(),
-)
-def test_denormalize_undoes_normalize(mean: list[float], std: list[float], reverse: bool) -> None:
-    forward = normalize_affine(3, mean, std, 1 / 255, reverse=reverse, where="t")
-    backward = denormalize_affine(3, mean, std, 1 / 255, reverse=reverse, where="t")
-    for value in (0.0, 17.0, 255.0):
-        for channel in range(3):
-            # output channel c of the round trip reads input channel c again
-            middle = 2 - channel if reverse else channel
-            normalized = value * forward.scale[middle] + forward.offset[middle]
-            assert math.isclose(
-                normalized * backward.scale[channel] + backward.offset[channel], value, abs_tol=1e-9
-            )
-
-
-@pytest.mark.parametrize(
-    ("mean", "std", "channels", "message"),
-    [
-        ((0.5, 0.5), 0.25, 3, "expected 1 or 3 values for mean"),
-        (0.5, (0.25, 0.0, 0.25), 3, "non-zero std"),
-        (math.nan, 0.25, 3, "finite number for mean"),
-        (0.5, True, 3, "finite number for std"),
-        ((0.1, 0.2, 0.3, 0.4, 0.5), 0.25, 5, "1 to 4 channels"),
-    ],
-)
-def test_bad_normalization_parameters_are_refused(mean: Any, std: Any, channels: int, message: str) -> None:
-    with pytest.raises(SpecError, match=message):
-        normalize_affine(channels, mean, std, 1 / 255, reverse=False, where="normalize()")
-
+from gpuimage._torch_convert import EXECUTOR as TORCH_EXECUTOR  # noqa: E402
 
 # -- the public operations on host images ----------------------------------------------------------
 
@@ -290,22 +62,6 @@ def test_normalize_matches_the_torchvision_formula_on_host() -> None:
         gi.normalize(image, mean, std, reverse_channels=True), mean, std, reverse_channels=True
     )
     assert np.array_equal(back.as_numpy(), image.as_numpy())
-
-
-def test_normalize_batch_packs_regions_and_pads() -> None:
-    images = [host_image(seed=1), host_image(9, 5, seed=2).to_layout("CHW")]
-    batch = gi.normalize_batch(images, 0.5, 0.25, rois=[(1, 1, 4, 3), None], pad_value=-7.0, like="numpy")
-    assert batch.shape == (2, 3, 9, 5)
-    assert batch.dtype == np.float32
-    first = (images[0].as_numpy()[1:4, 1:5].astype(np.float32) / 255 - 0.5) / 0.25
-    assert np.allclose(batch[0, :, :3, :4], first.transpose(2, 0, 1), atol=1e-6)
-    assert np.all(batch[0, :, 3:, :] == -7.0)
-    assert np.all(batch[0, :, :, 4:] == -7.0)
-    assert np.allclose(batch[1], (images[1].as_numpy().astype(np.float32) / 255 - 0.5) / 0.25, atol=1e-6)
-    # into a caller's (channels-last) torch tensor, same values
-    out = torch.empty((2, 9, 5, 3)).permute(0, 3, 1, 2)
-    gi.normalize_batch(images, 0.5, 0.25, rois=[(1, 1, 4, 3), None], pad_value=-7.0, out=out)
-    assert np.array_equal(out.numpy(), batch)
 
 
 @pytest.mark.parametrize(
@@ -354,22 +110,6 @@ def test_bad_conversion_arguments_are_refused(call: Any, error: type[Exception],
         call(host_image())
 
 
-def test_a_destination_overlapping_its_source_is_refused() -> None:
-    buffer = np.zeros((4, 4, 3), np.uint8)
-    image = GpuImage.from_numpy(buffer, layout="HWC")
-    with pytest.raises(SpecError, match="overlaps"):
-        gi.normalize_batch(
-            [image], 0.5, 0.25, dtype="uint8", out=buffer.reshape(1, 4, 4, 3).transpose(0, 3, 1, 2)
-        )
-
-
-def test_read_only_destinations_are_refused() -> None:
-    frozen = np.zeros((1, 3, 6, 7), np.float32)
-    frozen.flags.writeable = False
-    with pytest.raises(gi.ReadOnlyError):
-        gi.normalize_batch([host_image()], 0.5, 0.25, out=frozen)
-
-
 def test_pitched_allocations_align_every_row_to_the_item_size() -> None:
     # rows every 6 bytes of float32 would put elements on 2-byte boundaries: the pitch and the
     # pointer are aligned to lcm(6, 4) = 12 instead
@@ -387,29 +127,6 @@ def test_mean_and_std_take_numpy_values_and_refuse_degenerate_maps() -> None:
         gi.normalize(image, 0.5, 1e-320)
     with pytest.raises(SpecError, match="pad_value"):
         gi.normalize_batch([image], 0.5, 0.25, pad_value=math.inf, like="numpy")
-
-
-def test_batch_destinations_must_be_aligned_to_their_item_size() -> None:
-    buffer = np.zeros(4 * 3 * 6 * 7 + 4, np.uint8)
-    misaligned: npt.NDArray[Any] = np.ndarray((1, 3, 6, 7), dtype=np.float32, buffer=buffer, offset=1)
-    with pytest.raises(gi.PitchError, match="multiples of the item size"):
-        gi.normalize_batch([host_image()], 0.5, 0.25, out=misaligned)
-
-
-def test_regions_out_of_bounds_name_the_roi() -> None:
-    with pytest.raises(BoundsError, match=r"normalize_batch\(\) roi \(5, 5, 4, 4\)"):
-        gi.normalize_batch([host_image()], 0.5, 0.25, rois=[(5, 5, 4, 4)], like="numpy")
-
-
-def test_kernel_launches_refuse_sizes_beyond_their_int_parameters() -> None:
-    pytest.importorskip("cupy")
-    from gpuimage import _kernels
-
-    with pytest.raises(SpecError, match="Convert in parts"):
-        _kernels._check_limits(2**31, 16, 1)
-    with pytest.raises(SpecError, match="Convert in parts"):
-        _kernels._check_limits(16, 16, 65536)
-    _kernels._check_limits(16, 16, 65535)  # the largest batch one launch takes
 
 
 # -- bad arguments of the public conversion API (issue 11, defect 12) -------------------------------
@@ -627,3 +344,128 @@ def test_a_bad_out_is_refused(
     image = GpuImage.from_numpy(np.zeros((4, 5, 3), dtype=np.uint8), layout="HWC")
     with pytest.raises(error, match=message):
         call(image)
+
+
+# -- the executor ------------------------------------------------------------------------------------
+
+
+class Recording:
+    """An executor that notes each call and lets the NumPy executor do the work."""
+
+    name = "recording"
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def stream_for(self, device: int, /) -> tuple[int, object]:
+        return 0, None
+
+    def convert(self, source: Operand, target: Operand, affine: Affine, stream: int, /) -> None:
+        self.calls.append("convert")
+        HOST.convert(source, target, affine, stream)
+
+    def convert_batch(
+        self,
+        sources: Sequence[Operand],
+        regions: Sequence[BatchItem],
+        target: Operand,
+        item_pitch: int,
+        affine: Affine,
+        pad: float,
+        stream: int,
+        /,
+    ) -> None:
+        self.calls.append("convert_batch")
+        HOST.convert_batch(sources, regions, target, item_pitch, affine, pad, stream)
+
+
+@pytest.fixture
+def recording() -> Iterator[Recording]:
+    executor = Recording()
+    with _conversions.override_executor(executor):
+        yield executor
+
+
+def test_host_images_are_converted_by_numpy_chosen_once() -> None:
+    assert _conversions.executor_for(CPU, "test") is HOST
+    assert _conversions.executor_for(Device("cpu"), "test") is HOST
+
+
+def test_every_public_conversion_goes_through_the_one_executor(recording: Recording) -> None:
+    image = host_image()
+    planar = image.to_layout("CHW")
+    image.copy(row_alignment=64)
+    image.astype(gi.Float32, scale=0.5)
+    normalized = gi.normalize(image, 0.5, 0.25)
+    gi.denormalize(normalized, 0.5, 0.25)
+    image.to_layout("CHW", out=planar)
+    gi.normalize_batch([image, planar], 0.5, 0.25, like="numpy")
+    assert recording.calls == ["convert"] * 6 + ["convert_batch"]
+    assert np.array_equal(planar.as_numpy(), image.as_numpy().transpose(2, 0, 1))
+
+
+def test_the_override_ends_with_its_block() -> None:
+    executor = Recording()
+    with _conversions.override_executor(executor):
+        assert _conversions.executor_for(CPU, "test") is executor
+        assert _conversions.executor_for(Device("cuda", 0), "test") is executor
+    assert _conversions.executor_for(CPU, "test") is HOST
+    host_image().to_layout("CHW")
+    assert executor.calls == []
+
+
+def test_the_torch_executor_computes_what_numpy_computes_through_the_public_api() -> None:
+    image = host_image(seed=9)
+    batch_reference = gi.normalize_batch([image], 0.5, 0.25, rois=[(1, 1, 4, 3)], size=(4, 5), like="numpy")
+    with _conversions.override_executor(TORCH_EXECUTOR):
+        planar = image.to_layout("CHW")
+        normalized = gi.normalize(image, (0.4, 0.5, 0.6), 0.25, reverse_channels=True)
+        batch = gi.normalize_batch([image], 0.5, 0.25, rois=[(1, 1, 4, 3)], size=(4, 5), like="numpy")
+    assert np.array_equal(planar.as_numpy(), image.to_layout("CHW").as_numpy())
+    reference = gi.normalize(image, (0.4, 0.5, 0.6), 0.25, reverse_channels=True)
+    assert np.array_equal(normalized.as_numpy(), reference.as_numpy())
+    assert np.array_equal(batch, batch_reference)
+
+
+@pytest.fixture
+def gpu_choice() -> Iterator[None]:
+    """The GPU executor chosen afresh inside the test, and again after it."""
+    _conversions._gpu_executor.cache_clear()
+    saved = dict(_conversions._chosen)
+    _conversions._chosen.pop("cuda", None)
+    try:
+        yield
+    finally:
+        _conversions._gpu_executor.cache_clear()
+        _conversions._chosen.clear()
+        _conversions._chosen.update(saved)
+
+
+@pytest.mark.parametrize(
+    ("kernels", "torch_gpu", "expected"),
+    [(True, True, "kernels"), (True, False, "kernels"), (False, True, "torch"), (False, False, None)],
+)
+def test_gpu_images_get_the_kernels_else_torch(
+    gpu_choice: None, monkeypatch: pytest.MonkeyPatch, kernels: bool, torch_gpu: bool, expected: str | None
+) -> None:
+    pytest.importorskip("cupy")
+    from gpuimage import _kernel_convert, _torch_convert
+
+    monkeypatch.setattr(_kernel_convert, "reaches_gpu", lambda: kernels)
+    monkeypatch.setattr(_torch_convert, "reaches_gpu", lambda: torch_gpu)
+    if expected is None:
+        with pytest.raises(gi.MissingBackendError, match=r"to_layout\(\): converting a GPU image needs CuPy"):
+            _conversions.executor_for(Device("cuda", 0), "to_layout()")
+        return
+    executor: Executor = _conversions.executor_for(Device("cuda", 0), "to_layout()")
+    assert executor.name == expected
+    assert _conversions.executor_for(Device("cuda", 1), "to_layout()") is executor, "chosen once"
+
+
+@pytest.mark.skipif(gpu_available(), reason="on a GPU machine this would launch on a fake pointer")
+def test_a_gpu_image_without_a_gpu_library_says_what_to_install() -> None:
+    image = GpuImage.from_pointer(
+        0x7F00_0000_0000, gi.ImageSpec(height=2, width=3, channels=3, dtype="uint8", device="cuda:0")
+    )
+    with pytest.raises(gi.MissingBackendError, match=r"to_layout\(\): converting a GPU image needs CuPy"):
+        image.to_layout("CHW")

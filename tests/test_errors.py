@@ -47,6 +47,7 @@ def test_errors_are_also_their_natural_builtin(error: type[Exception], builtin: 
 def test_exported_names_are_pinned() -> None:
     assert sorted(gpuimage.__all__) == sorted(
         [
+            "Allocation",
             "AnyDType",
             "AnyLayout",
             "BFloat16",
@@ -86,6 +87,7 @@ def test_exported_names_are_pinned() -> None:
             "OpenCVStubsError",
             "PitchError",
             "ReadOnlyError",
+            "Runtime",
             "SpecError",
             "StreamLike",
             "StrideError",
@@ -97,6 +99,8 @@ def test_exported_names_are_pinned() -> None:
             "denormalize",
             "normalize",
             "normalize_batch",
+            "runtime",
+            "set_runtime",
         ]
     )
     for name in gpuimage.__all__:

@@ -116,6 +116,8 @@ def test_no_call_that_aborts_opencv_without_cuda_is_unguarded() -> None:
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
                 called.add(node.func.attr)
     assert called & {"wrapStream", "Null", "Stream_Null", "download", "upload"} == set()
-    streams = (package / "_streams.py").read_text()
-    guard = streams.index("getCudaEnabledDeviceCount() <= 0")
-    assert guard < streams.index("stream.cudaPtr()"), "cudaPtr() is read only after the CUDA check"
+    opencv = (package / "_opencv.py").read_text()  # the OpenCV spoke reads cv2.cuda.Stream handles
+    reader = opencv.index("def _stream_handle(")
+    guard = opencv.index("if not cuda_enabled():", reader)
+    assert guard < opencv.index("stream.cudaPtr()", reader), "cudaPtr() is read only after the CUDA check"
+    assert "getCudaEnabledDeviceCount()" in opencv[opencv.index("def cuda_enabled(") : reader]

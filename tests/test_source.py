@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gpuimage import CPU, GpuImage, ImageSpec, Layout, SpecError
-from gpuimage._source import spec_from_strided
+from gpuimage import CPU, BoundsError, GpuImage, ImageSpec, Layout, SpecError
+from gpuimage._source import SpecCache, SpecMemo, check_placement, spec_from_strided
 from gpuimage.strategies import crops, image_specs
 
 TOP = 2**64
@@ -108,3 +108,70 @@ def test_constructed_specs_missing_fields_raise_spec_errors() -> None:
     spec = ImageSpec.model_construct(height=4, width=5)
     with pytest.raises(SpecError, match="without row_pitch, pixel_stride, channel_stride"):
         GpuImage.from_pointer(4096, spec)
+
+
+# -- the import caches: one spec per geometry, pointer checks on every import (issue 12) ------------
+
+
+@given(image_specs(max_side=16), st.integers(0, 16))
+def test_check_placement_accepts_exactly_the_pointers_inside_the_allocation(
+    spec: ImageSpec, slack_items: int
+) -> None:
+    base = 1 << 20
+    slack = slack_items * spec.itemsize
+    size = spec.nbytes + slack
+    for offset in range(0, slack + 1, spec.itemsize):
+        assert check_placement(base + offset, spec, base, size, where="test") == base + offset
+    with pytest.raises(BoundsError, match="outside the memory it came from"):
+        check_placement(base + slack + spec.itemsize, spec, base, size, where="test")
+    with pytest.raises(BoundsError):
+        check_placement(base - spec.itemsize, spec, base, size, where="test")
+    if spec.itemsize > 1:
+        with pytest.raises(SpecError, match="not aligned"):
+            check_placement(base + 1, spec, base, size, where="test")
+    with pytest.raises(SpecError, match="non-NULL"):
+        check_placement(0, spec, 0, size, where="test")
+    with pytest.raises(SpecError, match="2\\*\\*64"):
+        check_placement(TOP - spec.nbytes + spec.itemsize, spec, 0, -1, where="test")
+
+
+def test_the_spec_cache_is_bounded_and_gives_back_what_was_put() -> None:
+    cache = SpecCache()
+    spec = ImageSpec.packed(height=2, width=3, channels=1, device="cpu")
+    assert cache.get("key") is None
+    assert cache.put("key", spec) is spec
+    assert cache.get("key") is spec
+    for index in range(SpecCache._LIMIT + 1):  # pyright: ignore[reportPrivateUsage]
+        cache.put(index, spec)
+    assert cache.get("key") is None  # cleared when full: a later import checks everything again
+
+
+def test_the_spec_memo_computes_once_per_spec_and_never_confuses_specs() -> None:
+    calls: list[ImageSpec] = []
+
+    def make(spec: ImageSpec) -> int:
+        calls.append(spec)
+        return spec.width
+
+    memo = SpecMemo(make)
+    narrow = ImageSpec.packed(height=2, width=3, device="cpu")
+    wide = ImageSpec.packed(height=2, width=5, device="cpu")
+    assert [memo(narrow), memo(narrow), memo(wide), memo(narrow)] == [3, 3, 5, 3]
+    assert calls == [narrow, wide]
+
+
+def test_a_failing_memo_stores_nothing() -> None:
+    def refuse(spec: ImageSpec) -> int:
+        raise SpecError("no")
+
+    memo = SpecMemo(refuse)
+    spec = ImageSpec.packed(height=2, width=3, device="cpu")
+    for _ in range(2):
+        with pytest.raises(SpecError):
+            memo(spec)
+
+
+def test_numpy_imports_of_one_geometry_share_one_spec() -> None:
+    first = GpuImage.from_numpy(np.zeros((4, 6, 3), np.uint8), layout="HWC")
+    second = GpuImage.from_numpy(np.zeros((4, 6, 3), np.uint8), layout="HWC")
+    assert first.spec == second.spec

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from fake_runtime import Runtime, runtime
-from gpuimage import ExportError, GpuImage, ImageSpec, InteropError, MissingBackendError, _cuda
+from gpuimage import ExportError, GpuImage, ImageSpec, InteropError, MissingBackendError, _runtime
+from gpuimage._streams import from_protocol, is_default_stream, to_protocol
 
 __all__ = ["runtime"]  # the fixture
 
@@ -132,6 +133,31 @@ def test_stream_handles_are_normalized() -> None:
     assert _image(stream=0).__cuda_array_interface__["stream"] == 1, "CAI forbids 0"
 
 
+def test_the_encodings_convert_in_one_place() -> None:
+    """Stored handles keep the legacy default stream as 0; CAI and DLPack call it 1 (their 0 is
+    forbidden); the per-thread default stream is 2 in both."""
+    assert [from_protocol(code) for code in (1, 2, 0x7F)] == [0, 2, 0x7F]
+    assert [to_protocol(handle) for handle in (0, 2, 0x7F)] == [1, 2, 0x7F]
+    assert [handle for handle in range(6) if is_default_stream(handle)] == [0, 1, 2]
+
+
+class _Interface:
+    def __init__(self, stream: int | None) -> None:
+        self.__cuda_array_interface__ = {
+            "shape": (2, 3),
+            "typestr": "|u1",
+            "data": (FAKE, False),
+            "strides": None,
+            "version": 3,
+            "stream": stream,
+        }
+
+
+@pytest.mark.parametrize(("code", "stored"), [(1, 0), (2, 2), (None, None), (0x55, 0x55)])
+def test_a_cai_stream_code_is_stored_as_a_handle(code: int | None, stored: int | None) -> None:
+    assert GpuImage.from_cuda_array_interface(_Interface(code)).stream == stored
+
+
 def test_bad_streams_are_refused() -> None:
     image = _image(stream=7)
     with pytest.raises(InteropError, match="None"):
@@ -148,7 +174,7 @@ def test_bad_streams_are_refused() -> None:
 
 
 def test_without_a_gpu_runtime_a_needed_ordering_raises() -> None:
-    if _cuda.available():
+    if _runtime.runtime().has_gpu:
         pytest.skip("a GPU runtime is reachable here")
     image = _image(stream=7)
     image.as_cupy(stream=7)  # the producer's own stream: nothing to order

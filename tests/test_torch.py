@@ -85,3 +85,35 @@ def test_batch_destinations_of_other_dtypes_name_the_call() -> None:
     image = GpuImage.from_numpy(np.zeros((2, 3, 3), np.uint8), layout="HWC")
     with pytest.raises(gi.DTypeError, match=r"normalize_batch\(\): expected out of an image dtype"):
         gi.normalize_batch([image], 0.5, 0.25, out=torch.zeros(1, 3, 2, 3, dtype=torch.complex64))
+
+
+# -- the import cache: checks that depend on the tensor, not its geometry, run on every import -----
+
+
+def test_a_cached_geometry_still_refuses_a_negated_view() -> None:
+    # issue 12: the spec is reused per geometry; the sign bits are per tensor
+    plain = torch.zeros(4, 6, 3)
+    assert GpuImage.from_torch(plain, layout="HWC").spec.height == 4
+    with pytest.raises(InteropError, match="negative bit"):
+        GpuImage.from_torch(_negated(plain), layout="HWC")
+
+
+def test_a_cached_geometry_still_refuses_a_storage_that_shrank() -> None:
+    # issue 12: the bounds of the storage are checked on every import, after the cache
+    source = torch.zeros(8, 6, dtype=torch.uint8)
+    view = source[4:]
+    GpuImage.from_torch(source[4:])  # the geometry (4, 6), strides (6, 1) is now cached
+    source.untyped_storage().resize_(8)
+    with pytest.raises(gi.BoundsError, match="outside the memory it came from"):
+        GpuImage.from_torch(view)
+
+
+@given(st.integers(1, 6), st.integers(1, 6), st.sampled_from(["HWC", "CHW"]))
+def test_repeated_imports_share_one_spec_and_agree_with_a_fresh_check(
+    height: int, width: int, layout: str
+) -> None:
+    tensor = torch.zeros(3, height, width) if layout == "CHW" else torch.zeros(height, width, 3)
+    first = GpuImage.from_torch(tensor, layout=layout)  # type: ignore[call-overload]
+    second = GpuImage.from_torch(tensor.clone(), layout=layout)  # type: ignore[call-overload]
+    assert first.spec is second.spec
+    assert first.spec == gi.ImageSpec(**first.spec.model_dump())

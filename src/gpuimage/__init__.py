@@ -46,6 +46,7 @@ from ._image import GpuImage
 from ._layout import CHW, HWC, AnyLayout, CHWLike, HWCLike, Layout, LayoutLike
 from ._lifetime import pending_releases
 from ._normalize import denormalize, normalize
+from ._runtime import Allocation, Runtime, runtime, set_runtime
 from ._spec import ImageSpec
 from ._streams import StreamLike
 
@@ -53,6 +54,7 @@ __version__ = "0.1.0"
 """The version of this gpuimage release."""
 
 __all__ = [
+    "Allocation",
     "CHW",
     "CPU",
     "ChannelValues",
@@ -92,6 +94,7 @@ __all__ = [
     "OpenCVStubsError",
     "PitchError",
     "ReadOnlyError",
+    "Runtime",
     "SpecError",
     "StreamLike",
     "StrideError",
@@ -103,4 +106,6 @@ __all__ = [
     "denormalize",
     "normalize",
     "normalize_batch",
+    "runtime",
+    "set_runtime",
 ]

@@ -1,8 +1,8 @@
 """Per-channel affine maps of conversions (``x * scale[c] + offset[c]``), built from the caller's
 arguments and checked: every number finite, and the map finite in the accumulator it runs in.
 
-No GPU calls and no imports beyond NumPy (for 0-d arrays given as numbers). ``_convert`` plans the
-kernels that apply these maps.
+No GPU calls and no imports beyond NumPy (for 0-d arrays given as numbers). ``_plan`` chooses how
+the executors apply these maps.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 import functools
 import math
 import numbers
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple, cast
+from collections.abc import Iterable, Sequence
+from typing import Any, Literal, NamedTuple, TypeAlias, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -19,11 +19,9 @@ import numpy.typing as npt
 from ._dtypes import Accumulator, DTypeName, accumulator, integer_range, is_integral
 from ._errors import SpecError
 
-if TYPE_CHECKING:
-    from ._conversions import ChannelValues
-
 __all__ = [
     "Affine",
+    "ChannelValues",
     "MapOrigin",
     "check_finite_map",
     "denormalize_affine",
@@ -35,6 +33,10 @@ __all__ = [
     "scaled_affine",
     "short_repr",
 ]
+
+ChannelValues: TypeAlias = float | Sequence[float] | npt.NDArray[np.floating[Any]] | np.floating[Any]
+"""What ``mean`` and ``std`` accept: one number for every channel, or one per channel (a sequence or a
+NumPy array)."""
 
 
 class Affine(NamedTuple):
@@ -123,8 +125,10 @@ def flag(value: object, name: str, where: str) -> bool:
     raise SpecError(f"{where}: expected {name}=True or False, got {name}={short_repr(value)}.")
 
 
+@functools.cache
 def identity_affine(channels: int, *, reverse: bool = False) -> Affine:
-    """The map that changes nothing but (optionally) the channel order."""
+    """The map that changes nothing but (optionally) the channel order (one object per channel count
+    and order: ``copy`` and ``to_layout`` ask for it on every call)."""
     return Affine((1.0,) * channels, (0.0,) * channels, reverse)
 
 

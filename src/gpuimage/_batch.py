@@ -1,7 +1,8 @@
 """``normalize_batch``: many images and regions normalized into one NCHW array by one kernel launch.
 
-The destination is a foreign array (torch, CuPy or, for host images, NumPy); each item is one CHW slot
-of it. Planning is ``_convert``'s (``BatchItem``, ``batch_size``); execution is ``_conversions``'.
+The destination is a foreign array (torch, CuPy or, for host images, NumPy), read through its spoke's
+``describe_out``; each item is one CHW slot of it. Planning is ``_plan``'s (``BatchItem``,
+``batch_size``); ordering and execution are ``_conversions``' (``convert_batch_into``).
 """
 
 from __future__ import annotations
@@ -9,17 +10,18 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeVar, cast, overload
 
-from . import _convert
-from ._affine import short_repr
-from ._conversions import ChannelValues, current_stream, executor_for, numpy_hwc, torch_hwc
-from ._convert import Affine, BatchItem
+from ._affine import ChannelValues, check_finite_map, finite_number, input_scale, normalize_affine, short_repr
+from ._conversions import convert_batch_into, executor_for
 from ._device import Device
 from ._dtypes import DTypeLike, DTypeName, Float32, dtype_info, parse_dtype
 from ._errors import DeviceError, InteropError, PitchError, SpecError
+from ._executor import Buffer
 from ._exports import ImageExports
 from ._geometry import Geometry, byte_extent, check_geometry, crop_offset
 from ._layout import Layout
-from ._spec import ImageSpec, trusted_spec
+from ._plan import BatchItem, batch_size, check_same, ranges_overlap
+from ._spec import trusted_spec
+from ._spokes import Spoke, spoke_of
 
 if TYPE_CHECKING:
     import cupy
@@ -34,7 +36,8 @@ Roi = tuple[int, int, int, int]
 
 
 class _BatchOut(NamedTuple):
-    """An NCHW destination as the kernels see it: base pointer, item pitch and one item's geometry."""
+    """An NCHW destination as the executors see it: base pointer, item pitch and one item's geometry;
+    and the spoke of its library."""
 
     array: Any
     ptr: int
@@ -42,29 +45,19 @@ class _BatchOut(NamedTuple):
     geometry: Geometry
     dtype: DTypeName
     device: Device
+    spoke: Spoke
 
 
 def _parse_batch_out(
     out: object, count: int, channels: int, size: tuple[int, int], dtype: DTypeName, where: str
 ) -> _BatchOut:
-    module = type(out).__module__.split(".")[0]
-    if module == "torch":
-        from . import _torch
-
-        ptr, shape, strides, found, device = _torch.strided_parts(out, where=where)
-    elif module == "cupy":
-        from . import _cupy
-
-        ptr, shape, strides, found, device = _cupy.strided_parts(out, where=where)
-    elif module == "numpy":
-        from . import _numpy
-
-        ptr, shape, strides, found, device = _numpy.strided_parts(out)
-    else:
+    spoke = spoke_of(out)
+    if spoke is None:
         raise SpecError(
             f"{where}: expected out to be a torch.Tensor, cupy.ndarray or numpy.ndarray, got "
             f"{type(out).__module__}.{type(out).__qualname__}."
         )
+    ptr, shape, strides, found, device = spoke.describe_out(out, where=where)
     expected = (count, channels, *size)
     if tuple(shape) != expected:
         raise SpecError(f"{where}: expected out of shape (N, C, H, W) = {expected}, got {tuple(shape)}.")
@@ -82,7 +75,7 @@ def _parse_batch_out(
     extent = byte_extent((channels, *size), (channel_stride, row_pitch, pixel_stride), itemsize)
     if count > 1 and item_pitch < extent:
         raise SpecError(f"{where}: the items of out overlap (item stride {item_pitch} bytes < {extent}).")
-    return _BatchOut(out, ptr, item_pitch, geometry, dtype, device)
+    return _BatchOut(out, ptr, item_pitch, geometry, dtype, device, spoke)
 
 
 def _allocate_batch(
@@ -202,17 +195,15 @@ def normalize_batch(
         ``like``'s) library, after every image's data; each image records the read.
     """
     where = "normalize_batch()"
-    pad_value = _convert.finite_number(pad_value, "pad_value", where)
+    pad_value = finite_number(pad_value, "pad_value", where)
     sources = _checked_images(images, where)
     regions = _regions(sources, rois, where)
     first = sources[0]
     target = parse_dtype(Float32 if dtype is None else dtype, where=where)
-    batch_hw = _convert.batch_size([(item.height, item.width) for item in regions], size, where=where)
-    factor = _convert.input_scale(first.dtype, scale, where=where)
-    affine = _convert.normalize_affine(
-        first.channels, mean, std, factor, reverse=reverse_channels, where=where
-    )
-    _convert.check_finite_map(affine, first.dtype, target, origin="normalize", where=where)
+    batch_hw = batch_size([(item.height, item.width) for item in regions], size, where=where)
+    factor = input_scale(first.dtype, scale, where=where)
+    affine = normalize_affine(first.channels, mean, std, factor, reverse=reverse_channels, where=where)
+    check_finite_map(affine, first.dtype, target, origin="normalize", where=where)
     executor_for(first.device, where)  # no GPU library: say so before allocating anything
     if out is None:
         out = _allocate_batch(like, len(regions), first.channels, batch_hw, target, first.device, where)
@@ -224,9 +215,12 @@ def normalize_batch(
         (batch.geometry.channel_stride, batch.geometry.row_pitch, batch.geometry.pixel_stride),
         dtype_info(target).itemsize,
     )
-    if any(_convert.ranges_overlap((image.ptr, image.nbytes), (batch.ptr, extent)) for image in sources):
+    if any(ranges_overlap((image.ptr, image.nbytes), (batch.ptr, extent)) for image in sources):
         raise SpecError(f"{where}: out overlaps an input image; write into separate memory.")
-    _run_batch(sources, regions, batch, affine, pad_value, where)
+    slot = Buffer(batch.ptr, trusted_spec(batch.geometry, target, Layout.CHW, batch.device), batch.array)
+    # queued where out's library queues its own work: on its current stream
+    stream = batch.spoke.current_stream(batch.device.index) if batch.device.kind == "cuda" else 0
+    convert_batch_into(sources, regions, slot, batch.item_pitch, affine, pad_value, stream, where=where)
     return out
 
 
@@ -241,9 +235,9 @@ def _checked_images(images: Sequence[GpuImage[Any, Any]], where: str) -> list[Gp
                 f"{where}: expected GpuImage items, got {type(image).__name__}. Wrap arrays first: "
                 "GpuImage.from_numpy(array, layout='HWC'), from_torch() or from_cupy()."
             )
-    _convert.check_same([image.dtype for image in sources], "dtype", where=where)
-    _convert.check_same([image.channels for image in sources], "channels", where=where)
-    _convert.check_same([image.device for image in sources], "device", where=where)
+    check_same([image.dtype for image in sources], "dtype", where=where)
+    check_same([image.channels for image in sources], "channels", where=where)
+    check_same([image.device for image in sources], "device", where=where)
     return sources
 
 
@@ -284,72 +278,3 @@ def _listed(values: Iterable[Any], name: str, expected: str, where: str) -> list
         return list(values)
     except TypeError as exc:  # iterable by type, not by value (a 0-d array)
         raise InteropError(message) from exc
-
-
-def _region_spec(image: GpuImage[Any, Any], item: BatchItem) -> ImageSpec:
-    geometry = Geometry(item.height, item.width, image.channels, *item[1:4])
-    return trusted_spec(geometry, image.dtype, image.layout, image.device)
-
-
-def _run_batch(
-    images: list[GpuImage[Any, Any]],
-    regions: list[BatchItem],
-    batch: _BatchOut,
-    affine: Affine,
-    pad: float,
-    where: str,
-) -> None:
-    first = images[0]
-    executor = executor_for(first.device, where)
-    slot = trusted_spec(batch.geometry, batch.dtype, Layout.CHW, batch.device)
-    slots = [batch.ptr + index * batch.item_pitch for index in range(len(regions))]
-    if executor == "numpy":
-        from . import _host_convert
-
-        for image, item, ptr in zip(images, regions, slots, strict=True):
-            view = numpy_hwc(ptr, slot, batch.array)
-            _host_convert.fill(view, pad, first.dtype, batch.dtype)
-            source = numpy_hwc(item.ptr, _region_spec(image, item), image.owner, readonly=image.readonly)
-            _host_convert.convert(source, view[: item.height, : item.width], first.dtype, batch.dtype, affine)
-        return
-    module = type(batch.array).__module__.split(".")[0]
-    stream = current_stream("torch" if module == "torch" else "cupy", first.device)
-    with type(first).reading_all(images, stream):
-        if executor == "cupy":
-            from . import _kernels
-
-            sources = [
-                (item.ptr, Geometry(item.height, item.width, first.channels, *item[1:4])) for item in regions
-            ]
-            variant = _convert.plan_variant(
-                first.dtype,
-                batch.dtype,
-                sources,
-                (batch.ptr, batch.geometry),
-                affine,
-                item_pitch=batch.item_pitch,
-            )
-            _kernels.launch_batch(
-                variant,
-                items=regions,
-                target=(batch.ptr, batch.geometry),
-                item_pitch=batch.item_pitch,
-                affine=affine,
-                pad=pad,
-                stream=stream,
-                device=first.device.index,
-            )
-            return
-        from . import _torch, _torch_convert
-
-        with _torch.stream_context(stream, first.device.index):
-            for image, item, ptr in zip(images, regions, slots, strict=True):
-                slot_tensor = torch_hwc(ptr, slot, batch.array)
-                _torch_convert.fill(slot_tensor, pad, first.dtype, batch.dtype)
-                _torch_convert.convert(
-                    torch_hwc(item.ptr, _region_spec(image, item), image.owner),
-                    slot_tensor[: item.height, : item.width],
-                    first.dtype,
-                    batch.dtype,
-                    affine,
-                )

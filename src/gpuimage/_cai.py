@@ -10,11 +10,13 @@ from typing import TypeGuard, cast
 
 import numpy as np
 
-from ._device import Device
+from ._device import Device, cuda_device
 from ._dtypes import DTYPES, DTypeName, dtype_info
 from ._errors import DTypeError, InteropError
 from ._layout import Layout
 from ._source import Imported, refuse_lazy_negation, spec_from_strided
+from ._spokes import Spoke
+from ._streams import from_protocol
 
 __all__ = ["dtype_of_typestr", "parse"]
 
@@ -80,7 +82,9 @@ def _int_tuple(value: object, *, key: str, where: str) -> tuple[int, ...]:
     return tuple(items)
 
 
-def parse(obj: object, *, layout: Layout | None, device: Device, stream: int | None, where: str) -> Imported:
+def parse(
+    obj: object, /, *, layout: Layout | None, device: Device | None, stream: int | None, where: str
+) -> Imported:
     """Read an object's ``__cuda_array_interface__`` (versions 0 to 3).
 
     The stream the data is ready on is ``stream`` if given, else the interface's own ``stream``.
@@ -119,9 +123,10 @@ def parse(obj: object, *, layout: Layout | None, device: Device, stream: int | N
             f"{where}: CAI 'stream' must be None or a positive handle (0 is forbidden), "
             f"got stream={interface_stream!r}."
         )
+    device = cuda_device(0) if device is None else device  # CAI has no device field
     spec = spec_from_strided(ptr, shape, strides, dtype, layout, device, where=where)
-    if interface_stream == 1:  # CAI's code for the legacy default stream
-        interface_stream = 0  # gpuimage stores the legacy default stream as 0
+    if interface_stream is not None:
+        interface_stream = from_protocol(interface_stream)  # CAI's 1 is the legacy default stream
     ready_on = stream if stream is not None else interface_stream
     return Imported(ptr, spec, obj, ready_on, readonly)
 
@@ -133,3 +138,6 @@ def _c_contiguous_strides(shape: tuple[int, ...], itemsize: int) -> tuple[int, .
         strides.append(step)
         step *= max(size, 1)
     return tuple(reversed(strides))
+
+
+SPOKE = Spoke(name="cai", parse=parse)

@@ -1,235 +1,229 @@
-"""Conversions between images: layout, pitch, dtype, normalization, batches.
+"""Conversions between images: checks, allocation and stream ordering around one executor call.
 
-Every conversion is planned in ``_convert`` (pure) and run by one executor: the CuPy kernels
-(``_kernels``) on a GPU when CuPy is installed, torch operations (``_torch_convert``, slower) when only
-torch is, NumPy (``_host_convert``) for host images. Work is queued on the source's stream (the one its
-data is ready on; the executor's current stream when nothing is pending), on the source's device,
-ordered after the source's data and any pending use of the destination, and recorded on both.
+The public conversions (``to_layout``, ``copy``, ``astype``, ``normalize``, ``denormalize``,
+``normalize_batch``) come here; this module checks the images, allocates a result (through the hub's
+``_allocated``), orders the work, and hands it to the executor that ``executor_for`` picks
+(``_executor``: the CUDA kernels, torch operations or NumPy). It names no library.
+
+Work is queued on the source's stream (the one its data is ready on; the executor's current stream
+when nothing is pending), on the source's device, ordered after the source's data and any pending
+use of the destination, and recorded on both (``_ordering.begin_conversion``/``end_conversion``).
+Host images are converted when the call returns.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar, cast
+from collections.abc import Generator, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
-import numpy as np
-import numpy.typing as npt
-
-from . import _convert
+from ._affine import Affine, ChannelValues, check_finite_map
 from ._backends import is_installed
-from ._convert import Affine
 from ._device import Device
-from ._dtypes import AnyDType, DTypeName
+from ._dtypes import DTypeName
 from ._errors import DeviceError, InteropError, LayoutError, MissingBackendError, ReadOnlyError, SpecError
+from ._executor import Executor, Operand
 from ._exports import ImageExports
 from ._layout import Layout
-from ._lazy import LazyModule
 from ._ordering import begin_conversion, end_conversion, ready_stream
+from ._plan import BatchItem, ranges_overlap
 from ._spec import ImageSpec
 
 if TYPE_CHECKING:
-    import torch
-
-    from . import _kernels
     from ._image import GpuImage
 
 __all__ = [
+    "ChannelValues",
     "check_is_image",
+    "convert_batch_into",
     "convert_into",
     "converted",
-    "current_stream",
-    "destination_for",
-    "ChannelValues",
     "executor_for",
-    "numpy_hwc",
-    "torch_hwc",
+    "override_executor",
 ]
 
-if not TYPE_CHECKING:  # the kernels (and CuPy) load on the first GPU conversion, without an import per call
-    _kernels = LazyModule("gpuimage._kernels", globals(), "_kernels")
+# -- the executor ------------------------------------------------------------------------------------
 
-DT = TypeVar("DT", bound=AnyDType)
+_chosen: dict[str, Executor] = {}
+"""The executor per ``Device.kind``, chosen on first use (``executor_for``)."""
 
-ChannelValues: TypeAlias = float | Sequence[float] | npt.NDArray[np.floating[Any]] | np.floating[Any]
-"""What ``mean`` and ``std`` accept: one number for every channel, or one per channel (a sequence or a
-NumPy array)."""
-Executor = Literal["cupy", "torch", "numpy"]
+
+def executor_for(device: Device, where: str) -> Executor:
+    """The executor that converts images on ``device``, chosen once per process in one order:
+
+    1. host images: NumPy (``_host_convert``);
+    2. GPU images: the CUDA kernels (``_kernel_convert``) when CuPy reaches a GPU, else torch
+       operations (``_torch_convert``) when a CUDA build of torch sees one, else
+       ``MissingBackendError`` naming what to install.
+
+    ``override_executor`` replaces the choice (tests, benchmarks)."""
+    executor = _chosen.get(device.kind)
+    if executor is None:
+        executor = _host_executor() if device.kind == "cpu" else _gpu_executor()
+        if executor is None:
+            raise MissingBackendError(
+                f"{where}: converting a GPU image needs CuPy (fast kernels: pip install 'gpuimage[cupy]') "
+                "or a CUDA build of torch that sees the GPU."
+            )
+        _chosen[device.kind] = executor
+    return executor
+
+
+def _host_executor() -> Executor:
+    from ._host_convert import EXECUTOR
+
+    return EXECUTOR
 
 
 @functools.cache
 def _gpu_executor() -> Executor | None:
-    """CuPy's kernels where CuPy reaches a GPU, else torch's operations; asked once per process."""
+    """The first executor in the documented order whose library reaches a GPU (None: none does)."""
     if is_installed("cupy"):
-        from . import _cupy
+        from . import _kernel_convert
 
-        if _cupy.gpu_available():
-            return "cupy"
+        if _kernel_convert.reaches_gpu():
+            return _kernel_convert.EXECUTOR
     if is_installed("torch"):
-        from . import _torch
+        from . import _torch_convert
 
-        if _torch.cuda_available():
-            return "torch"
+        if _torch_convert.reaches_gpu():
+            return _torch_convert.EXECUTOR
     return None
 
 
-def executor_for(device: Device, where: str) -> Executor:
-    """Which library runs conversions of images on ``device``."""
-    if not device.is_cuda:
-        return "numpy"
-    executor = _gpu_executor()
-    if executor is None:
-        raise MissingBackendError(
-            f"{where}: converting a GPU image needs CuPy (fast kernels: pip install 'gpuimage[cupy]') or a "
-            "CUDA build of torch that sees the GPU."
-        )
-    return executor
+@contextlib.contextmanager
+def override_executor(executor: Executor) -> Generator[Executor]:
+    """Convert every image (host and GPU) with ``executor`` inside the block, then choose as before."""
+    saved = dict(_chosen)
+    _chosen.update(cpu=executor, cuda=executor)
+    try:
+        yield executor
+    finally:
+        _chosen.clear()
+        _chosen.update(saved)
 
 
-def current_stream(executor: Executor, device: Device) -> int:
-    """The executor's current stream on ``device`` (0 for host work)."""
-    if executor == "cupy":
-        from . import _cupy
-
-        return _cupy.current_stream(device.index)
-    if executor == "torch":
-        from . import _torch
-
-        return _torch.current_stream(device.index)
-    return 0
-
-
-def _launch_stream(image: GpuImage[Any, Any], executor: Executor) -> tuple[int, object]:
-    """The source's stream, so the conversion follows its producer without a cross-stream wait (the
-    executor's current stream when nothing is pending), and what keeps that stream alive."""
+def _launch_stream(image: GpuImage[Any, Any], executor: Executor) -> tuple[int | None, object]:
+    """The stream a conversion of ``image`` queues on, and what keeps it alive: the stream its data
+    is ready on, so the conversion follows its producer without a cross-stream wait, else the
+    executor's current stream; (None, None) for host images."""
+    device = image.device
+    if device.kind == "cpu":
+        return None, None
     stream, keep = ready_stream(image)
     if stream is not None:
         return stream, keep
-    index = image.device.index
-    if executor == "cupy":
-        from . import _cupy
-
-        return _cupy.current_stream(index), _cupy.current_stream_object(index)
-    return current_stream(executor, image.device), None  # torch never destroys its streams
+    return executor.stream_for(device.index)
 
 
-def _hwc_axes(layout: Layout) -> tuple[int, int, int]:
-    return (1, 2, 0) if layout is Layout.CHW else (0, 1, 2)
+def _run(
+    executor: Executor,
+    source: GpuImage[Any, Any],
+    target: GpuImage[Any, Any],
+    affine: Affine,
+    stream: int | None,
+    keep: object,
+) -> None:
+    """``executor.convert`` ordered on ``stream`` (None: host images, nothing to order)."""
+    if stream is None:
+        executor.convert(source, target, affine, 0)
+        return
+    record_read = begin_conversion(source, target, stream, keep)
+    try:
+        executor.convert(source, target, affine, stream)
+    finally:  # even a failed launch may have queued work: later users wait for the stream
+        end_conversion(source, target, stream, keep, record_read=record_read)
 
 
-def numpy_hwc(ptr: int, spec: ImageSpec, owner: object, *, readonly: bool = False) -> npt.NDArray[Any]:
-    """A NumPy view in HWC order (bfloat16 as its uint16 bits)."""
-    from . import _numpy
-
-    carrier: DTypeName | None = "uint16" if spec.dtype == "bfloat16" else None
-    array = _numpy.view(ptr, spec, owner, readonly=readonly, as_dtype=carrier)
-    return array.transpose(_hwc_axes(spec.layout))
-
-
-def torch_hwc(ptr: int, spec: ImageSpec, owner: object) -> torch.Tensor:
-    """A torch view in HWC order."""
-    from . import _torch
-
-    return _torch.view(ptr, spec, owner).permute(_hwc_axes(spec.layout))
+# -- single images -----------------------------------------------------------------------------------
 
 
 def _check_pair(source: GpuImage[Any, Any], target: GpuImage[Any, Any], where: str) -> None:
     if target.readonly:
         raise ReadOnlyError(f"{where}: the destination image is read-only.")
-    if source.device != target.device:
+    source_spec, target_spec = source.spec, target.spec
+    if source_spec.device != target_spec.device:
         raise DeviceError(
-            f"{where}: expected the destination on {source.device}, got device={target.device}. "
+            f"{where}: expected the destination on {source_spec.device}, got device={target_spec.device}. "
             "Convert on the source's device, then move the result with cuda() or cpu()."
         )
-    if (source.height, source.width, source.channels) != (target.height, target.width, target.channels):
+    if source_spec.geometry[:3] != target_spec.geometry[:3]:
         raise SpecError(
             f"{where}: expected a destination of {source.height}x{source.width}x{source.channels} "
             f"(height x width x channels), got {target.height}x{target.width}x{target.channels}."
         )
-    if _convert.ranges_overlap((source.ptr, source.nbytes), (target.ptr, target.nbytes)):
+    if ranges_overlap((source.ptr, source_spec.nbytes), (target.ptr, target_spec.nbytes)):
         raise SpecError(f"{where}: the destination overlaps the source; convert into separate memory.")
 
 
 def convert_into(
-    source: GpuImage[Any, Any], target: GpuImage[Any, Any], affine: Affine, *, where: str, fresh: bool = False
+    source: GpuImage[Any, Any], target: GpuImage[Any, Any], affine: Affine, *, where: str
 ) -> None:
-    """Write ``affine(source)`` into ``target`` (same sizes and device; any layouts, pitches, dtypes).
-
-    ``fresh``: ``target`` was just allocated for this result, so the pair needs no checking."""
-    if not fresh:
-        _check_pair(source, target, where)
-    device = source.device
-    executor = executor_for(device, where)
-    if executor == "numpy":
-        from . import _host_convert
-
-        _host_convert.convert(
-            numpy_hwc(source.ptr, source.spec, source.owner, readonly=source.readonly),
-            numpy_hwc(target.ptr, target.spec, target.owner),
-            source.dtype,
-            target.dtype,
-            affine,
-        )
-        return
-    stream, keep = _launch_stream(source, executor)
-    record_read = begin_conversion(source, target, stream, keep)
-    try:
-        if executor == "cupy":
-            source_ptr, target_ptr = source.ptr, target.ptr
-            source_spec, target_spec = source.spec, target.spec
-            variant = _convert.plan_single(
-                source_spec.dtype,
-                target_spec.dtype,
-                (source_ptr % _convert.MAX_VECTOR, source_spec.geometry),
-                (target_ptr % _convert.MAX_VECTOR, target_spec.geometry),
-                affine,
-            )
-            _kernels.launch(
-                variant,
-                source=(source_ptr, source_spec.geometry),
-                target=(target_ptr, target_spec.geometry),
-                affine=affine,
-                stream=stream,
-                device=device.index,
-            )
-        else:
-            from . import _torch, _torch_convert
-
-            with _torch.stream_context(stream, source.device.index):
-                _torch_convert.convert(
-                    torch_hwc(source.ptr, source.spec, source.owner),
-                    torch_hwc(target.ptr, target.spec, target.owner),
-                    source.dtype,
-                    target.dtype,
-                    affine,
-                )
-    finally:  # even a failed launch may have queued work: later users wait for the stream
-        end_conversion(source, target, stream, keep, record_read=record_read)
+    """Write ``affine(source)`` into ``target`` (same sizes and device; any layouts, pitches, dtypes)."""
+    _check_pair(source, target, where)
+    executor = executor_for(source.device, where)
+    _run(executor, source, target, affine, *_launch_stream(source, executor))
 
 
-def _new_like(
+def converted(
     source: GpuImage[Any, Any],
     *,
     dtype: DTypeName,
     layout: Layout,
-    row_alignment: int,
-    executor: Executor,
+    affine: Affine,
+    row_alignment: int = 1,
+    where: str,
+    out: GpuImage[Any, Any] | None = None,
+    map_checked: bool = False,
 ) -> GpuImage[Any, Any]:
+    """A new ``dtype``, ``layout`` image (rows every ``row_alignment`` bytes) holding ``affine(source)``,
+    or ``out`` holding it.
+
+    ``affine`` is ``astype``'s ``x * scale + offset`` (or the identity), checked here unless the
+    caller checked it (``map_checked``: ``normalize`` checks its own map, naming its arguments)."""
+    if not map_checked:
+        _checked_map(affine, source.dtype, dtype, where)
+    if out is not None:
+        _check_destination(out, dtype=dtype, layout=layout, where=where)
+        convert_into(source, out, affine, where=where)
+        return out
+    executor = executor_for(source.device, where)
+    stream, keep = _launch_stream(source, executor)
+    target = _new_like(source, dtype, layout, row_alignment, stream, keep)
+    _run(executor, source, target, affine, stream, keep)
+    return target
+
+
+@functools.lru_cache(maxsize=256)
+def _checked_map(affine: Affine, source: DTypeName, target: DTypeName, where: str) -> None:
+    """``astype``'s map checked once per map and dtypes (it raises, so failures are not cached)."""
+    check_finite_map(affine, source, target, origin="astype", where=where)
+
+
+def _new_like(
+    source: GpuImage[Any, Any],
+    dtype: DTypeName,
+    layout: Layout,
+    row_alignment: int,
+    stream: int | None,
+    keep: object,
+) -> GpuImage[Any, Any]:
+    """New packed memory for the result, ready on ``stream`` (the conversion's)."""
     shape = source.spec
     if type(row_alignment) is not int:  # untyped callers: ImageSpec.packed says what is wrong
         ImageSpec.packed(height=1, width=1, channels=1, row_alignment=row_alignment)
+    device = shape.device
     spec = _packed_spec(
         shape.height,
         shape.width,
         shape.channels,
         dtype,
         layout,
-        shape.device.index if shape.device.is_cuda else -1,
+        device.index if device.kind == "cuda" else -1,
         row_alignment,
     )
-    if executor == "numpy":
-        return type(source)._allocated(spec, row_alignment, None, None)  # pyright: ignore[reportPrivateUsage]
-    return type(source)._allocated(spec, row_alignment, *_launch_stream(source, executor))  # pyright: ignore[reportPrivateUsage]
+    return type(source)._allocated(spec, row_alignment, stream, keep)  # pyright: ignore[reportPrivateUsage]
 
 
 @functools.lru_cache(maxsize=256)
@@ -255,49 +249,8 @@ def _packed_spec(
     )
 
 
-def converted(
-    source: GpuImage[Any, Any],
-    *,
-    dtype: DTypeName,
-    layout: Layout,
-    affine: Affine,
-    row_alignment: int = 1,
-    where: str,
-    out: GpuImage[Any, Any] | None = None,
-) -> GpuImage[Any, Any]:
-    """A new ``dtype``, ``layout`` image (rows every ``row_alignment`` bytes) holding ``affine(source)``,
-    or ``out`` holding it.
-
-    ``affine`` is ``astype``'s ``x * scale + offset`` (or the identity)."""
-    _checked_map(affine, source.dtype, dtype, where)
-    if out is not None:
-        destination = destination_for(source, out, dtype=dtype, layout=layout, where=where)
-        convert_into(source, destination, affine, where=where)
-        return destination
-    executor = executor_for(source.device, where)
-    target = _new_like(source, dtype=dtype, layout=layout, row_alignment=row_alignment, executor=executor)
-    convert_into(source, target, affine, where=where, fresh=True)
-    return target
-
-
-@functools.lru_cache(maxsize=256)
-def _checked_map(affine: Affine, source: DTypeName, target: DTypeName, where: str) -> None:
-    """``astype``'s map checked once per map and dtypes (it raises, so failures are not cached)."""
-    _convert.check_finite_map(affine, source, target, origin="astype", where=where)
-
-
-def destination_for(
-    source: GpuImage[Any, Any],
-    out: GpuImage[Any, Any] | None,
-    *,
-    dtype: DTypeName,
-    layout: Layout,
-    where: str,
-) -> GpuImage[Any, Any]:
-    if out is None:
-        return _new_like(
-            source, dtype=dtype, layout=layout, row_alignment=1, executor=executor_for(source.device, where)
-        )
+def _check_destination(out: GpuImage[Any, Any], *, dtype: DTypeName, layout: Layout, where: str) -> None:
+    """Raise unless ``out`` is a GpuImage of ``layout`` and ``dtype``."""
     if not isinstance(cast(object, out), ImageExports):  # GpuImage's base; untyped callers pass arrays
         raise InteropError(
             f"{where}: expected out to be a {layout.value} GpuImage or None, got {type(out).__name__}. "
@@ -312,7 +265,6 @@ def destination_for(
         raise SpecError(
             f"{where}: expected a {dtype} destination (dtype={dtype}), got out.dtype={out.dtype}."
         )
-    return out
 
 
 def check_is_image(image: GpuImage[Any, Any], *, where: str) -> None:
@@ -323,3 +275,29 @@ def check_is_image(image: GpuImage[Any, Any], *, where: str) -> None:
             "GpuImage.from_numpy(array, layout='HWC'), GpuImage.from_torch(tensor, layout=...) or "
             "GpuImage.from_cupy(array, layout=...)."
         )
+
+
+# -- batches -----------------------------------------------------------------------------------------
+
+
+def convert_batch_into(
+    sources: Sequence[GpuImage[Any, Any]],
+    regions: Sequence[BatchItem],
+    target: Operand,
+    item_pitch: int,
+    affine: Affine,
+    pad: float,
+    stream: int,
+    *,
+    where: str,
+) -> None:
+    """Region ``i`` of ``sources[i]`` converted into slot ``i`` of a batch (``target`` is slot 0,
+    checked by the caller), padded with ``pad``; on a GPU queued on ``stream`` after every source's
+    data, with one event recording the reads (``reading_all``)."""
+    first = sources[0]
+    executor = executor_for(first.device, where)
+    if first.device.kind == "cpu":
+        executor.convert_batch(sources, regions, target, item_pitch, affine, pad, 0)
+        return
+    with type(first).reading_all(sources, stream):
+        executor.convert_batch(sources, regions, target, item_pitch, affine, pad, stream)

@@ -16,44 +16,65 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only where CuPy is absent
     raise missing_backend("cupy") from exc
 
+import contextlib
 import functools
 import threading
 
 import numpy as np
-import numpy.typing as npt
 
-from ._device import Device
+from ._device import Device, cuda_device
 from ._dtypes import DTypeName, parse_dtype
 from ._errors import CudaError, DeviceError, DTypeError, InteropError, MissingBackendError
+from ._interfaces import host_view
 from ._layout import Layout
-from ._source import Imported, spec_from_strided
+from ._runtime import Allocation, DeviceGuard, Memory, cuda_error, wait_for_event
+from ._source import Imported, SpecCache, SpecMemo, check_placement, spec_from_strided
 from ._spec import ImageSpec
+from ._spokes import OutArray, Spoke
 
 __all__ = [
-    "allocate",
-    "copy",
     "current_stream",
     "current_stream_object",
     "empty",
     "external_stream",
     "strided_parts",
-    "get_device",
     "gpu_available",
+    "CupyRuntime",
     "RecordedEvent",
-    "set_device",
+    "gpu_runtime",
     "parse",
-    "pointer_device",
-    "stream_idle",
-    "synchronize",
     "view",
-    "wait",
 ]
 
 
-def parse(array: object, *, layout: Layout | None, stream: int | None, where: str) -> Imported:
-    """Wrap a ``cupy.ndarray`` (2-D, or 3-D with a layout) as it is, strided or sliced."""
+_specs = SpecCache()
+
+
+def parse(
+    array: object, /, *, layout: Layout | None, device: Device | None = None, stream: int | None, where: str
+) -> Imported:
+    """Wrap a ``cupy.ndarray`` (2-D, or 3-D with a layout) as it is, strided or sliced.
+
+    Without ``stream``, the data is ready on CuPy's current stream, whose object is kept: CuPy
+    destroys a stream with its object."""
     if not isinstance(array, cupy.ndarray):
         raise InteropError(f"{where}: expected a cupy.ndarray, got {type(array).__name__}.")
+    data = array.data
+    device_id = data.device_id
+    spec = _specs.get((array.dtype, array.shape, array.strides, device_id, layout))
+    if spec is None:
+        spec = _checked_spec(array, layout, where)
+    memory = data.mem
+    ptr = check_placement(data.ptr, spec, memory.ptr, memory.size, where=where)
+    keep: object = None
+    if stream is None and gpu_available():
+        current = cupy.cuda.get_current_stream(device_id)
+        stream, keep = int(current.ptr), current
+    return Imported(ptr, spec, array, stream, False, keep)
+
+
+def _checked_spec(array: cupy.ndarray, layout: Layout | None, where: str) -> ImageSpec:
+    """Every check of an array's dtype and geometry; the spec, stored for reuse."""
     dtype = parse_dtype(array.dtype, where=where)
     memory = array.data.mem
     spec = spec_from_strided(
@@ -62,17 +83,22 @@ def parse(array: object, *, layout: Layout | None, stream: int | None, where: st
         array.strides,
         dtype,
         layout,
-        Device("cuda", array.device.id),
+        cuda_device(array.data.device_id),
         where=where,
         allocation=(memory.ptr, memory.size),
     )
-    if stream is None and gpu_available():
-        stream = current_stream(array.device.id)
-    return Imported(array.data.ptr, spec, array, stream, False)
+    return _specs.put((array.dtype, array.shape, array.strides, array.data.device_id, layout), spec)
 
 
 def view(ptr: int, spec: ImageSpec, owner: object) -> cupy.ndarray:
     """A ``cupy.ndarray`` header over the image (same pointer, same byte strides) keeping ``owner`` alive."""
+    shape, dtype, strides, nbytes, index = _headers(spec)
+    memory = cupy.cuda.UnownedMemory(ptr, nbytes, owner, device_id=index)
+    return cupy.ndarray(shape, dtype, cupy.cuda.MemoryPointer(memory, 0), strides=strides)
+
+
+def _header(spec: ImageSpec) -> tuple[tuple[int, ...], np.dtype[Any], tuple[int, ...], int, int]:
+    """``(shape, dtype, byte strides, extent, device)`` of an array over an image of ``spec``."""
     if not spec.device.is_cuda:
         raise DeviceError(
             "as_cupy(): the image is in host memory; CuPy arrays live on a GPU. Call image.cuda() first, "
@@ -80,10 +106,10 @@ def view(ptr: int, spec: ImageSpec, owner: object) -> cupy.ndarray:
         )
     if spec.dtype == "bfloat16":
         raise DTypeError("as_cupy(): CuPy has no bfloat16 dtype. Use as_torch() instead.")
-    memory = cupy.cuda.UnownedMemory(ptr, spec.nbytes, owner, device_id=spec.device.index)
-    return cupy.ndarray(
-        spec.shape, np.dtype(spec.dtype), cupy.cuda.MemoryPointer(memory, 0), strides=spec.strides
-    )
+    return spec.shape, np.dtype(spec.dtype), spec.strides, spec.nbytes, spec.device.index
+
+
+_headers = SpecMemo(_header)
 
 
 def current_stream(index: int) -> int:
@@ -101,30 +127,7 @@ def gpu_available() -> bool:
     return bool(cupy.is_available())
 
 
-def pointer_device(ptr: int) -> int | None:
-    """The CUDA ordinal that owns ``ptr``, or None when CuPy cannot tell (no GPU, host pointer)."""
-    if not gpu_available():
-        return None
-    try:
-        attributes = cupy.cuda.runtime.pointerGetAttributes(ptr)
-    except (cupy.cuda.runtime.CUDARuntimeError, OverflowError):
-        return None
-    return int(attributes.device) if attributes.type in (2, 3) else None  # device or managed memory
-
-
-def allocate(nbytes: int, device: Device, stream: int | None = None) -> tuple[int, cupy.ndarray]:
-    """``nbytes`` bytes from CuPy's memory pool on ``device``; returns (pointer, owner).
-
-    With ``stream``, the memory is taken for that stream: once freed, the pool hands it out again
-    only to work on that stream, which runs after whatever the first user queued there.
-    """
-    with cupy.cuda.Device(device.index):
-        if stream is None:
-            buffer = cupy.empty(nbytes, dtype=cupy.uint8)
-        else:
-            with external_stream(stream, device.index):
-                buffer = cupy.empty(nbytes, dtype=cupy.uint8)
-    return buffer.data.ptr, buffer
+# -- the CUDA runtime calls (``_runtime.Runtime``) ---------------------------------------------------
 
 
 class _Handle:
@@ -146,22 +149,11 @@ def external_stream(handle: int, device: int) -> cupy.cuda.Stream:
         return cupy.cuda.Stream.from_external(_Handle(handle))
 
 
-def copy(
-    source: cupy.ndarray | npt.NDArray[Any], target: cupy.ndarray | npt.NDArray[Any], device: Device
-) -> None:
-    """``target[...] = source`` across host and device; a copy into host memory has completed on return."""
-    with cupy.cuda.Device(device.index):
-        if isinstance(target, cupy.ndarray):
-            target[...] = source if isinstance(source, cupy.ndarray) else cupy.asarray(source)
-        else:
-            target[...] = cupy.asnumpy(source)
-
-
 _events = threading.local()
 
 
 def _event(device: int) -> int:
-    """This thread's ordering event on ``device`` (re-recorded each time; see ``wait``)."""
+    """This thread's ordering event on ``device`` (re-recorded each time; see ``CupyRuntime.wait``)."""
     events: dict[int, int] | None = getattr(_events, "by_device", None)
     if events is None:
         events = _events.by_device = {}
@@ -170,51 +162,6 @@ def _event(device: int) -> int:
         runtime = cupy.cuda.runtime
         event = events[device] = int(runtime.eventCreateWithFlags(runtime.eventDisableTiming))
     return event
-
-
-def wait(producer: int, consumer: int, device: int) -> None:
-    """Make stream ``consumer`` wait for the work queued on ``producer`` (an event, no host sync).
-
-    Runs with ``device`` current (handle 0 is the current device's legacy stream) and restores it.
-    Reusing one event per thread is safe: a wait takes the event's state when it is enqueued.
-    """
-    runtime = cupy.cuda.runtime
-    previous = runtime.getDevice()
-    if previous != device:
-        runtime.setDevice(device)
-    try:
-        event = _event(device)
-        runtime.eventRecord(event, producer)
-        runtime.streamWaitEvent(consumer, event, 0)
-    finally:
-        if previous != device:
-            runtime.setDevice(previous)
-
-
-def stream_idle(stream: int, device: int) -> bool:
-    """True when every piece of work queued on ``stream`` so far has finished (never blocks)."""
-    runtime = cupy.cuda.runtime
-    previous = runtime.getDevice()
-    if previous != device:
-        runtime.setDevice(device)
-    try:
-        return int(runtime.streamQuery(stream)) == 0
-    finally:
-        if previous != device:
-            runtime.setDevice(previous)
-
-
-def synchronize(stream: int, device: int) -> None:
-    """Block the host until the work queued on ``stream`` (on ``device``) has finished."""
-    runtime = cupy.cuda.runtime
-    previous = runtime.getDevice()
-    if previous != device:
-        runtime.setDevice(device)
-    try:
-        runtime.streamSynchronize(stream)
-    finally:
-        if previous != device:
-            runtime.setDevice(previous)
 
 
 class RecordedEvent:
@@ -262,14 +209,126 @@ class RecordedEvent:
             cupy.cuda.runtime.eventDestroy(handle)
 
 
-def get_device() -> int:
-    """The current CUDA device, as the runtime reports it."""
+def _get_device() -> int:
     return int(cupy.cuda.runtime.getDevice())
 
 
-def set_device(device: int) -> None:
-    """Make ``device`` the current CUDA device."""
+def _set_device(device: int) -> None:
     cupy.cuda.runtime.setDevice(device)
+
+
+class CupyRuntime:
+    """gpuimage's CUDA runtime calls (``_runtime.Runtime``) through CuPy's runtime bindings.
+
+    Each call runs with the stream's device current (handle 0 is that device's legacy default
+    stream) and restores the previous one. CUDA errors become ``CudaError``.
+    """
+
+    __slots__ = ()
+    name = "cupy"
+    has_gpu = True
+
+    def current_stream(self, device: int, /) -> int:
+        return current_stream(device)
+
+    def current_stream_object(self, device: int, /) -> object:
+        return current_stream_object(device)
+
+    def record(self, stream: int, device: int, /) -> RecordedEvent:
+        try:
+            return RecordedEvent(stream, device)
+        except RuntimeError as exc:  # CUDARuntimeError
+            raise cuda_error(f"recording an event on stream {stream:#x} on cuda:{device}", exc) from exc
+
+    def wait(self, producer: int, consumer: int, device: int, /) -> None:
+        """Two binding calls: record this thread's event on ``producer``, make ``consumer`` wait.
+        Reusing one event per thread is safe: a wait takes the event's state when it is enqueued."""
+        if producer == consumer:
+            return
+        runtime = cupy.cuda.runtime
+        try:
+            previous = runtime.getDevice()
+            if previous != device:
+                runtime.setDevice(device)
+            try:
+                event = _event(device)
+                runtime.eventRecord(event, producer)
+                runtime.streamWaitEvent(consumer, event, 0)
+            finally:
+                if previous != device:
+                    runtime.setDevice(previous)
+        except RuntimeError as exc:
+            action = f"ordering stream {consumer:#x} after stream {producer:#x} on cuda:{device}"
+            raise cuda_error(action, exc) from exc
+
+    wait_event = staticmethod(wait_for_event)
+
+    def synchronize(self, stream: int, device: int, /) -> None:
+        try:
+            with DeviceGuard(device, _get_device, _set_device):
+                cupy.cuda.runtime.streamSynchronize(stream)
+        except RuntimeError as exc:
+            raise cuda_error(f"synchronizing stream {stream:#x} on cuda:{device}", exc) from exc
+
+    def stream_idle(self, stream: int, device: int, /) -> bool:
+        try:
+            with DeviceGuard(device, _get_device, _set_device):
+                return int(cupy.cuda.runtime.streamQuery(stream)) == 0
+        except RuntimeError as exc:
+            raise cuda_error(f"querying stream {stream:#x} on cuda:{device}", exc) from exc
+
+    def allocate(self, nbytes: int, device: Device, /, *, alignment: int, stream: int | None) -> Allocation:
+        """From CuPy's pool. With ``stream``, the memory is taken for that stream: once freed, the pool
+        hands it out again only to work on that stream, which runs after what the first user queued."""
+        try:
+            with cupy.cuda.Device(device.index):
+                if stream is None:
+                    buffer = cupy.empty(nbytes + alignment - 1, dtype=cupy.uint8)
+                    stream = current_stream(device.index)
+                else:
+                    with external_stream(stream, device.index):
+                        buffer = cupy.empty(nbytes + alignment - 1, dtype=cupy.uint8)
+        except (RuntimeError, MemoryError) as exc:  # CUDARuntimeError, OutOfMemoryError
+            raise cuda_error(f"allocating {nbytes} bytes on {device} from CuPy's pool", exc) from exc
+        base = int(buffer.data.ptr)
+        return Allocation(base + (-base) % alignment, buffer, stream)
+
+    def copy(self, source: Memory, target: Memory, stream: int, device: int, /) -> None:
+        """``target[...] = source`` on ``stream``; into host memory it has completed on return."""
+        arrays = [
+            view(each.ptr, each.spec, each.owner)
+            if each.spec.device.is_cuda
+            else host_view(each.ptr, each.spec, each.owner, readonly=each.readonly)
+            for each in (source, target)
+        ]
+        try:
+            with cupy.cuda.Device(device):
+                current = stream == current_stream(device)
+                with contextlib.nullcontext() if current else external_stream(stream, device):
+                    if not isinstance(arrays[1], cupy.ndarray):
+                        arrays[1][...] = cupy.asnumpy(arrays[0])  # blocks until the copy is done
+                    elif isinstance(arrays[0], cupy.ndarray):
+                        arrays[1][...] = arrays[0]
+                    else:
+                        arrays[1][...] = cupy.asarray(arrays[0])
+        except RuntimeError as exc:
+            raise cuda_error(f"copying an image to {target.spec.device} on stream {stream:#x}", exc) from exc
+
+    def pointer_device(self, ptr: int, /) -> int | None:
+        """Through ``cudaPointerGetAttributes``: device or managed memory has an owner, host memory none."""
+        try:
+            attributes = cupy.cuda.runtime.pointerGetAttributes(ptr)
+        except (cupy.cuda.runtime.CUDARuntimeError, OverflowError):
+            return None
+        return int(attributes.device) if attributes.type in (2, 3) else None
+
+    def device(self, index: int, /) -> DeviceGuard:
+        return DeviceGuard(index, _get_device, _set_device)
+
+
+def gpu_runtime() -> CupyRuntime | None:
+    """CuPy's runtime calls where CuPy reaches a GPU, else None (``_runtime`` asks once)."""
+    return CupyRuntime() if gpu_available() else None
 
 
 def strided_parts(
@@ -304,3 +363,26 @@ def empty(
             f"{where}: expected a new {dtype} CuPy array of shape {shape} on {device}, got a CUDA "
             f"error ({exc}). Free GPU memory, or check the device index."
         ) from exc
+
+
+def _stream_handle(stream: object, /, *, where: str) -> int:
+    handle = getattr(stream, "ptr", None)
+    if type(handle) is not int:
+        raise InteropError(f"{where}: expected a cupy.cuda.Stream, got {type(stream).__name__}.")
+    return handle
+
+
+def _describe_out(out: object, /, *, where: str) -> OutArray:
+    return OutArray(*strided_parts(out, where=where))
+
+
+SPOKE = Spoke(
+    name="cupy",
+    parse=parse,
+    view=view,
+    current_stream=current_stream,
+    current_stream_object=current_stream_object,
+    stream_handle=_stream_handle,
+    describe_out=_describe_out,
+    gpu_runtime=gpu_runtime,
+)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Literal, TypeAlias
 
 from ._errors import DeviceError
 
-__all__ = ["CPU", "Device", "DeviceLike", "parse_device"]
+__all__ = ["CPU", "Device", "DeviceLike", "cuda_device", "parse_device"]
 
 DLPACK_CPU = 1
 DLPACK_CUDA = 2
@@ -52,6 +53,12 @@ class Device:
 
     def __str__(self) -> str:
         return f"cuda:{self.index}" if self.kind == "cuda" else "cpu"
+
+
+@functools.lru_cache(maxsize=64)
+def cuda_device(index: int) -> Device:
+    """``Device("cuda", index)``, made once per ordinal (imports ask on every call)."""
+    return Device("cuda", index)
 
 
 CPU = Device("cpu")

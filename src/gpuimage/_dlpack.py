@@ -25,7 +25,6 @@ from typing import Any, cast
 
 from typing_extensions import CapsuleType
 
-from . import _cuda
 from ._device import CPU, DLPACK_CPU, DLPACK_CUDA, DLPACK_CUDA_HOST, Device
 from ._dlpack_abi import (
     NAME as _NAME,
@@ -68,8 +67,11 @@ from ._dlpack_abi import (
 from ._dtypes import dtype_from_dlpack, dtype_info
 from ._errors import DeviceError, ExportError, GpuImageError, InteropError, LifetimeError
 from ._layout import Layout
+from ._runtime import runtime
 from ._source import Imported, refuse_lazy_negation, spec_from_strided
 from ._spec import ImageSpec
+from ._spokes import Spoke
+from ._streams import LEGACY_DEFAULT, from_protocol, to_protocol
 
 __all__ = ["export_capsule", "live_exports", "parse"]
 
@@ -193,7 +195,9 @@ class DLPackOwner:
 _consume_lock = threading.RLock()
 
 
-def parse(obj: object, *, layout: Layout | None, stream: int | None, where: str) -> Imported:
+def parse(
+    obj: object, /, *, layout: Layout | None, device: Device | None = None, stream: int | None, where: str
+) -> Imported:
     """Consume ``obj.__dlpack__()`` (or a bare capsule) as an image, without copying.
 
     ``stream``: the stream the image will be used on; a CUDA producer orders its work before it,
@@ -204,9 +208,8 @@ def parse(obj: object, *, layout: Layout | None, stream: int | None, where: str)
         InteropError: a producer that raises, returns something else than a DLPack capsule, or
             describes a tensor that is malformed (NULL shape, ndim out of range, a bad device).
     """
-    # DLPack has no 0: the legacy default stream is 1. It is the stream the image is ready on when
-    # none is asked for.
-    consumer = stream or 1
+    # none asked for: the legacy default stream (DLPack's 1), where the image is then ready
+    consumer = to_protocol(LEGACY_DEFAULT if stream is None else stream)
     bare = type(obj) is CapsuleType
     producer = "a DLPack capsule" if bare else _name_of(obj)
     announced = None
@@ -251,7 +254,7 @@ def parse(obj: object, *, layout: Layout | None, stream: int | None, where: str)
         deleter = managed.deleter
     owner = DLPackOwner(address, deleter, "dltensor_versioned" if versioned else "dltensor")
     # A bare capsule was exported without our stream: the caller's ``stream`` says where it is ready.
-    asked = (0 if consumer == 1 else consumer) if not bare else stream
+    asked = from_protocol(consumer) if not bare else stream
     ready_on = asked if spec.device.is_cuda else None
     return Imported(ptr, spec, owner, ready_on, readonly)
 
@@ -299,7 +302,7 @@ def _request_capsule(obj: object, *, stream: int, producer: str, where: str) -> 
     kwargs: dict[str, Any] = {"stream": stream}
     try:
         # A CUDA producer makes our stream wait on its own device; torch insists that it be current.
-        with _cuda.current_device(announced.index):
+        with runtime().device(announced.index):
             return _call_producer(dlpack, kwargs, producer, where=where), announced
     except GpuImageError:
         raise
@@ -392,3 +395,6 @@ def _spec_of(tensor: DLTensor, layout: Layout | None, producer: str, *, where: s
         strides = tuple(itemsize * math.prod(shape[index + 1 :]) for index in range(ndim))
     ptr = (tensor.data or 0) + tensor.byte_offset
     return spec_from_strided(ptr, shape, strides, dtype, layout, device, where=where)
+
+
+SPOKE = Spoke(name="dlpack", parse=parse)

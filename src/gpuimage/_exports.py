@@ -7,44 +7,28 @@ regions and conversions. ``as_gpumat`` stays on the hub: its ``self`` type check
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol, Self, cast
+from typing import TYPE_CHECKING, Any, Self, cast
 
 from typing_extensions import CapsuleType
 
 from ._device import CPU
 from ._errors import DeviceError, ExportError, HostMemoryError, ReadOnlyError
 from ._interfaces import cuda_array_interface
-from ._lazy import LazyModule
 from ._lifetime import Lifetime
-from ._ordering import BY_HANDLE, CurrentStreams, StreamOrdering
-from ._spec import ImageSpec
-from ._streams import LEGACY_DEFAULT, StreamLike
+from ._ordering import BY_HANDLE, StreamOrdering
+from ._runtime import runtime
+from ._spokes import spoke
+from ._streams import LEGACY_DEFAULT, StreamLike, from_protocol
 
 if TYPE_CHECKING:
     import cupy
     import numpy.typing as npt
     import torch
 
-    from . import _cupy, _dlpack, _numpy, _opencv, _torch
 
 __all__ = ["ImageExports"]
 
-if not TYPE_CHECKING:  # every spoke loads on first use
-    _torch = LazyModule("gpuimage._torch", globals(), "_torch")
-    _cupy = LazyModule("gpuimage._cupy", globals(), "_cupy")
-    _opencv = LazyModule("gpuimage._opencv", globals(), "_opencv")
-    _numpy = LazyModule("gpuimage._numpy", globals(), "_numpy")
-    _dlpack = LazyModule("gpuimage._dlpack", globals(), "_dlpack")
-
-_TORCH, _CUPY, _NUMPY = "torch", "cupy", "numpy"
-
-
-class ViewSpoke(CurrentStreams, Protocol):
-    """A spoke that makes device views (torch, CuPy): a view keeps ``owner`` alive."""
-
-    def view(self, ptr: int, spec: ImageSpec, owner: Lifetime, /) -> object:
-        """A view of the memory at ``ptr`` described by ``spec``."""
-        ...
+_TORCH, _CUPY, _NUMPY, _OPENCV = "torch", "cupy", "numpy", "opencv"
 
 
 class ImageExports(StreamOrdering):
@@ -74,26 +58,36 @@ class ImageExports(StreamOrdering):
             on: that is also how the memory learns not to go back to its allocator before the
             work queued there has finished.
         """
-        return cast("torch.Tensor", self._view(_TORCH, "as_torch()", _torch, stream))
+        return cast("torch.Tensor", self._view(_TORCH, "as_torch()", stream))
 
     def as_cupy(self, *, stream: StreamLike = None) -> cupy.ndarray:
         """A ``cupy.ndarray`` header over the image (no CUDA call, no host sync). Cached.
 
         Each call makes ``stream`` (default: CuPy's current stream) wait for the data, on the GPU.
         """
-        return cast("cupy.ndarray", self._view(_CUPY, "as_cupy()", _cupy, stream))
+        return cast("cupy.ndarray", self._view(_CUPY, "as_cupy()", stream))
 
-    def _view(self, key: str, where: str, spoke: ViewSpoke | None, stream: StreamLike) -> object:
-        """The one path of every device view: made once and cached (writable views of read-only
-        memory refused), then ordered for its consumer on every call (``spoke``'s current stream
-        by default, the legacy default stream without a spoke)."""
-        view = self._views.get(key)
+    def _view(self, name: str, where: str, stream: StreamLike, *, by_current: bool = True) -> object:
+        """The one path of every device view: spoke ``name``'s view, made once and cached (writable
+        views of read-only memory refused), then ordered for its consumer on every call: ``stream``,
+        else the spoke's current stream (``by_current``), else the legacy default stream."""
+        view = self._views.get(name)
         if view is None:
             self._refuse_if_readonly(where)
-            make = _opencv.view if spoke is None else spoke.view
-            view = self._views.setdefault(key, make(self._ptr, self._spec, self._life))
-        if self._ready.stream is not None or self._life.tracked:
-            self._consume(stream, spoke)
+            view = self._views.setdefault(name, spoke(name).view(self._ptr, self._spec, self._life))
+        ready, life = self._ready, self._life
+        if ready.stream is None and not life.tracked:
+            return view
+        source = spoke(name) if by_current else None
+        if stream is None and source is not None and ready.event is None and runtime().has_gpu:
+            # the frame loop's case: the consumer's current stream is where the data is ready and
+            # already noted (or home), so there is nothing to order or note
+            consumer = source.current_stream(self._device_index)
+            if consumer == ready.stream and (
+                consumer == life.home or not life.tracked or (life.uses is not None and consumer in life.uses)
+            ):
+                return view
+        self._consume(stream, source)
         return view
 
     def _refuse_if_readonly(self, where: str) -> None:
@@ -108,7 +102,9 @@ class ImageExports(StreamOrdering):
         """A NumPy array over a host image (read-only if the image is). Cached."""
         view = self._views.get(_NUMPY)
         if view is None:
-            made = _numpy.view(self._ptr, self._spec, self._life, readonly=self._readonly)
+            made = cast("npt.NDArray[Any]", spoke(_NUMPY).view(self._ptr, self._spec, self._life))
+            if self._readonly:
+                made.flags.writeable = False  # NumPy, unlike torch and CuPy, has read-only arrays
             view = self._views.setdefault(_NUMPY, made)
         return cast("npt.NDArray[Any]", view)
 
@@ -184,9 +180,11 @@ class ImageExports(StreamOrdering):
         elif copy:
             source, copied = self.copy(), True
         if source._spec.device.is_cuda and stream != -1:
-            source._use(LEGACY_DEFAULT if stream in (None, 1) else stream, BY_HANDLE, None)
+            source._use(LEGACY_DEFAULT if stream is None else from_protocol(stream), BY_HANDLE, None)
         versioned = max_version is not None and tuple(max_version) >= (1, 0)
-        return _dlpack.export_capsule(
+        from ._dlpack import export_capsule  # capsules are made rarely: no lookup worth caching
+
+        return export_capsule(
             source._ptr,
             source._spec,
             source._life,

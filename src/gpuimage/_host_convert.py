@@ -1,20 +1,30 @@
 """The NumPy executor of conversions: host images, and the reference the GPU kernels are tested against.
 
-Arrays come in logical HWC order (any strides); bfloat16 travels as its uint16 bits, since NumPy has no
-bfloat16. The arithmetic follows ``_convert`` exactly: accumulator dtype, one rounding per operation.
+``EXECUTOR`` takes operands (``_executor``); ``convert_arrays`` and ``fill_arrays`` do the arithmetic
+on arrays in logical HWC order (any strides). bfloat16 travels as its uint16 bits, since NumPy has no
+bfloat16. The arithmetic follows ``_plan`` exactly: accumulator dtype, one rounding per operation.
+Work is done when a call returns: host executors take no stream.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 import numpy.typing as npt
 
-from ._convert import Affine, Mode, accumulator, integer_range, mode
-from ._dtypes import DTypeName
+from . import _numpy
+from ._dtypes import DTypeName, accumulator, integer_range
+from ._executor import Operand, region_of, slot_of
+from ._layout import Layout
+from ._plan import Mode, mode
 
-__all__ = ["convert", "fill", "from_accumulator", "to_accumulator"]
+if TYPE_CHECKING:
+    from ._affine import Affine
+    from ._plan import BatchItem
+
+__all__ = ["EXECUTOR", "HostExecutor", "convert_arrays", "fill_arrays", "from_accumulator", "to_accumulator"]
 
 Array = npt.NDArray[Any]
 
@@ -60,7 +70,7 @@ def from_accumulator(values: Array, dtype: DTypeName) -> Array:
     return _saturate(values, dtype)
 
 
-def convert(
+def convert_arrays(
     source: Array, target: Array, source_dtype: DTypeName, target_dtype: DTypeName, affine: Affine
 ) -> None:
     """Write ``affine(source)`` into ``target`` (both HWC-ordered arrays of the same shape)."""
@@ -87,8 +97,59 @@ def convert(
         np.copyto(target, from_accumulator(values, target_dtype))
 
 
-def fill(target: Array, value: float, source_dtype: DTypeName, target_dtype: DTypeName) -> None:
+def fill_arrays(target: Array, value: float, source_dtype: DTypeName, target_dtype: DTypeName) -> None:
     """Set every element of ``target`` to ``value`` (in the accumulator, then stored like the rest)."""
     wide = np.dtype(accumulator(source_dtype, target_dtype))
     with np.errstate(over="ignore", invalid="ignore"):
         target[...] = from_accumulator(np.asarray(value, dtype=wide), target_dtype)
+
+
+_CHW_AS_HWC = (1, 2, 0)
+
+
+def hwc_array(operand: Operand) -> Array:
+    """A NumPy view of a host operand in HWC order (bfloat16 as its uint16 bits)."""
+    spec = operand.spec
+    carrier: DTypeName | None = "uint16" if spec.dtype == "bfloat16" else None
+    array = _numpy.view(operand.ptr, spec, operand.owner, readonly=operand.readonly, as_dtype=carrier)
+    return array.transpose(_CHW_AS_HWC) if spec.layout is Layout.CHW else array
+
+
+class HostExecutor:
+    """NumPy over host memory: done when a call returns."""
+
+    __slots__ = ()
+    name = "numpy"
+
+    def stream_for(self, device: int, /) -> tuple[int, object]:
+        return 0, None
+
+    def convert(self, source: Operand, target: Operand, affine: Affine, stream: int, /) -> None:
+        convert_arrays(hwc_array(source), hwc_array(target), source.spec.dtype, target.spec.dtype, affine)
+
+    def convert_batch(
+        self,
+        sources: Sequence[Operand],
+        regions: Sequence[BatchItem],
+        target: Operand,
+        item_pitch: int,
+        affine: Affine,
+        pad: float,
+        stream: int,
+        /,
+    ) -> None:
+        target_dtype = target.spec.dtype
+        for index, (source, region) in enumerate(zip(sources, regions, strict=True)):
+            source_dtype = source.spec.dtype
+            slot = hwc_array(slot_of(target, index, item_pitch))
+            fill_arrays(slot, pad, source_dtype, target_dtype)
+            convert_arrays(
+                hwc_array(region_of(source, region)),
+                slot[: region.height, : region.width],
+                source_dtype,
+                target_dtype,
+                affine,
+            )
+
+
+EXECUTOR: Final = HostExecutor()

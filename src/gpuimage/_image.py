@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any, Generic, NoReturn, Self, SupportsIndex, c
 
 from typing_extensions import TypeVar
 
-from . import _allocate, _cuda, _ops
+from . import _ops
+from ._affine import identity_affine, scaled_affine
 from ._conversions import converted
-from ._convert import identity_affine, scaled_affine
 from ._device import CPU, Device, DeviceLike, parse_device
 from ._dtypes import AnyDType, DTypeLike, DTypeName, parse_dtype, parse_dtype_marker
 from ._errors import (
@@ -25,12 +25,13 @@ from ._errors import (
 from ._exports import ImageExports
 from ._geometry import crop_offset
 from ._layout import CHW, HWC, AnyLayout, CHWLike, HWCLike, Layout, LayoutLike, parse_layout
-from ._lazy import LazyModule
 from ._lifetime import Lifetime
 from ._ordering import BY_HANDLE, keep_for_handle
 from ._pointers import device_of
+from ._runtime import runtime
 from ._source import Imported, check_address_range, check_pointer, revalidated_spec
 from ._spec import ImageSpec, trusted_spec
+from ._spokes import spoke
 from ._streams import ReadyState, StreamLike, stream_handle, stream_keep
 
 if TYPE_CHECKING:
@@ -39,23 +40,11 @@ if TYPE_CHECKING:
     import numpy.typing as npt
     import torch
 
-    from . import _cai, _cupy, _dlpack, _numpy, _opencv, _torch
-
 __all__ = ["GpuImage"]
-
-if not TYPE_CHECKING:  # every spoke loads on first use: the hub imports none of them
-    _torch = LazyModule("gpuimage._torch", globals(), "_torch")
-    _cupy = LazyModule("gpuimage._cupy", globals(), "_cupy")
-    _opencv = LazyModule("gpuimage._opencv", globals(), "_opencv")
-    _numpy = LazyModule("gpuimage._numpy", globals(), "_numpy")
-    _dlpack = LazyModule("gpuimage._dlpack", globals(), "_dlpack")
-    _cai = LazyModule("gpuimage._cai", globals(), "_cai")
 
 L = TypeVar("L", bound=AnyLayout, covariant=True, default=AnyLayout)
 D = TypeVar("D", bound=AnyDType, covariant=True, default=AnyDType)
 DT = TypeVar("DT", bound=AnyDType)
-
-_GPUMAT = "gpumat"  # the hub's one view; the others are ImageExports'
 
 
 class GpuImage(ImageExports, Generic[L, D]):
@@ -117,19 +106,33 @@ class GpuImage(ImageExports, Generic[L, D]):
 
         ``keep`` keeps ``stream`` alive while consumers may still record on it (``BY_HANDLE``: the
         current stream object of a loaded spoke, if it is that stream)."""
-        if not spec.device.is_cuda:
+        device = spec.device
+        if device.kind != "cuda":
             return cls._wrap(ptr, spec, Lifetime(owner, 0, None, cuda=False), ReadyState(None), readonly)
-        index = spec.device.index
+        index = device.index
         if keep is BY_HANDLE:
             keep = None if stream is None else keep_for_handle(stream, index)
-        life = Lifetime(owner, index, stream, cuda=_cuda.available())
-        return cls._wrap(ptr, spec, life, ReadyState(stream, keep=keep), readonly)
+        life = Lifetime(owner, index, stream, cuda=runtime().has_gpu)
+        return cls._wrap(ptr, spec, life, ReadyState(stream, None, keep), readonly)
 
     @classmethod
     def _from_imported(cls, imported: Imported, keep: object = None) -> GpuImage[Any, Any]:
-        return cls._family(
-            imported.ptr, imported.spec, imported.owner, imported.stream, imported.readonly, keep
-        )
+        """A family for what a spoke read off a foreign object; ``keep`` overrides the spoke's."""
+        ptr, spec, owner, stream, readonly, source_keep = imported
+        return cls._family(ptr, spec, owner, stream, readonly, source_keep if keep is None else keep)
+
+    @classmethod
+    def _import(
+        cls, name: str, obj: object, layout: Layout | None, device: Device | None, stream: object, where: str
+    ) -> GpuImage[Any, Any]:
+        """Read ``obj`` through spoke ``name``; the data is ready on ``stream`` (a stream-like, kept
+        alive while consumers may record on it), or where the spoke says."""
+        parse = spoke(name).parse
+        if stream is None:
+            return cls._from_imported(parse(obj, layout=layout, device=device, stream=None, where=where))
+        handle = stream_handle(stream, where=where)
+        imported = parse(obj, layout=layout, device=device, stream=handle, where=where)
+        return cls._from_imported(imported, stream_keep(stream))
 
     # -- constructors ---------------------------------------------------------------------------
 
@@ -164,10 +167,8 @@ class GpuImage(ImageExports, Generic[L, D]):
         """
         where = "GpuImage.from_torch()"
         layout_value = None if layout is None else parse_layout(layout, where=where)
-        return cls._from_imported(
-            _torch.parse(tensor, layout=layout_value, stream=stream_handle(stream, where=where), where=where),
-            stream_keep(stream),  # torch never destroys its own streams: the default needs no keeping
-        )
+        # torch never destroys its own streams: its current one needs no keeping
+        return cls._import("torch", tensor, layout_value, None, stream, where)
 
     @overload
     @classmethod
@@ -190,12 +191,8 @@ class GpuImage(ImageExports, Generic[L, D]):
         """
         where = "GpuImage.from_cupy()"
         layout_value = None if layout is None else parse_layout(layout, where=where)
-        imported = _cupy.parse(
-            array, layout=layout_value, stream=stream_handle(stream, where=where), where=where
-        )
-        # CuPy destroys a stream with its object: keep the one the data is ready on
-        keep = stream_keep(stream) if stream is not None else BY_HANDLE
-        return cls._from_imported(imported, keep)
+        # CuPy destroys a stream with its object: the spoke keeps its current one, the hub a given one
+        return cls._import("cupy", array, layout_value, None, stream, where)
 
     @classmethod
     def from_gpumat(
@@ -207,13 +204,8 @@ class GpuImage(ImageExports, Generic[L, D]):
         The image keeps the mat alive, and with it memory that OpenCV allocated.
         """
         where = "GpuImage.from_gpumat()"
-        return cast(
-            "GpuImage[HWC]",
-            cls._from_imported(
-                _opencv.parse(mat, device=device, stream=stream_handle(stream, where=where), where=where),
-                stream_keep(stream),
-            ),
-        )
+        device_value = None if device is None else parse_device(device, where=where)
+        return cast("GpuImage[HWC]", cls._import("opencv", mat, Layout.HWC, device_value, stream, where))
 
     @overload
     @classmethod
@@ -239,10 +231,7 @@ class GpuImage(ImageExports, Generic[L, D]):
         """
         where = "GpuImage.from_dlpack()"
         layout_value = _source_layout(obj, layout, where=where)
-        return cls._from_imported(
-            _dlpack.parse(obj, layout=layout_value, stream=stream_handle(stream, where=where), where=where),
-            stream_keep(stream),
-        )
+        return cls._import("dlpack", obj, layout_value, None, stream, where)
 
     @overload
     @classmethod
@@ -287,16 +276,10 @@ class GpuImage(ImageExports, Generic[L, D]):
                 f"{where}: the CUDA Array Interface describes device memory, got device={device!r}. For host "
                 "memory use from_numpy() or from_dlpack()."
             )
-        return cls._from_imported(
-            _cai.parse(
-                obj,
-                layout=layout_value,
-                device=device_value,
-                stream=stream_handle(stream, where=where),
-                where=where,
-            ),
-            stream_keep(stream) if stream is not None else BY_HANDLE,  # the interface's raw stream
-        )
+        if stream is not None:
+            return cls._import("cai", obj, layout_value, device_value, stream, where)
+        imported = spoke("cai").parse(obj, layout=layout_value, device=device_value, stream=None, where=where)
+        return cls._from_imported(imported, BY_HANDLE)  # the interface's own raw stream
 
     @overload
     @classmethod
@@ -315,7 +298,7 @@ class GpuImage(ImageExports, Generic[L, D]):
         """
         where = "GpuImage.from_numpy()"
         layout_value = None if layout is None else parse_layout(layout, where=where)
-        return cls._from_imported(_numpy.parse(array, layout=layout_value, where=where))
+        return cls._import("numpy", array, layout_value, None, None, where)
 
     @classmethod
     def from_pointer(
@@ -420,7 +403,7 @@ class GpuImage(ImageExports, Generic[L, D]):
         """New memory for ``spec``, ready on ``stream`` (default: the allocator's own stream)."""
         # every row starts on a multiple of both: rows aligned as asked, elements on their size
         alignment = math.lcm(row_alignment, spec.itemsize)
-        memory = _allocate.allocate(spec.nbytes, spec.device, alignment=alignment, stream=stream)
+        memory = runtime().allocate(spec.nbytes, spec.device, alignment=alignment, stream=stream)
         # home: the allocating stream, which the allocator itself accounts for
         image = cls._family(memory.ptr, spec, memory.owner, memory.stream, False)
         if stream is not None and memory.stream is not None and stream != memory.stream:
@@ -534,7 +517,7 @@ class GpuImage(ImageExports, Generic[L, D]):
             left, so the mat stays valid as long as you hold it. Headers OpenCV derives from it
             (``rowRange``, ROI constructors) are not tracked: use ``crop()`` for ROIs.
         """
-        return cast("cv2.cuda.GpuMat", self._view(_GPUMAT, "as_gpumat()", None, stream))
+        return cast("cv2.cuda.GpuMat", self._view("opencv", "as_gpumat()", stream, by_current=False))
 
     # -- regions, layouts and copies -----------------------------------------------------------
 

@@ -12,11 +12,9 @@ import numpy.typing as npt
 from ._dtypes import DTypeName, dtype_info
 from ._errors import DTypeError
 from ._spec import ImageSpec
+from ._streams import to_protocol
 
 __all__ = ["ArrayExport", "CudaArrayExport", "cuda_array_interface", "host_array_interface", "host_view"]
-
-# CAI v3: stream 0 is forbidden (ambiguous); 1 names the legacy default stream.
-_LEGACY_DEFAULT_STREAM = 1
 
 
 def _typestr(dtype: DTypeName, *, where: str) -> str:
@@ -42,7 +40,7 @@ def cuda_array_interface(
         "data": (ptr, readonly),
         "strides": spec.strides,
         "version": 3,
-        "stream": _LEGACY_DEFAULT_STREAM if stream == 0 else stream,
+        "stream": None if stream is None else to_protocol(stream),  # CAI forbids 0: the legacy default is 1
     }
 
 

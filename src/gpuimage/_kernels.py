@@ -1,7 +1,8 @@
-"""The CuPy executor of conversions: compiles ``_kernels.cu`` per variant (NVRTC) and launches it.
+"""The conversion kernels: ``_kernels.cu`` compiled per variant (NVRTC, through CuPy) and launched.
 
-Kernels run on the stream and device they are given; the callers (``_conversions``) order them after
-the source's data and record them for later readers and writers.
+Kernels run on the stream and device they are given; the kernel executor (``_kernel_convert``) calls
+them, and ``_conversions`` orders them after the source's data and records them for later readers
+and writers. ``launch_plan`` is the cached launch of one conversion; ``launch_batch`` launches a batch.
 """
 
 from __future__ import annotations
@@ -23,14 +24,15 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only where CuPy is absent
     raise missing_backend("cupy") from exc
 
-from ._convert import Affine, BatchItem, Mode, Variant, integer_range
+from ._affine import Affine
 from ._cupy import external_stream
-from ._dtypes import DTypeName
+from ._dtypes import DTypeName, integer_range
 from ._errors import CudaError, SpecError
 from ._geometry import Geometry
+from ._plan import BatchItem, Mode, Variant, plan_variant
 from ._staging import staging_for
 
-__all__ = ["MAX_ITEMS", "MAX_SIDE", "defines", "launch", "launch_batch"]
+__all__ = ["MAX_ITEMS", "MAX_SIDE", "LaunchPlan", "defines", "launch_batch", "launch_plan"]
 
 BLOCK = 128
 _STORAGE: dict[DTypeName, str] = {
@@ -338,23 +340,23 @@ class LaunchPlan:
 
 
 @functools.lru_cache(maxsize=256)
-def launch_plan(variant: Variant, device: int, region: Geometry, out: Geometry, affine: Affine) -> LaunchPlan:
-    """The packed launch of ``variant`` for these geometries and map (kept for the 256 latest)."""
-    return LaunchPlan(variant, device, region, out, affine)
-
-
-def launch(
-    variant: Variant,
-    *,
-    source: tuple[int, Geometry],
-    target: tuple[int, Geometry],
+def launch_plan(
+    source_dtype: DTypeName,
+    target_dtype: DTypeName,
+    source_alignment: int,
+    source: Geometry,
+    target_alignment: int,
+    target: Geometry,
     affine: Affine,
-    stream: int,
     device: int,
-) -> None:
-    """Queue one kernel on ``stream`` that converts ``source`` into ``target`` (pointer, geometry)."""
-    (src_ptr, region), (dst_ptr, out) = source, target
-    launch_plan(variant, device, region, out, affine).launch(src_ptr, dst_ptr, stream)
+) -> LaunchPlan:
+    """The packed launch that converts ``source`` into ``target`` on ``cuda:device`` (the 256 latest
+    kept). ``*_alignment``: the pointers modulo ``MAX_VECTOR``, all the access widths depend on; a
+    frame loop asks for the same plan every call, so this one lookup is its whole planning."""
+    variant = plan_variant(
+        source_dtype, target_dtype, [(source_alignment, source)], (target_alignment, target), affine
+    )
+    return LaunchPlan(variant, device, source, target, affine)
 
 
 def launch_batch(

@@ -48,6 +48,9 @@ LayoutLike: TypeAlias = Layout | Literal["HWC", "CHW"] | type[AnyLayout]
 
 def parse_layout(value: object, *, where: str) -> Layout:
     """Turn a ``Layout``, a string ``"HWC"``/``"CHW"`` or a marker class into a ``Layout``."""
+    known = _KNOWN.get(value) if type(value) is str or type(value) is Layout else None
+    if known is not None:  # the common spellings, at the cost of one lookup
+        return known
     if isinstance(value, Layout):
         return value
     if isinstance(value, str):
@@ -59,6 +62,8 @@ def parse_layout(value: object, *, where: str) -> Layout:
         return value.layout
     raise LayoutError(f"{where}: expected layout 'HWC' or 'CHW' (or gpuimage.Layout), got layout={value!r}.")
 
+
+_KNOWN: dict[object, Layout] = {"HWC": Layout.HWC, "CHW": Layout.CHW}  # a str enum: its members hash as these
 
 HWCLike: TypeAlias = Literal[Layout.HWC, "HWC"] | type[HWC]
 """A ``layout=`` argument that statically means HWC."""

@@ -43,7 +43,7 @@ class ReleaseEvent(Protocol):
         ...
 
 
-# Records an event on (stream, device); installed by the runtime (``_cuda``) when it is chosen, so
+# Records an event on (stream, device); installed by ``_runtime`` when a runtime is chosen, so
 # this module imports no CUDA binding. None: no runtime, so no GPU work can be pending.
 _recorder: list[Callable[[int, int], ReleaseEvent | None] | None] = [None]
 _pending: deque[tuple[tuple[ReleaseEvent, ...], object]] = deque()
@@ -51,7 +51,7 @@ _poll_lock = threading.Lock()
 
 
 def set_recorder(recorder: Callable[[int, int], ReleaseEvent | None] | None) -> None:
-    """Install the runtime's event recorder (``_cuda`` does, once it has picked a runtime). It
+    """Install the runtime's event recorder (``_runtime`` does, whenever a runtime is chosen). It
     returns None for a stream whose work has all finished: nothing to wait for there."""
     _recorder[0] = recorder
 

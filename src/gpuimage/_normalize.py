@@ -11,9 +11,15 @@ import functools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
-from . import _convert
-from ._conversions import ChannelValues, check_is_image, convert_into, destination_for
-from ._convert import Affine
+from ._affine import (
+    Affine,
+    ChannelValues,
+    check_finite_map,
+    denormalize_affine,
+    input_scale,
+    normalize_affine,
+)
+from ._conversions import check_is_image, converted
 from ._dtypes import AnyDType, DTypeLike, DTypeName, Float32, UInt8, parse_dtype
 from ._layout import CHW, HWC, Layout
 
@@ -35,9 +41,9 @@ def _normalize_map(
     reverse: bool,
 ) -> Affine:
     where = "normalize()"
-    factor = _convert.input_scale(source, scale, where=where)
-    affine = _convert.normalize_affine(channels, mean, std, factor, reverse=reverse, where=where)
-    _convert.check_finite_map(affine, source, target, origin="normalize", where=where)
+    factor = input_scale(source, scale, where=where)
+    affine = normalize_affine(channels, mean, std, factor, reverse=reverse, where=where)
+    check_finite_map(affine, source, target, origin="normalize", where=where)
     return affine
 
 
@@ -128,9 +134,9 @@ def normalize(
         affine = _normalize_map(image.dtype, image.channels, target, mean, std, scale, reverse_channels)
     else:  # a frame loop passes the same constants every call: parse and check them once
         affine = _cached_normalize_map(image.dtype, image.channels, target, *key)
-    destination = destination_for(image, out, dtype=target, layout=Layout.CHW, where=where)
-    convert_into(image, destination, affine, where=where)
-    return destination
+    return converted(
+        image, dtype=target, layout=Layout.CHW, affine=affine, where=where, out=out, map_checked=True
+    )
 
 
 @overload
@@ -186,11 +192,9 @@ def denormalize(
     where = "denormalize()"
     check_is_image(image, where=where)
     target = parse_dtype(UInt8 if dtype is None else dtype, where=where)
-    factor = _convert.input_scale(target, scale, where=where)
-    affine = _convert.denormalize_affine(
-        image.channels, mean, std, factor, reverse=reverse_channels, where=where
+    factor = input_scale(target, scale, where=where)
+    affine = denormalize_affine(image.channels, mean, std, factor, reverse=reverse_channels, where=where)
+    check_finite_map(affine, image.dtype, target, origin="denormalize", where=where)
+    return converted(
+        image, dtype=target, layout=Layout.HWC, affine=affine, where=where, out=out, map_checked=True
     )
-    _convert.check_finite_map(affine, image.dtype, target, origin="denormalize", where=where)
-    destination = destination_for(image, out, dtype=target, layout=Layout.HWC, where=where)
-    convert_into(image, destination, affine, where=where)
-    return destination

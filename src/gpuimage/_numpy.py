@@ -14,6 +14,7 @@ from ._interfaces import host_view
 from ._layout import Layout
 from ._source import Imported, spec_from_strided
 from ._spec import ImageSpec
+from ._spokes import OutArray, Spoke
 
 __all__ = ["allocate", "empty", "parse", "strided_parts", "view"]
 
@@ -80,3 +81,20 @@ def empty(shape: tuple[int, ...], dtype: DTypeName) -> npt.NDArray[Any]:
     if dtype == "bfloat16":
         raise DTypeError("NumPy has no bfloat16 dtype; use like='torch'.")
     return np.empty(shape, dtype=np.dtype(dtype))
+
+
+def _parse(
+    obj: object, /, *, layout: Layout | None, device: Device | None, stream: int | None, where: str
+) -> Imported:
+    return parse(obj, layout=layout, where=where)  # host memory: no device, no stream
+
+
+def _view(ptr: int, spec: ImageSpec, owner: object, /) -> object:
+    return view(ptr, spec, owner, readonly=False)
+
+
+def _describe_out(out: object, /, *, where: str) -> OutArray:
+    return OutArray(*strided_parts(out))
+
+
+SPOKE = Spoke(name="numpy", parse=_parse, view=_view, describe_out=_describe_out)

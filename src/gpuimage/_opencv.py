@@ -24,7 +24,7 @@ from __future__ import annotations
 import gc
 import sys
 import threading
-from typing import NoReturn
+from typing import NoReturn, cast
 
 from ._backends import missing_backend
 
@@ -38,8 +38,9 @@ from ._dtypes import DTypeName
 from ._errors import DeviceError, DTypeError, InteropError, LayoutError, SpecError, StrideError
 from ._layout import Layout
 from ._pointers import device_of
-from ._source import Imported, spec_from_strided
+from ._source import Imported, SpecMemo, spec_from_strided
 from ._spec import ImageSpec
+from ._spokes import Spoke
 
 __all__ = ["DEPTHS", "cuda_enabled", "held_mats", "parse", "view"]
 
@@ -131,8 +132,19 @@ def view(ptr: int, spec: ImageSpec, owner: object) -> cv2.cuda.GpuMat:
     Raises the reason (``_refuse``) when the image is not one interleaved device plane of 1 to 4
     channels of a depth this OpenCV has, on OpenCV's current device.
     """
+    rows, cols, type_code, step = _headers(spec)
+    if _cuda_device_count and int(cv2.cuda.getDevice()) != spec.device.index:
+        _refuse(spec)
+    mat = cv2.cuda.createGpuMatFromCudaMemory(rows, cols, type_code, ptr, step)
+    _keepalive.hold(mat, owner)
+    return mat
+
+
+def _header(spec: ImageSpec) -> tuple[int, int, int, int]:
+    """``(rows, cols, type, step)`` of a GpuMat over an image of ``spec``; raises why there is none."""
     channels, itemsize = spec.channels, spec.itemsize
     type_code = _TYPE_CODES.get((spec.dtype, channels))
+    cuda_enabled()  # reads the device count once, which ``view`` then checks
     # With interleaved pixels, ImageSpec's overlap check already ensures row_pitch >= a row.
     if (
         type_code is None
@@ -140,15 +152,14 @@ def view(ptr: int, spec: ImageSpec, owner: object) -> cv2.cuda.GpuMat:
         or spec.pixel_stride != channels * itemsize
         or spec.channel_stride != itemsize
         or not spec.device.is_cuda
-        or (cuda_enabled() and int(cv2.cuda.getDevice()) != spec.device.index)
     ):
         _refuse(spec)
     height, width = spec.height, spec.width
     _check_c_int_sizes(height, width)
-    step = spec.row_pitch if height > 1 else width * spec.pixel_stride
-    mat = cv2.cuda.createGpuMatFromCudaMemory(height, width, type_code, ptr, step)
-    _keepalive.hold(mat, owner)
-    return mat
+    return height, width, type_code, spec.row_pitch if height > 1 else width * spec.pixel_stride
+
+
+_headers = SpecMemo(_header)
 
 
 _C_INT_MAX = 2**31 - 1
@@ -260,3 +271,22 @@ def held_mats() -> int:
     """How many GpuMat views still hold their memory's owner (after a sweep)."""
     _keepalive.sweep()
     return len(_keepalive)
+
+
+def _parse(
+    obj: object, /, *, layout: Layout | None, device: Device | None, stream: int | None, where: str
+) -> Imported:
+    return parse(obj, device=device, stream=stream, where=where)  # a GpuMat is always HWC
+
+
+def _stream_handle(stream: object, /, *, where: str) -> int:
+    # On builds without CUDA, touching a cv2.cuda.Stream aborts the interpreter: refuse first.
+    if not cuda_enabled():
+        raise InteropError(f"{where}: this OpenCV build has no CUDA, so a cv2.cuda.Stream has no handle.")
+    handle = cast(object, stream.cudaPtr())  # type: ignore[attr-defined]  # cv2.cuda.Stream on CUDA builds
+    if type(handle) is not int:
+        raise InteropError(f"{where}: cv2.cuda.Stream.cudaPtr() returned {handle!r}, not an int.")
+    return handle
+
+
+SPOKE = Spoke(name="opencv", parse=_parse, view=view, stream_handle=_stream_handle)

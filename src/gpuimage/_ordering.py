@@ -1,23 +1,23 @@
 """Stream ordering for ``GpuImage``: where its data is ready, who waits for it, who wrote or read it.
 
 A mixin of the hub, kept apart so that the hub module holds construction and views; the CUDA calls
-themselves live in ``_cuda``, and the release of memory after its last use in ``_lifetime``. Every
-use of an image on a stream (a view, an export, ``reading``, ``writing``, a conversion) goes through
+themselves go through ``_runtime``, and the release of memory after its last use is ``_lifetime``'s.
+Every use of an image on a stream (a view, an export, ``reading``, ``writing``, a conversion) goes through
 ``_use``: it orders the stream after the data and notes the stream as a user of the memory.
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Generator, Sequence
 from contextlib import contextmanager
-from typing import Protocol, Self, cast
+from typing import Protocol, Self
 
-from . import _cuda
-from ._errors import DeviceError, InteropError, MissingBackendError
+from ._errors import DeviceError, InteropError
 from ._lifetime import Lifetime
+from ._runtime import missing_runtime, runtime
 from ._spec import ImageSpec
-from ._streams import LEGACY_DEFAULT, PER_THREAD_DEFAULT, ReadyState, StreamLike, stream_handle, stream_keep
+from ._spokes import loaded_spokes
+from ._streams import LEGACY_DEFAULT, ReadyState, StreamLike, is_default_stream, stream_handle, stream_keep
 
 __all__ = [
     "BY_HANDLE",
@@ -77,11 +77,10 @@ class StreamOrdering:
         elif spoke is None:
             self._use(LEGACY_DEFAULT, None, None)
         else:
-            if not _cuda.available():
-                raise MissingBackendError(
-                    f"the image's data is pending on stream {self._ready.stream:#x}, and ordering a "
-                    "consumer after it needs a CUDA runtime that sees the GPU: install a CUDA build of "
-                    "torch or CuPy, or pass stream= explicitly."
+            if not runtime().has_gpu:
+                raise missing_runtime(
+                    f"ordering a consumer after the image's data, pending on stream {self._ready.stream!r} "
+                    "(or pass stream= to name the consumer),"
                 )
             self._use(spoke.current_stream(self._device_index), CURRENT, spoke)
 
@@ -94,9 +93,9 @@ class StreamOrdering:
         producer = ready.stream
         if producer is not None and producer != consumer:
             if ready.event is not None:
-                _cuda.wait_event(ready.event, consumer)
+                runtime().wait_event(ready.event, consumer)
             else:
-                _cuda.wait(producer, consumer, self._device_index)
+                runtime().wait(producer, consumer, self._device_index)
         life = self._life
         if life.tracked and consumer != life.home and (life.uses is None or consumer not in life.uses):
             if keep is CURRENT:
@@ -122,7 +121,7 @@ class StreamOrdering:
         else:
             self._life.note(stream, keep)
         for read in ready.reads.values():
-            _cuda.wait_event(read, stream)
+            runtime().wait_event(read, stream)
 
     def _written_on(self, stream: int, keep: object) -> None:
         """The image was written by the work queued on ``stream`` so far (a conversion): consumers
@@ -150,7 +149,7 @@ class StreamOrdering:
             raise InteropError("record_write(): expected the stream that wrote the image, got None.")
         if not self._spec.device.is_cuda:
             return  # host memory: a host write is complete when it returns
-        self._ready.written_on(handle, _cuda.record(handle, self._device_index))
+        self._ready.written_on(handle, runtime().record(handle, self._device_index))
         self._life.note(handle, stream_keep(stream))
 
     @contextmanager
@@ -165,7 +164,7 @@ class StreamOrdering:
         if self._spec.device.is_cuda:
             self._use(writer, stream_keep(stream), None)
         for read in self._ready.reads.values():
-            _cuda.wait_event(read, writer)
+            runtime().wait_event(read, writer)
         try:
             yield self
         finally:
@@ -183,7 +182,7 @@ class StreamOrdering:
             yield self
         finally:
             if self._spec.device.is_cuda:
-                self._ready.reads[reader] = _cuda.record(reader, self._device_index)
+                self._ready.reads[reader] = runtime().record(reader, self._device_index)
 
     @classmethod
     @contextmanager
@@ -205,7 +204,7 @@ class StreamOrdering:
             yield
         finally:
             if images and images[0]._spec.device.is_cuda:
-                event = _cuda.record(reader, images[0]._device_index)
+                event = runtime().record(reader, images[0]._device_index)
                 for state in {id(image._ready): image._ready for image in images}.values():
                     state.reads[reader] = event
 
@@ -217,7 +216,7 @@ class StreamOrdering:
             if ready.event is not None:
                 ready.event.synchronize()
             else:
-                _cuda.synchronize(ready.stream, self._device_index)
+                runtime().synchronize(ready.stream, self._device_index)
         # Only the write is waited for: recorded reads stay, for the next writer to wait on.
         ready.stream = ready.event = ready.keep = None
 
@@ -237,7 +236,7 @@ def end_conversion(
     """After the conversion was queued: its read recorded where a later writer needs it, and
     ``target`` ready on ``stream``."""
     if record_read:
-        event = _cuda.record(stream, source._device_index)  # pyright: ignore[reportPrivateUsage]
+        event = runtime().record(stream, source._device_index)  # pyright: ignore[reportPrivateUsage]
         source._ready.reads[stream] = event  # pyright: ignore[reportPrivateUsage]
     target._written_on(stream, keep)  # pyright: ignore[reportPrivateUsage]
 
@@ -248,17 +247,12 @@ def ready_stream(image: StreamOrdering) -> tuple[int | None, object]:
     return ready.stream, ready.keep
 
 
-_SPOKES = ("gpuimage._cupy", "gpuimage._torch")  # the spokes whose current streams consumers use
-
-
 def current_streams(device: int) -> list[tuple[int, object]]:
-    """(handle, keep) of the current stream of each loaded spoke on ``device``."""
+    """(handle, keep) of the current stream of each loaded spoke with streams (CuPy, torch) on ``device``."""
     found: list[tuple[int, object]] = []
-    for name in _SPOKES:  # only spokes already loaded are asked
-        spoke = cast("CurrentStreams | None", sys.modules.get(name))
+    for source in loaded_spokes("cupy", "torch"):  # only spokes already loaded are asked
         try:
-            if spoke is not None:
-                found.append((spoke.current_stream(device), spoke.current_stream_object(device)))
+            found.append((source.current_stream(device), source.current_stream_object(device)))
         except Exception:  # the library cannot reach the device (torch: AssertionError): no stream there
             continue
     return found
@@ -267,6 +261,6 @@ def current_streams(device: int) -> list[tuple[int, object]]:
 def keep_for_handle(handle: int, device: int) -> object:
     """The stream object behind a raw handle, where gpuimage can find one (a loaded spoke's current
     stream); None otherwise (the default streams always exist; other raw handles are the caller's)."""
-    if handle in (LEGACY_DEFAULT, 1, PER_THREAD_DEFAULT):
+    if is_default_stream(handle):
         return None
     return next((keep for current, keep in current_streams(device) if current == handle), None)

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from ._backends import is_installed
 from ._device import Device
+from ._runtime import runtime
 
 __all__ = ["device_of"]
 
 
 def device_of(ptr: int) -> Device | None:
-    """The CUDA device that owns ``ptr``, as the CUDA runtime reports it through CuPy; None when
-    no runtime can tell (CuPy absent, no GPU, or a host pointer)."""
-    if not 0 < ptr < 2**64 or not is_installed("cupy"):  # not a pointer: the caller reports it
+    """The CUDA device that owns ``ptr``, as the runtime reports it (``Runtime.pointer_device``); None
+    when it cannot tell (no GPU, a host pointer, or torch's runtime, which cannot ask)."""
+    if not 0 < ptr < 2**64:  # not a pointer: the caller reports it
         return None
-    from . import _cupy
-
-    ordinal = _cupy.pointer_device(ptr)
+    ordinal = runtime().pointer_device(ptr)
     return None if ordinal is None else Device("cuda", ordinal)

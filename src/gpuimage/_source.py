@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import NamedTuple
+from collections.abc import Callable, Sequence
+from typing import Generic, NamedTuple, TypeVar, cast
 
 from ._device import Device
 from ._dtypes import DTYPES, DTypeName, dtype_info
@@ -16,6 +16,9 @@ from ._spec_errors import as_spec_error
 __all__ = [
     "ADDRESS_SPACE",
     "Imported",
+    "SpecCache",
+    "SpecMemo",
+    "check_placement",
     "check_address_range",
     "check_pointer",
     "revalidated_spec",
@@ -35,6 +38,8 @@ class Imported(NamedTuple):
     owner: object
     stream: int | None
     readonly: bool
+    keep: object = None
+    """The stream object that keeps ``stream`` alive, where the source library can destroy it."""
 
 
 ADDRESS_SPACE = 2**64
@@ -92,6 +97,81 @@ def spec_from_strided(
     if allocation is not None:
         check_within(ptr, spec.nbytes, allocation[0], allocation[1], where=where)
     return spec
+
+
+class SpecCache:
+    """A spoke's specs by the source's own geometry key (dtype, shape, strides, device, layout).
+
+    A frame loop wraps the same geometry on every call: the first import of a geometry runs every
+    check and builds the spec; later ones reuse it and check only what depends on the pointer
+    (``check_placement``). Only specs that passed every check are stored; the cache is bounded.
+    """
+
+    __slots__ = ("_specs",)
+
+    _LIMIT = 512
+
+    def __init__(self) -> None:
+        self._specs: dict[object, ImageSpec] = {}
+
+    def get(self, key: object) -> ImageSpec | None:
+        """The spec stored for ``key``, or None."""
+        return self._specs.get(key)
+
+    def put(self, key: object, spec: ImageSpec) -> ImageSpec:
+        """Store ``spec`` (checked) for ``key`` and return it, its derived values computed once."""
+        if len(self._specs) >= self._LIMIT:
+            self._specs.clear()  # a loop over more geometries than this pays the full check again
+        _ = spec.nbytes, spec.itemsize, spec.shape, spec.strides, spec.is_contiguous
+        self._specs[key] = spec
+        return spec
+
+
+T = TypeVar("T")
+
+
+class SpecMemo(Generic[T]):
+    """What a spoke derives from a spec (a view's header arguments, its checks), once per spec.
+
+    Imports share one spec per geometry (``SpecCache``) and conversion results one per target, so
+    a frame loop's views hit this memo. Entries hold their spec, so an id is never reused while
+    stored; ``make`` may raise, and nothing is stored then.
+    """
+
+    __slots__ = ("_make", "_values")
+
+    _LIMIT = 512
+
+    def __init__(self, make: Callable[[ImageSpec], T]) -> None:
+        self._make = make
+        self._values: dict[int, tuple[ImageSpec, T]] = {}
+
+    def __call__(self, spec: ImageSpec) -> T:
+        entry = self._values.get(id(spec))
+        if entry is not None and entry[0] is spec:
+            return entry[1]
+        value = self._make(spec)
+        if len(self._values) >= self._LIMIT:
+            self._values.clear()
+        self._values[id(spec)] = (spec, value)
+        return value
+
+
+def check_placement(ptr: object, spec: ImageSpec, base: int, size: int, *, where: str) -> int:
+    """Return ``ptr`` if the image ``spec`` describes lies at ``ptr`` inside the allocation
+    ``[base, base + size)`` (``size`` < 0: unknown), aligned and below 2**64; else raise."""
+    nbytes = spec.nbytes
+    if (
+        type(ptr) is not int
+        or ptr <= 0
+        or ptr % spec.itemsize
+        or ptr + nbytes > ADDRESS_SPACE
+        or (size >= 0 and (ptr < base or ptr + nbytes > base + size))
+    ):
+        check_pointer(ptr, spec.itemsize, extent=nbytes, where=where)
+        if size >= 0:
+            check_within(cast(int, ptr), nbytes, base, size, where=where)
+    return cast(int, ptr)
 
 
 def revalidated_spec(spec: ImageSpec, *, where: str) -> ImageSpec:

@@ -1,8 +1,14 @@
 """Stream-likes: everything a ``stream=`` parameter accepts, reduced to a raw ``cudaStream_t`` handle.
 
-This module only reads handles and keeps the bookkeeping; ``_cuda`` orders streams with events.
-It never imports a foreign library, and never touches OpenCV streams on builds without CUDA (they
-abort the interpreter there).
+This module also owns the stream encodings, and is the one place that converts them: gpuimage
+stores the legacy default stream as ``LEGACY_DEFAULT`` (0, ``cudaStreamLegacy``'s handle), while
+``__cuda_array_interface__`` and DLPack name it ``PROTOCOL_LEGACY_DEFAULT`` (1, since their 0 is
+forbidden or means something else); ``PER_THREAD_DEFAULT`` (2) is the same in both. Spokes and
+exports convert with ``to_protocol`` and ``from_protocol``.
+
+It only reads handles and keeps the bookkeeping; ``_runtime`` orders streams with events. It never
+imports a foreign library, and never touches OpenCV streams on builds without CUDA (they abort the
+interpreter there).
 """
 
 from __future__ import annotations
@@ -10,16 +16,21 @@ from __future__ import annotations
 from typing import Protocol, TypeAlias, cast, runtime_checkable
 
 from ._errors import InteropError
+from ._spokes import spoke_of
 
 __all__ = [
     "LEGACY_DEFAULT",
     "PER_THREAD_DEFAULT",
+    "PROTOCOL_LEGACY_DEFAULT",
     "CudaStreamProtocol",
     "Event",
     "ReadyState",
     "StreamLike",
+    "from_protocol",
+    "is_default_stream",
     "stream_handle",
     "stream_keep",
+    "to_protocol",
 ]
 
 
@@ -36,15 +47,34 @@ with ``__cuda_stream__``, a raw ``cudaStream_t`` handle (int), or None."""
 
 
 LEGACY_DEFAULT = 0
-"""The legacy default stream. ``cudaStreamLegacy`` (1, CAI's and DLPack's code for it) is stored as 0."""
+"""The legacy default stream, as gpuimage stores it (and as the CUDA runtime takes it: handle 0)."""
+PROTOCOL_LEGACY_DEFAULT = 1
+"""CAI's and DLPack's code for the legacy default stream (``cudaStreamLegacy``): their 0 is forbidden."""
 PER_THREAD_DEFAULT = 2
-"""``cudaStreamPerThread``."""
+"""``cudaStreamPerThread``, the same code everywhere."""
+
+
+def from_protocol(code: int) -> int:
+    """The stored handle for a CAI or DLPack stream code: 1 (the legacy default) becomes 0."""
+    return LEGACY_DEFAULT if code == PROTOCOL_LEGACY_DEFAULT else code
+
+
+def to_protocol(handle: int) -> int:
+    """The CAI or DLPack stream code for a stored handle: 0 (the legacy default) becomes 1."""
+    return PROTOCOL_LEGACY_DEFAULT if handle == LEGACY_DEFAULT else handle
+
+
+def is_default_stream(handle: int) -> bool:
+    """True for the default streams (legacy 0 or 1, per-thread 2): they always exist."""
+    return LEGACY_DEFAULT <= handle <= PER_THREAD_DEFAULT
 
 
 def stream_handle(stream: object, *, where: str) -> int | None:
-    """The raw ``cudaStream_t`` of a stream-like (the legacy default as 0), or None for None."""
+    """The raw ``cudaStream_t`` of a stream-like (the legacy default as 0), or None for None.
+
+    An int is taken as CAI and DLPack take it: 1 is the legacy default stream."""
     handle = _raw_handle(stream, where=where)
-    return LEGACY_DEFAULT if handle == 1 else handle
+    return None if handle is None else from_protocol(handle)
 
 
 def stream_keep(stream: object) -> object:
@@ -54,7 +84,7 @@ def stream_keep(stream: object) -> object:
 
 
 class Event(Protocol):
-    """A recorded CUDA event (``_cuda.record``): streams can be made to wait for it."""
+    """A recorded CUDA event (``Runtime.record``): streams can be made to wait for it."""
 
     def wait_on(self, consumer: int) -> None:
         """Make stream ``consumer`` wait, on the GPU, until the event has completed."""
@@ -120,8 +150,9 @@ def _raw_handle(stream: object, *, where: str) -> int | None:
         handle = getattr(stream, attribute, None)
         if type(handle) is int:
             return _checked(handle, f"{type(stream).__name__}.{attribute}", where=where)
-    if type(stream).__module__.startswith("cv2"):
-        return _opencv_stream_handle(stream, where=where)
+    reader = spoke_of(stream)  # a library's own stream type (cv2.cuda.Stream)
+    if reader is not None:
+        return _checked(reader.stream_handle(stream, where=where), "stream handle", where=where)
     raise InteropError(
         f"{where}: expected a stream (torch.cuda.Stream, cupy.cuda.Stream, cv2.cuda.Stream, an object "
         f"with __cuda_stream__, an int handle or None), got {type(stream).__name__}."
@@ -138,14 +169,3 @@ def _checked(handle: int, name: str, *, where: str) -> int:
             f"{name}={handle}."
         )
     return handle
-
-
-def _opencv_stream_handle(stream: object, *, where: str) -> int:
-    import cv2  # only reached with a cv2 object in hand
-
-    if cv2.cuda.getCudaEnabledDeviceCount() <= 0:
-        raise InteropError(f"{where}: this OpenCV build has no CUDA, so a cv2.cuda.Stream has no handle.")
-    handle = cast(object, stream.cudaPtr())  # type: ignore[attr-defined]  # cv2.cuda.Stream on CUDA builds
-    if type(handle) is not int:
-        raise InteropError(f"{where}: cv2.cuda.Stream.cudaPtr() returned {handle!r}, not an int.")
-    return _checked(handle, "cv2.cuda.Stream.cudaPtr()", where=where)

@@ -16,31 +16,29 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only where torch is absent
     raise missing_backend("torch") from exc
 
-from ._device import CPU, Device
+from ._device import CPU, Device, cuda_device
 from ._dtypes import DTypeName
 from ._errors import DeviceError, DTypeError, InteropError, MissingBackendError
 from ._interfaces import CudaArrayExport, cuda_array_interface, host_view
 from ._layout import Layout
-from ._source import Imported, spec_from_strided
+from ._runtime import Allocation, DeviceGuard, Memory, cuda_error, wait_for_event
+from ._source import Imported, SpecCache, SpecMemo, check_placement, spec_from_strided
 from ._spec import ImageSpec
+from ._spokes import OutArray, Spoke
 
 __all__ = [
     "DTYPES",
-    "allocate",
     "cuda_available",
     "empty",
     "stream_context",
     "strided_parts",
-    "get_device",
     "current_stream",
     "current_stream_object",
     "RecordedEvent",
+    "TorchRuntime",
+    "gpu_runtime",
     "parse",
-    "set_device",
-    "stream_idle",
-    "synchronize",
     "view",
-    "wait",
 ]
 
 DTYPES: dict[DTypeName, torch.dtype] = {
@@ -60,13 +58,38 @@ DTYPES: dict[DTypeName, torch.dtype] = {
 _NAMES: dict[torch.dtype, DTypeName] = {value: key for key, value in DTYPES.items()}
 
 
-def parse(tensor: object, *, layout: Layout | None, stream: int | None, where: str) -> Imported:
+_STRIDED = torch.strided
+_specs = SpecCache()
+
+
+def parse(
+    tensor: object, /, *, layout: Layout | None, device: Device | None = None, stream: int | None, where: str
+) -> Imported:
     """Wrap a strided tensor (2-D, or 3-D with a layout) as it is: permuted and sliced views too.
 
-    The data is ready on ``stream``, by default torch's current stream on the tensor's device.
+    The data is ready on ``stream``, by default torch's current stream on the tensor's device
+    (``device`` is ignored: a tensor knows its own).
     """
     if not isinstance(tensor, torch.Tensor):
         raise InteropError(f"{where}: expected a torch.Tensor, got {type(tensor).__name__}.")
+    if tensor.layout is not _STRIDED:  # sparse tensors have no strides to build a key from
+        _checked_spec(tensor, layout, where)
+    spec = _specs.get((tensor.dtype, tensor.shape, tensor.stride(), tensor.device, layout))
+    if spec is None:
+        spec = _checked_spec(tensor, layout, where)
+    if tensor.is_neg() or tensor.is_conj():  # per tensor, not per geometry
+        _refuse_lazy_views(tensor, where)
+    # torch checks a view's bounds when it is made, but a storage can shrink afterwards (resize_)
+    storage = tensor.untyped_storage()
+    ptr = check_placement(tensor.data_ptr(), spec, storage.data_ptr(), storage.nbytes(), where=where)
+    device = spec.device
+    if stream is None and device.kind == "cuda":
+        stream = current_stream(device.index)
+    return Imported(ptr, spec, tensor, stream, False)
+
+
+def _checked_spec(tensor: torch.Tensor, layout: Layout | None, where: str) -> ImageSpec:
+    """Every check of a tensor's kind, dtype, device and geometry; the spec, stored for reuse."""
     if tensor.layout != torch.strided or tensor.is_quantized or tensor.is_meta:
         raise InteropError(
             f"{where}: expected a dense strided tensor, got layout={tensor.layout}, "
@@ -89,9 +112,7 @@ def parse(tensor: object, *, layout: Layout | None, stream: int | None, where: s
         where=where,
         allocation=(storage.data_ptr(), storage.nbytes()),
     )
-    if stream is None and device.is_cuda:
-        stream = current_stream(device.index)
-    return Imported(tensor.data_ptr(), spec, tensor, stream, False)
+    return _specs.put((tensor.dtype, tensor.shape, tensor.stride(), tensor.device, layout), spec)
 
 
 def _refuse_lazy_views(tensor: torch.Tensor, where: str) -> None:
@@ -115,7 +136,7 @@ def _refuse_lazy_views(tensor: torch.Tensor, where: str) -> None:
 def _device_of(device: torch.device, *, where: str) -> Device:
     if device.type == "cuda":
         index = cast("int | None", device.index)  # torch's stub says int; it is None for plain "cuda"
-        return Device("cuda", index if index is not None else torch.cuda.current_device())
+        return cuda_device(index if index is not None else torch.cuda.current_device())
     if device.type == "cpu":
         return CPU
     raise DeviceError(f"{where}: tensors on {device} are not supported; use a CUDA or CPU tensor.")
@@ -138,26 +159,41 @@ def view(ptr: int, spec: ImageSpec, owner: object) -> torch.Tensor:
     bfloat16 has no array-interface code, so its elements travel as int16 and the tensor is
     reinterpreted (``Tensor.view(dtype)``, no copy).
     """
-    carrier: DTypeName | None = "int16" if spec.dtype == "bfloat16" else None
-    if spec.device.is_cuda:
-        if not cuda_available():
-            raise MissingBackendError(
-                f"as_torch(): the image is on {spec.device}, but this torch build has no CUDA or sees no "
-                "GPU. Install a CUDA build of torch, or call image.cpu() for a host copy."
-            )
-        # torch rejects read-only CAI buffers (torch tensors cannot be read-only anyway) and ignores the
-        # CAI stream: the hub orders torch's stream itself.
-        interface = cuda_array_interface(ptr, spec, stream=None, readonly=False, as_dtype=carrier)
-        tensor = torch.as_tensor(CudaArrayExport(interface, owner), device=_cuda_device(spec.device.index))
+    interface, device, bfloat16 = _headers(spec)
+    if device is not None:
+        # a new dict per view: the exporter hands it to torch, which reads it once
+        interface = {**interface, "data": (ptr, False)}
+        tensor = torch.as_tensor(CudaArrayExport(interface, owner), device=device)
         if tensor.data_ptr() != ptr:  # torch copies rather than fail when the device is wrong
             raise DeviceError(
                 f"as_torch(): the memory at {ptr:#x} is not on {spec.device} (torch made a copy). Give the "
                 "right device when wrapping it (device=...)."
             )
     else:
-        host = host_view(ptr, spec, owner, readonly=False, as_dtype=carrier)
-        tensor = from_numpy(host)
-    return tensor.view(torch.bfloat16) if carrier is not None else tensor
+        carrier: DTypeName | None = "int16" if bfloat16 else None
+        tensor = from_numpy(host_view(ptr, spec, owner, readonly=False, as_dtype=carrier))
+    return tensor.view(torch.bfloat16) if bfloat16 else tensor
+
+
+def _header(spec: ImageSpec) -> tuple[dict[str, Any], torch.device | None, bool]:
+    """The CAI dict of a view of ``spec`` without its pointer, the torch device (None: host), and
+    whether the elements travel as int16 (bfloat16)."""
+    bfloat16 = spec.dtype == "bfloat16"
+    if not spec.device.is_cuda:
+        return {}, None, bfloat16
+    if not cuda_available():
+        raise MissingBackendError(
+            f"as_torch(): the image is on {spec.device}, but this torch build has no CUDA or sees no "
+            "GPU. Install a CUDA build of torch, or call image.cpu() for a host copy."
+        )
+    # torch rejects read-only CAI buffers (torch tensors cannot be read-only anyway) and ignores the
+    # CAI stream: the hub orders torch's stream itself.
+    carrier: DTypeName | None = "int16" if bfloat16 else None
+    interface = cuda_array_interface(0, spec, stream=None, readonly=False, as_dtype=carrier)
+    return interface, _cuda_device(spec.device.index), bfloat16
+
+
+_headers = SpecMemo(_header)
 
 
 @functools.cache
@@ -192,36 +228,11 @@ def _cuda_device(index: int) -> torch.device:
     return torch.device("cuda", index)
 
 
-def allocate(nbytes: int, device: Device) -> tuple[int, torch.Tensor]:
-    """``nbytes`` bytes from torch's caching allocator on ``device``; returns (pointer, owner)."""
-    buffer = torch.empty(nbytes, dtype=torch.uint8, device=_cuda_device(device.index))
-    return buffer.data_ptr(), buffer
-
-
 def _stream(handle: int, device: int) -> torch.cuda.Stream:
     """A torch stream object for a raw handle (0: the device's legacy default stream)."""
     if handle == 0:
         return torch.cuda.default_stream(device)
     return torch.cuda.ExternalStream(handle, device=device)
-
-
-def wait(producer: int, consumer: int, device: int) -> None:
-    """Make stream ``consumer`` wait for the work queued on ``producer`` (an event, no host sync)."""
-    with torch.cuda.device(device):
-        event = torch.cuda.Event()
-        event.record(_stream(producer, device))
-        _stream(consumer, device).wait_event(event)
-
-
-def stream_idle(stream: int, device: int) -> bool:
-    """True when every piece of work queued on ``stream`` so far has finished (never blocks)."""
-    with torch.cuda.device(device):
-        return bool(_stream(stream, device).query())
-
-
-def synchronize(stream: int, device: int) -> None:
-    """Block the host until the work queued on ``stream`` (on ``device``) has finished."""
-    _stream(stream, device).synchronize()
 
 
 class RecordedEvent:
@@ -249,14 +260,82 @@ class RecordedEvent:
         return bool(self._event.query())
 
 
-def get_device() -> int:
-    """torch's current CUDA device."""
-    return int(torch.cuda.current_device())
+class TorchRuntime:
+    """gpuimage's CUDA runtime calls (``_runtime.Runtime``) through torch's streams, events and
+    caching allocator. CUDA errors (torch raises ``RuntimeError`` subclasses) become ``CudaError``."""
+
+    __slots__ = ()
+    name = "torch"
+    has_gpu = True
+
+    def current_stream(self, device: int, /) -> int:
+        return current_stream(device)
+
+    def current_stream_object(self, device: int, /) -> object:
+        return current_stream_object(device)
+
+    def record(self, stream: int, device: int, /) -> RecordedEvent:
+        try:
+            return RecordedEvent(stream, device)
+        except RuntimeError as exc:
+            raise cuda_error(f"recording an event on stream {stream:#x} on cuda:{device}", exc) from exc
+
+    def wait(self, producer: int, consumer: int, device: int, /) -> None:
+        if producer == consumer:
+            return
+        try:
+            with torch.cuda.device(device):
+                event = torch.cuda.Event()
+                event.record(_stream(producer, device))
+                _stream(consumer, device).wait_event(event)
+        except RuntimeError as exc:
+            action = f"ordering stream {consumer:#x} after stream {producer:#x} on cuda:{device}"
+            raise cuda_error(action, exc) from exc
+
+    wait_event = staticmethod(wait_for_event)
+
+    def synchronize(self, stream: int, device: int, /) -> None:
+        try:
+            _stream(stream, device).synchronize()
+        except RuntimeError as exc:
+            raise cuda_error(f"synchronizing stream {stream:#x} on cuda:{device}", exc) from exc
+
+    def stream_idle(self, stream: int, device: int, /) -> bool:
+        try:
+            with torch.cuda.device(device):
+                return bool(_stream(stream, device).query())
+        except RuntimeError as exc:
+            raise cuda_error(f"querying stream {stream:#x} on cuda:{device}", exc) from exc
+
+    def allocate(self, nbytes: int, device: Device, /, *, alignment: int, stream: int | None) -> Allocation:
+        """From torch's caching allocator, which serves its current stream (not ``stream``)."""
+        try:
+            buffer = torch.empty(nbytes + alignment - 1, dtype=torch.uint8, device=_cuda_device(device.index))
+        except RuntimeError as exc:  # torch.OutOfMemoryError included
+            raise cuda_error(f"allocating {nbytes} bytes on {device} from torch's allocator", exc) from exc
+        base = buffer.data_ptr()
+        return Allocation(base + (-base) % alignment, buffer, current_stream(device.index))
+
+    def copy(self, source: Memory, target: Memory, stream: int, device: int, /) -> None:
+        """``Tensor.copy_`` on ``stream``; into host memory it has completed on return."""
+        tensors = [view(each.ptr, each.spec, each.owner) for each in (source, target)]
+        current = stream == current_stream(device)
+        try:
+            with contextlib.nullcontext() if current else stream_context(stream, device):
+                tensors[1].copy_(tensors[0])
+        except RuntimeError as exc:
+            raise cuda_error(f"copying an image to {target.spec.device} on stream {stream:#x}", exc) from exc
+
+    def pointer_device(self, ptr: int, /) -> int | None:
+        return None  # torch has no call that asks CUDA which device owns a pointer
+
+    def device(self, index: int, /) -> DeviceGuard:
+        return DeviceGuard(index, torch.cuda.current_device, torch.cuda.set_device)
 
 
-def set_device(device: int) -> None:
-    """Make ``device`` torch's (and the runtime's) current CUDA device."""
-    torch.cuda.set_device(device)
+def gpu_runtime() -> TorchRuntime | None:
+    """torch's runtime calls where this torch build reaches a GPU, else None (``_runtime`` asks once)."""
+    return TorchRuntime() if cuda_available() else None
 
 
 @contextlib.contextmanager
@@ -292,3 +371,26 @@ def strided_parts(
 def empty(shape: tuple[int, ...], dtype: DTypeName, device: Device) -> torch.Tensor:
     """A new packed tensor."""
     return torch.empty(shape, dtype=DTYPES[dtype], device=str(device))
+
+
+def _stream_handle(stream: object, /, *, where: str) -> int:
+    handle = getattr(stream, "cuda_stream", None)
+    if type(handle) is not int:
+        raise InteropError(f"{where}: expected a torch.cuda.Stream, got {type(stream).__name__}.")
+    return handle
+
+
+def _describe_out(out: object, /, *, where: str) -> OutArray:
+    return OutArray(*strided_parts(out, where=where))
+
+
+SPOKE = Spoke(
+    name="torch",
+    parse=parse,
+    view=view,
+    current_stream=current_stream,
+    current_stream_object=current_stream_object,
+    stream_handle=_stream_handle,
+    describe_out=_describe_out,
+    gpu_runtime=gpu_runtime,
+)

@@ -1,19 +1,37 @@
 """The torch executor of conversions, for GPUs where CuPy is missing: plain torch operations.
 
 Slower than the kernels (several passes instead of one; see docs), but the same formula: accumulator
-dtype, multiply then add, round half to even, saturate, NaN to 0. Tensors come in logical HWC order.
-torch implements few operations for uint16 and uint32, so those travel as the signed integers of the
-same size (their bits) and are widened to int64 by masking.
+dtype, multiply then add, round half to even, saturate, NaN to 0. ``EXECUTOR`` takes operands
+(``_executor``) and queues on the stream it is given; ``convert_tensors`` and ``fill_tensors`` do the
+arithmetic on tensors in logical HWC order. torch implements few operations for uint16 and uint32,
+so those travel as the signed integers of the same size (their bits) and are widened to int64 by
+masking.
 """
 
 from __future__ import annotations
 
-import torch
+import contextlib
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Final
 
-from ._convert import Affine, Mode, accumulator, integer_range, mode
-from ._dtypes import DTypeName
+from ._backends import missing_backend
 
-__all__ = ["convert", "fill"]
+try:
+    import torch
+except ImportError as exc:  # pragma: no cover - exercised only where torch is absent
+    raise missing_backend("torch") from exc
+
+from . import _torch
+from ._dtypes import DTypeName, accumulator, integer_range
+from ._executor import Operand, region_of, slot_of
+from ._layout import Layout
+from ._plan import Mode, mode
+
+if TYPE_CHECKING:
+    from ._affine import Affine
+    from ._plan import BatchItem
+
+__all__ = ["EXECUTOR", "TorchExecutor", "convert_tensors", "fill_tensors", "reaches_gpu"]
 
 _ACCUMULATORS = {"float32": torch.float32, "float64": torch.float64}
 _CARRIERS: dict[str, tuple[torch.dtype, int]] = {
@@ -57,7 +75,7 @@ def _write(target: torch.Tensor, dtype: DTypeName, result: torch.Tensor) -> None
     _bits(target, dtype).copy_(result)
 
 
-def convert(
+def convert_tensors(
     source: torch.Tensor,
     target: torch.Tensor,
     source_dtype: DTypeName,
@@ -86,7 +104,74 @@ def convert(
     _write(target, target_dtype, _store(values, target_dtype))
 
 
-def fill(target: torch.Tensor, value: float, source_dtype: DTypeName, target_dtype: DTypeName) -> None:
+def fill_tensors(
+    target: torch.Tensor, value: float, source_dtype: DTypeName, target_dtype: DTypeName
+) -> None:
     """Set every element of ``target`` to ``value``, stored like a converted element."""
     wide = _ACCUMULATORS[accumulator(source_dtype, target_dtype)]
     _write(target, target_dtype, _store(torch.tensor(value, dtype=wide, device=target.device), target_dtype))
+
+
+_CHW_AS_HWC = (1, 2, 0)
+
+
+def hwc_tensor(operand: Operand) -> torch.Tensor:
+    """A torch view of an operand in HWC order."""
+    spec = operand.spec
+    tensor = _torch.view(operand.ptr, spec, operand.owner)
+    return tensor.permute(_CHW_AS_HWC) if spec.layout is Layout.CHW else tensor
+
+
+def _on_stream(stream: int, operand: Operand) -> contextlib.AbstractContextManager[None]:
+    """torch's current device and stream set to the operand's device and ``stream`` (host: nothing)."""
+    device = operand.spec.device
+    return _torch.stream_context(stream, device.index) if device.is_cuda else contextlib.nullcontext()
+
+
+def reaches_gpu() -> bool:
+    """True when this torch build has CUDA and sees a GPU."""
+    return _torch.cuda_available()
+
+
+class TorchExecutor:
+    """torch operations, queued on the stream given (several kernels per conversion)."""
+
+    __slots__ = ()
+    name = "torch"
+
+    def stream_for(self, device: int, /) -> tuple[int, object]:
+        return _torch.current_stream(device), None  # torch never destroys its own streams
+
+    def convert(self, source: Operand, target: Operand, affine: Affine, stream: int, /) -> None:
+        with _on_stream(stream, source):
+            convert_tensors(
+                hwc_tensor(source), hwc_tensor(target), source.spec.dtype, target.spec.dtype, affine
+            )
+
+    def convert_batch(
+        self,
+        sources: Sequence[Operand],
+        regions: Sequence[BatchItem],
+        target: Operand,
+        item_pitch: int,
+        affine: Affine,
+        pad: float,
+        stream: int,
+        /,
+    ) -> None:
+        target_dtype = target.spec.dtype
+        with _on_stream(stream, target):
+            for index, (source, region) in enumerate(zip(sources, regions, strict=True)):
+                source_dtype = source.spec.dtype
+                slot = hwc_tensor(slot_of(target, index, item_pitch))
+                fill_tensors(slot, pad, source_dtype, target_dtype)
+                convert_tensors(
+                    hwc_tensor(region_of(source, region)),
+                    slot[: region.height, : region.width],
+                    source_dtype,
+                    target_dtype,
+                    affine,
+                )
+
+
+EXECUTOR: Final = TorchExecutor()

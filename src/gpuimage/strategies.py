@@ -147,12 +147,12 @@ def fill_pattern(image: GpuImage, seed: int) -> None:
 
 @st.composite
 def _images(draw: st.DrawFn, specs: st.SearchStrategy[ImageSpec], device: Device | None) -> GpuImage:
-    from ._allocate import allocate
+    from ._runtime import runtime
 
     spec = draw(specs)
     if device is not None and spec.device != device:
         spec = spec.replace(device=device)
-    ptr, owner, _ = allocate(spec.nbytes, spec.device, alignment=256)
+    ptr, owner, _ = runtime().allocate(spec.nbytes, spec.device, alignment=256, stream=None)
     image = GpuImage.from_pointer(ptr, spec, owner=owner)
     fill_pattern(image, draw(st.integers(0, 100)))
     return image

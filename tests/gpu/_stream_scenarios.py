@@ -27,7 +27,7 @@ import cv2
 import torch
 from torch.utils.dlpack import from_dlpack as torch_from_dlpack
 
-from gpuimage import GpuImage, _cuda, _lifetime
+from gpuimage import GpuImage, _lifetime, runtime
 
 HEIGHT, WIDTH, CHANNELS = 1024, 1024, 4
 NBYTES = HEIGHT * WIDTH * CHANNELS
@@ -192,7 +192,7 @@ def run(scenario: dict[str, Any], gate: Gate) -> dict[str, Any]:
 def main() -> None:
     scenarios = json.loads(sys.argv[1])
     if "--control" in sys.argv:
-        assert _cuda.available()  # the runtime is picked once: it will not install its recorder again
+        assert runtime().has_gpu  # the runtime is picked once: it will not install its recorder again
         _lifetime.set_recorder(None)
     assert cv2.cuda.getCudaEnabledDeviceCount() >= 0  # imported: the GpuMat views need cv2
     gate = Gate()

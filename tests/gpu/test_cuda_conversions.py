@@ -1,4 +1,4 @@
-"""Conversions on a GPU: the CuPy kernels (and the torch fallback) against the NumPy reference.
+"""Conversions on a GPU: the kernel executor (and the torch executor) against the NumPy reference.
 
 Every dtype pair, both layouts on each side, padded pitches, regions at odd offsets, widths 1, 2, 3,
 7, 33 and more, 1 to 4 channels, identity, scaled and channel-reversing maps. The kernels compute
@@ -23,10 +23,12 @@ from hypothesis import strategies as st
 
 import gpuimage as gi
 from conversion_values import random_values, storage
-from gpuimage import DTypeName, GpuImage, Layout, _conversions, _cuda, _kernels
+from gpuimage import DTypeName, GpuImage, Layout, _conversions, _kernel_convert, _ordering
+from gpuimage._affine import Affine, identity_affine, scaled_affine
 from gpuimage._conversions import convert_into
-from gpuimage._convert import Affine, identity_affine, scaled_affine
-from gpuimage._host_convert import convert as host_convert
+from gpuimage._host_convert import convert_arrays
+from gpuimage._runtime import runtime
+from gpuimage._torch_convert import EXECUTOR as TORCH_EXECUTOR
 
 from ._support import TORCH_DTYPES, gpu_settings
 
@@ -117,24 +119,29 @@ def run_case(case: dict[str, Any]) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
     )
     convert_into(source, target, case["affine"], where="test")
     want = np.empty((height, width, channels), storage(case["target"]))
-    host_convert(parent[y : y + height, x : x + width], want, case["source"], case["target"], case["affine"])
+    convert_arrays(
+        parent[y : y + height, x : x + width], want, case["source"], case["target"], case["affine"]
+    )
     return download(target), want
 
 
 @pytest.fixture
-def launches(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    """The keyword arguments of every kernel launch made during the test."""
-    calls: list[dict[str, Any]] = []
+def launches(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The kernel launches the kernel executor makes during the test: "launch" for a conversion (its
+    launch plan, looked up once per launch), "launch_batch" for a batch."""
+    calls: list[str] = []
 
-    def counted(launch: Any) -> Any:
-        def counting(*args: Any, **kwargs: Any) -> None:
-            calls.append(kwargs)
-            launch(*args, **kwargs)
+    def counted(name: str) -> Any:
+        function = getattr(_kernel_convert, name)
+
+        def counting(*args: Any, **kwargs: Any) -> Any:
+            calls.append("launch" if name == "launch_plan" else name)
+            return function(*args, **kwargs)
 
         return counting
 
-    monkeypatch.setattr(_kernels, "launch", counted(_kernels.launch))
-    monkeypatch.setattr(_kernels, "launch_batch", counted(_kernels.launch_batch))
+    monkeypatch.setattr(_kernel_convert, "launch_plan", counted("launch_plan"))
+    monkeypatch.setattr(_kernel_convert, "launch_batch", counted("launch_batch"))
     return calls
 
 
@@ -148,14 +155,13 @@ def test_kernels_match_the_reference_bit_for_bit(case: dict[str, Any]) -> None:
 @gpu_settings(max_examples=150)
 @given(cases())
 def test_torch_fallback_matches_the_reference(case: dict[str, Any]) -> None:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(_conversions, "_gpu_executor", lambda: "torch")
+    with _conversions.override_executor(TORCH_EXECUTOR):
         got, want = run_case(case)
     wide_to_half = case["target"] == "float16" and case["source"] in ("float64", "int32", "uint32", "int64")
     assert_matches(got, want, case["target"], ulps=1 if wide_to_half else 0)
 
 
-def test_public_operations_take_the_kernel_path(launches: list[dict[str, Any]]) -> None:
+def test_public_operations_take_the_kernel_path(launches: list[str]) -> None:
     frame = GpuImage.from_torch(
         torch.randint(0, 256, (37, 41, 3), dtype=torch.uint8, device="cuda"), layout="HWC"
     )
@@ -163,7 +169,7 @@ def test_public_operations_take_the_kernel_path(launches: list[dict[str, Any]]) 
     frame.crop(3, 1, 30, 30).contiguous()
     frame.astype(gi.Float16)
     gi.normalize(frame, 0.5, 0.25)
-    assert len(launches) == 4
+    assert launches == ["launch"] * 4
 
 
 @pytest.mark.parametrize("dtype", [gi.Float32, gi.Float16, gi.BFloat16])
@@ -222,7 +228,7 @@ def test_normalize_writes_into_a_slice_of_a_batch_tensor() -> None:
 
 
 @pytest.mark.parametrize("like", ["torch", "cupy"])
-def test_normalize_batch_of_mixed_sizes_in_one_launch(like: str, launches: list[dict[str, Any]]) -> None:
+def test_normalize_batch_of_mixed_sizes_in_one_launch(like: str, launches: list[str]) -> None:
     frames = [
         torch.randint(0, 256, shape, dtype=torch.uint8, device="cuda")
         for shape in ((60, 80, 3), (33, 47, 3), (3, 50, 40))
@@ -234,7 +240,7 @@ def test_normalize_batch_of_mixed_sizes_in_one_launch(like: str, launches: list[
     ]
     rois = [(7, 3, 31, 29), None, (1, 2, 33, 17)]
     batch = gi.normalize_batch(images, 0.5, 0.25, rois=rois, size=(40, 48), pad_value=-3.0, like=like)  # type: ignore[call-overload]
-    assert len(launches) == 1
+    assert launches == ["launch_batch"]
     result = torch.as_tensor(batch, device="cuda")
     regions = [frames[0][3:32, 7:38].permute(2, 0, 1), frames[1].permute(2, 0, 1), frames[2][:, 2:19, 1:34]]
     for index, region in enumerate(regions):
@@ -337,20 +343,32 @@ def test_images_with_more_than_four_channels_convert(channels: int) -> None:
     assert np.array_equal(normalized, host)
 
 
+class CountingRuntime:
+    """The runtime in use, noting each event record and each cross-stream wait asked of it."""
+
+    def __init__(self, inner: Any, calls: list[str]) -> None:
+        self._inner, self._calls = inner, calls
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def record(self, stream: int, device: int) -> Any:
+        self._calls.append("record")
+        return self._inner.record(stream, device)
+
+    def wait(self, producer: int, consumer: int, device: int) -> None:
+        self._calls.append("wait")
+        self._inner.wait(producer, consumer, device)
+
+    def wait_event(self, event: Any, consumer: int) -> None:
+        self._calls.append("wait")
+        self._inner.wait_event(event, consumer)
+
+
 def test_a_loop_on_one_stream_records_no_event_and_waits_for_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
-    record, wait = _cuda.record, _cuda.wait
-
-    def counted_record(stream: int, device: int) -> object:
-        calls.append("record")
-        return record(stream, device)
-
-    def counted_wait(producer: int, consumer: int, device: int) -> None:
-        calls.append("wait")
-        wait(producer, consumer, device)
-
-    monkeypatch.setattr(_cuda, "record", counted_record)
-    monkeypatch.setattr(_cuda, "wait", counted_wait)
+    counting = CountingRuntime(runtime(), calls)
+    monkeypatch.setattr(_ordering, "runtime", lambda: counting)  # what conversions' ordering asks
     frame = torch.randint(0, 255, (120, 160, 3), dtype=torch.uint8, device="cuda")
     image = GpuImage.from_torch(frame, layout="HWC")  # ready on torch's current stream
     out = GpuImage.empty(120, 160, 3, "float32", layout="CHW")

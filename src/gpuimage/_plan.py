@@ -1,65 +1,44 @@
-"""Pure planning for conversions: kernel variants, alignment, batch tables.
+"""Pure planning for conversions: element paths, kernel variants, access widths, batch sizes.
 
-No GPU calls and no foreign imports: everything here is arithmetic on specs, pointers and numbers,
-tested by hypothesis on CPU. The executors (``_kernels`` on CuPy, ``_torch_convert``, and
-``_host_convert`` on NumPy) all follow the plans made here, so they compute the same values.
+No GPU calls and no foreign imports: everything here is arithmetic on geometries, pointers and
+numbers, tested by hypothesis on CPU (``tests/test_plan.py``). The executors (``_kernel_convert`` over
+``_kernels``, ``_torch_convert`` and ``_host_convert``) all follow the paths chosen here, so they compute
+the same values; the maps they apply are built in ``_affine``, the dtype facts live in ``_dtypes``.
 
 Every conversion is one formula per element: ``out[c] = in[source_channel(c)] * scale[c] + offset[c]``
-(the per-channel map, an ``Affine``, is built and checked in ``_affine``), computed in the accumulator
-type (float32, or float64 where either side is a 32- or 64-bit integer or float64; ``_dtypes``), as a
-multiplication and an addition each rounded once (no fused multiply-add, so NumPy reproduces it bit
-for bit). Integer targets round half to even and saturate, NaN becoming 0; bool targets are ``x != 0``
-(NaN is True, as in NumPy). When the map is the identity the arithmetic is skipped: a same-dtype copy
-moves bits, an integer-to-integer cast saturates exactly in 64-bit integers.
+(the per-channel map, an ``Affine``), computed in the accumulator type (float32, or float64 where
+either side is a 32- or 64-bit integer or float64), as a multiplication and an addition each rounded
+once (no fused multiply-add, so NumPy reproduces it bit for bit). Integer targets round half to even
+and saturate, NaN becoming 0; bool targets are ``x != 0`` (NaN is True, as in NumPy). When the map is
+the identity the arithmetic is skipped: a same-dtype copy moves bits, an integer-to-integer cast
+saturates exactly in 64-bit integers.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Sequence
 from enum import IntEnum
 from typing import NamedTuple, cast
 
-# The maps and dtype facts are re-exported: executors and tests import them from here.
-from ._affine import (
-    Affine,
-    check_finite_map,
-    denormalize_affine,
-    finite_number,
-    identity_affine,
-    input_scale,
-    normalize_affine,
-    scaled_affine,
-)
-from ._dtypes import DTYPES, Accumulator, DTypeName, accumulator, integer_range, is_integral
+from ._affine import Affine
+from ._dtypes import DTYPES, Accumulator, DTypeName, accumulator, is_integral
 from ._errors import BoundsError, DTypeError, SpecError
 from ._geometry import Geometry
 
 __all__ = [
-    "Accumulator",
-    "Affine",
+    "MAX_VECTOR",
+    "THREAD_BYTES",
     "BatchItem",
     "Mode",
     "RunKind",
     "Variant",
-    "accumulator",
     "batch_size",
-    "check_finite_map",
     "check_same",
-    "denormalize_affine",
-    "finite_number",
-    "identity_affine",
-    "input_scale",
-    "integer_range",
-    "is_integral",
     "mode",
-    "normalize_affine",
-    "plan_single",
     "plan_variant",
     "ranges_overlap",
     "run_kind",
-    "scaled_affine",
 ]
 
 MAX_VECTOR = 16
@@ -168,7 +147,7 @@ def plan_variant(
 
     With several sources (a batch), their run kind must agree to be vectorised, and the access width
     is the one they all allow; the target stands for every item's destination, ``item_pitch`` bytes
-    apart.
+    apart. Only the pointers' residues modulo ``MAX_VECTOR`` matter (a cache may key on those).
     """
     source_size, target_size = DTYPES[source_dtype].itemsize, DTYPES[target_dtype].itemsize
     channels = target[1].channels
@@ -203,21 +182,8 @@ def plan_variant(
     )
 
 
-@functools.lru_cache(maxsize=512)
-def plan_single(
-    source_dtype: DTypeName,
-    target_dtype: DTypeName,
-    source: tuple[int, Geometry],
-    target: tuple[int, Geometry],
-    affine: Affine,
-) -> Variant:
-    """``plan_variant`` for one image, memoized (a conversion's hot path): pass pointers modulo
-    ``MAX_VECTOR``, all that the access widths depend on."""
-    return plan_variant(source_dtype, target_dtype, [source], target, affine)
-
-
 def ranges_overlap(first: tuple[int, int], second: tuple[int, int]) -> bool:
-    """True when the byte ranges ``(start, length)`` share a byte."""
+    """True when the non-empty byte ranges ``(start, length)`` share a byte."""
     return first[0] < second[0] + second[1] and second[0] < first[0] + first[1]
 
 

@@ -1,0 +1,119 @@
+"""The executor interface of conversions: what every backend that computes a conversion implements.
+
+Three executors, one module each: the CUDA kernels (``_kernel_convert``, over ``_kernels``), torch
+operations (``_torch_convert``) and NumPy (``_host_convert``). ``_conversions`` picks one through its
+``executor_for`` and does everything around the work: checks, allocation and stream ordering. An
+executor only computes: it is handed operands, the map and the stream to queue on; it never sees the
+hub (a ``GpuImage`` is passed as an ``Operand``, which it satisfies) and never orders streams.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, NamedTuple, Protocol
+
+from ._geometry import Geometry
+from ._spec import trusted_spec
+
+if TYPE_CHECKING:
+    from ._affine import Affine
+    from ._plan import BatchItem
+    from ._spec import ImageSpec
+
+__all__ = ["Buffer", "Executor", "Operand", "region_of", "slot_of"]
+
+
+class Operand(Protocol):
+    """One side of a conversion: memory that ``spec`` describes, kept alive by ``owner``.
+
+    A ``GpuImage`` is one, so a conversion hands its images over as they are (no record per call);
+    ``Buffer`` is one for memory that is no image (a batch's region or slot).
+    """
+
+    @property
+    def ptr(self) -> int:
+        """Address of element (0, 0, 0)."""
+        ...
+
+    @property
+    def spec(self) -> ImageSpec:
+        """Sizes, byte strides, dtype, layout and device."""
+        ...
+
+    @property
+    def owner(self) -> object:
+        """What keeps the memory alive (a view made by an executor holds it)."""
+        ...
+
+    @property
+    def readonly(self) -> bool:
+        """True when the memory must not be written (sources only: targets are checked writable)."""
+        ...
+
+
+class Buffer(NamedTuple):
+    """An ``Operand`` that is no ``GpuImage``: a region a batch reads, a slot of a batch's array."""
+
+    ptr: int
+    spec: ImageSpec
+    owner: object
+    readonly: bool = False
+
+
+class Executor(Protocol):
+    """Computes ``target = affine(source)`` element by element (``_plan`` has the formula).
+
+    ``stream`` is the raw handle to queue GPU work on, on the operands' device; ordering it after
+    the data and recording it for later users is the caller's (``_conversions``). Host executors
+    finish before returning and get ``stream=0``.
+    """
+
+    @property
+    def name(self) -> str:
+        """A short name for messages and tests: "kernels", "torch" or "numpy"."""
+        ...
+
+    def stream_for(self, device: int, /) -> tuple[int, object]:
+        """(raw handle, the object keeping it alive) of the stream this executor queues on by default
+        on ``cuda:device``: its library's current stream. Used when the source has nothing pending."""
+        ...
+
+    def convert(self, source: Operand, target: Operand, affine: Affine, stream: int, /) -> None:
+        """Write ``affine(source)`` into ``target``: same height, width and channels, on one device;
+        any layouts, pitches and dtypes; memory that does not overlap."""
+        ...
+
+    def convert_batch(
+        self,
+        sources: Sequence[Operand],
+        regions: Sequence[BatchItem],
+        target: Operand,
+        item_pitch: int,
+        affine: Affine,
+        pad: float,
+        stream: int,
+        /,
+    ) -> None:
+        """Write ``affine`` of region ``i`` of ``sources[i]`` into the top left of slot ``i`` of
+        ``target`` (slot 0; slot ``i`` starts ``i * item_pitch`` bytes later), and ``pad`` (in output
+        units) into the rest of every slot. Sources share a dtype and channel count; every region
+        fits ``target.spec``'s height and width."""
+        ...
+
+
+def region_of(source: Operand, region: BatchItem) -> Buffer:
+    """The part of ``source`` that ``region`` (a batch item: pointer, strides, size) covers."""
+    spec = source.spec
+    _, row_pitch, pixel_stride, channel_stride, height, width = region
+    geometry = Geometry(height, width, spec.channels, row_pitch, pixel_stride, channel_stride)
+    return Buffer(
+        region.ptr,
+        trusted_spec(geometry, spec.dtype, spec.layout, spec.device),
+        source.owner,
+        source.readonly,
+    )
+
+
+def slot_of(target: Operand, index: int, item_pitch: int) -> Buffer:
+    """Slot ``index`` of a batch whose slot 0 is ``target``."""
+    return Buffer(target.ptr + index * item_pitch, target.spec, target.owner)

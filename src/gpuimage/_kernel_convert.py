@@ -1,0 +1,83 @@
+"""The kernel executor of conversions: one CUDA kernel per conversion (``_kernels``, through CuPy).
+
+The fastest executor, chosen wherever CuPy reaches a GPU: each conversion is one lookup of a cached
+launch plan (per dtypes, geometries, pointer alignments, map and device) and one launch; a batch is
+one launch over a table of its regions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Final
+
+from . import _cupy
+from ._executor import Operand
+from ._geometry import Geometry
+from ._kernels import launch_batch, launch_plan
+from ._plan import MAX_VECTOR, plan_variant
+
+if TYPE_CHECKING:
+    from ._affine import Affine
+    from ._plan import BatchItem
+
+__all__ = ["EXECUTOR", "KernelExecutor", "reaches_gpu"]
+
+
+def reaches_gpu() -> bool:
+    """True when CuPy can reach a GPU (it imports without one)."""
+    return _cupy.gpu_available()
+
+
+class KernelExecutor:
+    """The CUDA kernels of ``_kernels.cu``, queued on the stream given."""
+
+    __slots__ = ()
+    name = "kernels"
+
+    def stream_for(self, device: int, /) -> tuple[int, object]:
+        # CuPy destroys a stream with its object: the object keeps the handle valid
+        return _cupy.current_stream(device), _cupy.current_stream_object(device)
+
+    def convert(self, source: Operand, target: Operand, affine: Affine, stream: int, /) -> None:
+        source_spec, target_spec = source.spec, target.spec
+        source_ptr, target_ptr = source.ptr, target.ptr
+        launch_plan(
+            source_spec.dtype,
+            target_spec.dtype,
+            source_ptr % MAX_VECTOR,
+            source_spec.geometry,
+            target_ptr % MAX_VECTOR,
+            target_spec.geometry,
+            affine,
+            source_spec.device.index,
+        ).launch(source_ptr, target_ptr, stream)
+
+    def convert_batch(
+        self,
+        sources: Sequence[Operand],
+        regions: Sequence[BatchItem],
+        target: Operand,
+        item_pitch: int,
+        affine: Affine,
+        pad: float,
+        stream: int,
+        /,
+    ) -> None:
+        first, target_spec = sources[0].spec, target.spec
+        channels = first.channels
+        read = [(item.ptr, Geometry(item.height, item.width, channels, *item[1:4])) for item in regions]
+        written = (target.ptr, target_spec.geometry)
+        variant = plan_variant(first.dtype, target_spec.dtype, read, written, affine, item_pitch=item_pitch)
+        launch_batch(
+            variant,
+            items=regions,
+            target=written,
+            item_pitch=item_pitch,
+            affine=affine,
+            pad=pad,
+            stream=stream,
+            device=target_spec.device.index,
+        )
+
+
+EXECUTOR: Final = KernelExecutor()
