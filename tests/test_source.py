@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 import numpy as np
@@ -158,6 +159,17 @@ def test_the_spec_memo_computes_once_per_spec_and_never_confuses_specs() -> None
     wide = ImageSpec.packed(height=2, width=5, device="cpu")
     assert [memo(narrow), memo(narrow), memo(wide), memo(narrow)] == [3, 3, 5, 3]
     assert calls == [narrow, wide]
+
+
+def test_the_spec_memo_forgets_a_spec_once_it_is_gone() -> None:
+    # issue 12: one-off specs (CAI, DLPack imports) must not pile up in the memos
+    memo = SpecMemo(lambda spec: spec.width)
+    specs = [ImageSpec(height=2, width=width, device="cpu") for width in range(1, 50)]
+    assert [memo(spec) for spec in specs] == list(range(1, 50))
+    assert len(memo._values) == 49  # pyright: ignore[reportPrivateUsage]
+    del specs
+    gc.collect()
+    assert len(memo._values) == 0  # pyright: ignore[reportPrivateUsage]
 
 
 def test_a_failing_memo_stores_nothing() -> None:

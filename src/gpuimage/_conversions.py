@@ -210,20 +210,23 @@ def _new_like(
     keep: object,
 ) -> GpuImage[Any, Any]:
     """New packed memory for the result, ready on ``stream`` (the conversion's)."""
-    shape = source.spec
     if type(row_alignment) is not int:  # untyped callers: ImageSpec.packed says what is wrong
         ImageSpec.packed(height=1, width=1, channels=1, row_alignment=row_alignment)
-    device = shape.device
-    spec = _packed_spec(
-        shape.height,
-        shape.width,
-        shape.channels,
-        dtype,
-        layout,
-        device.index if device.kind == "cuda" else -1,
-        row_alignment,
-    )
-    return type(source)._allocated(spec, row_alignment, stream, keep)  # pyright: ignore[reportPrivateUsage]
+    spec = source.spec
+    # a frame loop converts one source description again and again: its result's spec by identity
+    key = (id(spec), dtype, layout, row_alignment)
+    entry = _results.get(key)
+    if entry is None or entry[0] is not spec:
+        device = spec.device
+        index = device.index if device.kind == "cuda" else -1
+        result = _packed_spec(spec.height, spec.width, spec.channels, dtype, layout, index, row_alignment)
+        if len(_results) >= 256:
+            _results.clear()
+        entry = _results[key] = (spec, result)
+    return type(source)._allocated(entry[1], row_alignment, stream, keep)  # pyright: ignore[reportPrivateUsage]
+
+
+_results: dict[tuple[int, DTypeName, Layout, int], tuple[ImageSpec, ImageSpec]] = {}
 
 
 @functools.lru_cache(maxsize=256)

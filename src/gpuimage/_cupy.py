@@ -365,13 +365,6 @@ def empty(
         ) from exc
 
 
-def _stream_handle(stream: object, /, *, where: str) -> int:
-    handle = getattr(stream, "ptr", None)
-    if type(handle) is not int:
-        raise InteropError(f"{where}: expected a cupy.cuda.Stream, got {type(stream).__name__}.")
-    return handle
-
-
 def _describe_out(out: object, /, *, where: str) -> OutArray:
     return OutArray(*strided_parts(out, where=where))
 
@@ -382,7 +375,6 @@ SPOKE = Spoke(
     view=view,
     current_stream=current_stream,
     current_stream_object=current_stream_object,
-    stream_handle=_stream_handle,
     describe_out=_describe_out,
     gpu_runtime=gpu_runtime,
 )

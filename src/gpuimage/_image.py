@@ -100,7 +100,15 @@ class GpuImage(ImageExports, Generic[L, D]):
 
     @classmethod
     def _family(
-        cls, ptr: int, spec: ImageSpec, owner: object, stream: int | None, readonly: bool, keep: object = None
+        cls,
+        ptr: int,
+        spec: ImageSpec,
+        owner: object,
+        stream: int | None,
+        readonly: bool,
+        keep: object = None,
+        *,
+        located: bool = True,
     ) -> GpuImage[Any, Any]:
         """A new image family: memory ready on ``stream`` (its home stream), kept alive by ``owner``.
 
@@ -112,14 +120,18 @@ class GpuImage(ImageExports, Generic[L, D]):
         index = device.index
         if keep is BY_HANDLE:
             keep = None if stream is None else keep_for_handle(stream, index)
-        life = Lifetime(owner, index, stream, cuda=runtime().has_gpu)
+        life = Lifetime(owner, index, stream, cuda=runtime().has_gpu, located=located)
         return cls._wrap(ptr, spec, life, ReadyState(stream, None, keep), readonly)
 
     @classmethod
-    def _from_imported(cls, imported: Imported, keep: object = None) -> GpuImage[Any, Any]:
+    def _from_imported(
+        cls, imported: Imported, keep: object = None, *, located: bool = True
+    ) -> GpuImage[Any, Any]:
         """A family for what a spoke read off a foreign object; ``keep`` overrides the spoke's."""
         ptr, spec, owner, stream, readonly, source_keep = imported
-        return cls._family(ptr, spec, owner, stream, readonly, source_keep if keep is None else keep)
+        return cls._family(
+            ptr, spec, owner, stream, readonly, source_keep if keep is None else keep, located=located
+        )
 
     @classmethod
     def _import(
@@ -128,11 +140,13 @@ class GpuImage(ImageExports, Generic[L, D]):
         """Read ``obj`` through spoke ``name``; the data is ready on ``stream`` (a stream-like, kept
         alive while consumers may record on it), or where the spoke says."""
         parse = spoke(name).parse
+        located = device is None  # a device the caller names is the caller's say-so
         if stream is None:
-            return cls._from_imported(parse(obj, layout=layout, device=device, stream=None, where=where))
+            imported = parse(obj, layout=layout, device=device, stream=None, where=where)
+            return cls._from_imported(imported, located=located)
         handle = stream_handle(stream, where=where)
         imported = parse(obj, layout=layout, device=device, stream=handle, where=where)
-        return cls._from_imported(imported, stream_keep(stream))
+        return cls._from_imported(imported, stream_keep(stream), located=located)
 
     # -- constructors ---------------------------------------------------------------------------
 
@@ -279,7 +293,8 @@ class GpuImage(ImageExports, Generic[L, D]):
         if stream is not None:
             return cls._import("cai", obj, layout_value, device_value, stream, where)
         imported = spoke("cai").parse(obj, layout=layout_value, device=device_value, stream=None, where=where)
-        return cls._from_imported(imported, BY_HANDLE)  # the interface's own raw stream
+        # the interface's own raw stream; the device the driver reported for the pointer, or the caller's
+        return cls._from_imported(imported, BY_HANDLE, located=device is None)
 
     @overload
     @classmethod
@@ -323,7 +338,8 @@ class GpuImage(ImageExports, Generic[L, D]):
         spec = revalidated_spec(spec, where=where)
         check_pointer(ptr, spec.itemsize, extent=spec.nbytes, where=where)
         handle = stream_handle(stream, where=where)
-        return cast("GpuImage", cls._family(ptr, spec, owner, handle, bool(readonly), stream_keep(stream)))
+        family = cls._family(ptr, spec, owner, handle, bool(readonly), stream_keep(stream), located=False)
+        return cast("GpuImage", family)
 
     @overload
     @classmethod

@@ -13,14 +13,18 @@ from typing import TYPE_CHECKING, Final
 from . import _cupy
 from ._executor import Operand
 from ._geometry import Geometry
-from ._kernels import launch_batch, launch_plan
+from ._kernels import LaunchPlan, launch_batch, launch_plan
 from ._plan import MAX_VECTOR, plan_variant
 
 if TYPE_CHECKING:
     from ._affine import Affine
     from ._plan import BatchItem
+    from ._spec import ImageSpec
 
 __all__ = ["EXECUTOR", "KernelExecutor", "reaches_gpu"]
+
+_plans: dict[tuple[int, int, int, int, int], tuple[ImageSpec, ImageSpec, Affine, LaunchPlan]] = {}
+_PLANS_LIMIT = 256
 
 
 def reaches_gpu() -> bool:
@@ -41,16 +45,32 @@ class KernelExecutor:
     def convert(self, source: Operand, target: Operand, affine: Affine, stream: int, /) -> None:
         source_spec, target_spec = source.spec, target.spec
         source_ptr, target_ptr = source.ptr, target.ptr
-        launch_plan(
-            source_spec.dtype,
-            target_spec.dtype,
-            source_ptr % MAX_VECTOR,
-            source_spec.geometry,
-            target_ptr % MAX_VECTOR,
-            target_spec.geometry,
-            affine,
-            source_spec.device.index,
-        ).launch(source_ptr, target_ptr, stream)
+        # Specs and maps are shared per description, so a frame loop finds its plan by identity,
+        # without hashing geometries; the entry holds what it was made for, so an id is never reused.
+        key = (id(source_spec), id(target_spec), source_ptr % MAX_VECTOR, target_ptr % MAX_VECTOR, id(affine))
+        entry = _plans.get(key)
+        if (
+            entry is None
+            or entry[0] is not source_spec
+            or entry[1] is not target_spec
+            or entry[2] is not affine
+        ):
+            plan = launch_plan(
+                source_spec.dtype,
+                target_spec.dtype,
+                source_ptr % MAX_VECTOR,
+                source_spec.geometry,
+                target_ptr % MAX_VECTOR,
+                target_spec.geometry,
+                affine,
+                source_spec.device.index,
+            )
+            if len(_plans) >= _PLANS_LIMIT:
+                _plans.clear()
+            _plans[key] = (source_spec, target_spec, affine, plan)
+        else:
+            plan = entry[3]
+        plan.launch(source_ptr, target_ptr, stream)
 
     def convert_batch(
         self,

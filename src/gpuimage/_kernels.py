@@ -166,29 +166,6 @@ _NUMPY: dict[str, Callable[[float | int], np.generic]] = {
 _INVALID_CONTEXT = 201  # CUDA_ERROR_INVALID_CONTEXT: this thread has no current context yet
 
 
-@functools.cache
-def _driver_launch() -> Callable[..., int] | None:
-    """The driver's ``cuLaunchKernel``, or None where libcuda cannot be loaded (CuPy's launch then).
-
-    Launching through it with one packed parameter buffer costs a few microseconds, where CuPy's
-    per-argument conversion of this kernel's 23 parameters costs about 17 (measured on an H100).
-    """
-    try:
-        library = ctypes.CDLL("libcuda.so.1")
-    except OSError:
-        return None
-    function = library.cuLaunchKernel
-    function.argtypes = [
-        ctypes.c_void_p,
-        *[ctypes.c_uint] * 7,
-        ctypes.c_void_p,
-        ctypes.c_void_p,
-        ctypes.c_void_p,
-    ]
-    function.restype = ctypes.c_int
-    return cast("Callable[..., int]", function)
-
-
 def _launch_packed(
     variant: Variant,
     device: int,
@@ -197,9 +174,11 @@ def _launch_packed(
     stream: int,
     values: tuple[float | int, ...],
 ) -> None:
+    """Launch with one packed parameter buffer through the driver: a few microseconds, where CuPy's
+    per-argument conversion of this kernel's 23 parameters costs about 17 (measured on an H100)."""
     kernel = _function(variant, device)
     handle = kernel.ptr
-    driver = _driver_launch()
+    driver = _raw_launch()
     if driver is None or not handle:
         codes = _CODES[variant.accumulator]
         arguments = tuple(_NUMPY[code](value) for code, value in zip(codes, values, strict=True))
@@ -210,10 +189,12 @@ def _launch_packed(
     size = ctypes.c_size_t(len(packed))
     # CU_LAUNCH_PARAM_BUFFER_POINTER (1), the buffer, CU_LAUNCH_PARAM_BUFFER_SIZE (2), its size, END (0)
     extra = (ctypes.c_void_p * 5)(1, ctypes.addressof(buffer), 2, ctypes.addressof(size), 0)
-    status = driver(handle, *grid, *block, 0, stream, None, extra)
+    dims = [ctypes.c_uint(value) for value in (*grid, *block, 0)]
+    args = (ctypes.c_void_p(handle), *dims, ctypes.c_void_p(stream), None, extra)
+    status = driver(*args)
     if status == _INVALID_CONTEXT:
         cupy.cuda.runtime.setDevice(device)  # binds the device's primary context to this thread
-        status = driver(handle, *grid, *block, 0, stream, None, extra)
+        status = driver(*args)
     if status:
         raise CudaError(f"launching the conversion kernel on cuda:{device} failed: CUresult {status}")
 
@@ -263,18 +244,17 @@ class LaunchPlan:
 
     A per-frame loop converts images of one geometry again and again; its plan is looked up, the
     two pointers are written into the packed parameters, and the kernel is launched through the
-    driver (no per-call packing, no CuPy argument conversion).
+    driver with ctypes arguments made once (no per-call packing or argument conversion).
     """
 
     __slots__ = (
-        "_extra",
+        "_args",
         "_lock",
         "_size",
-        "block",
+        "_stream",
         "buffer",
         "device",
         "function",
-        "grid",
         "slots",
         "values",
         "variant",
@@ -288,10 +268,10 @@ class LaunchPlan:
         pointers = (0, 0, *strides, 0, out.row_pitch, out.pixel_stride, out.channel_stride, 0)
         sizes = (region.height, region.width, out.height, out.width)
         values = (*pointers, *sizes, *_map_values(variant, affine, 0.0))
-        self.variant, self.values = variant, values
+        self.variant, self.values, self.device = variant, values, device
         groups = -(-out.width // variant.pixels)
-        self.block = _block(groups, out.height)
-        self.grid = (-(-groups // self.block[0]), min(-(-out.height // self.block[1]), 65535), 1)
+        block = _block(groups, out.height)
+        grid = (-(-groups // block[0]), min(-(-out.height // block[1]), 65535), 1)
         packed = _PARAMETERS[variant.accumulator].pack(*values)
         self.buffer = ctypes.create_string_buffer(packed, len(packed))
         # the source pointer is the second 8-byte parameter, the target pointer the sixth
@@ -301,42 +281,73 @@ class LaunchPlan:
         )
         self._size = ctypes.c_size_t(len(packed))
         # CU_LAUNCH_PARAM_BUFFER_POINTER (1), the buffer, CU_LAUNCH_PARAM_BUFFER_SIZE (2), its size, END (0)
-        self._extra = (ctypes.c_void_p * 5)(
-            1, ctypes.addressof(self.buffer), 2, ctypes.addressof(self._size), 0
-        )
-        self.device = device
+        extra = (ctypes.c_void_p * 5)(1, ctypes.addressof(self.buffer), 2, ctypes.addressof(self._size), 0)
         self.function = _function(variant, device)
+        dims = [ctypes.c_uint(value) for value in (*grid, *block, 0)]  # grid, block, shared memory
+        # cuLaunchKernel(f, grid xyz, block xyz, shared bytes, stream, kernel params, extra)
+        self._args: list[object] = [
+            ctypes.c_void_p(self.function.ptr),
+            *dims,
+            ctypes.c_void_p(0),
+            None,
+            extra,
+        ]
+        self._stream = 0
         self._lock = threading.Lock()  # the pointers are written into one shared buffer
 
     def launch(self, source_ptr: int, target_ptr: int, stream: int) -> None:
         """Queue the kernel on ``stream`` for these pointers."""
-        driver = _driver_launch()
-        handle = self.function.ptr
-        if driver is None or not handle:  # no libcuda: CuPy's launch, argument by argument
+        driver = _raw_launch()
+        if driver is None or not self.function.ptr:  # no libcuda: CuPy's launch, argument by argument
             values = (*self.values[:1], source_ptr, *self.values[2:5], target_ptr, *self.values[6:])
             with cupy.cuda.Device(self.device):
-                _launch_packed(self.variant, self.device, self.grid, self.block, stream, values)
+                _launch_packed(self.variant, self.device, *self.grid_block(), stream, values)
             return
-        runtime = cupy.cuda.runtime
-        if runtime.getDevice() != self.device:
-            with cupy.cuda.Device(self.device):
-                self._launch_locked(driver, handle, source_ptr, target_ptr, stream)
+        if _single_device() or cupy.cuda.runtime.getDevice() == self.device:
+            status = self._launch_locked(driver, source_ptr, target_ptr, stream)
         else:
-            self._launch_locked(driver, handle, source_ptr, target_ptr, stream)
-
-    def _launch_locked(
-        self, driver: Callable[..., int], handle: int, source_ptr: int, target_ptr: int, stream: int
-    ) -> None:
-        with self._lock:  # the driver copies the parameters at launch: the buffer is free again after
-            self.slots[0].value, self.slots[1].value = source_ptr, target_ptr
-            status = driver(handle, *self.grid, *self.block, 0, stream, None, self._extra)
-            if status == _INVALID_CONTEXT:
-                cupy.cuda.runtime.setDevice(self.device)  # binds the device's primary context to this thread
-                status = driver(handle, *self.grid, *self.block, 0, stream, None, self._extra)
+            with cupy.cuda.Device(self.device):
+                status = self._launch_locked(driver, source_ptr, target_ptr, stream)
         if status:
             raise CudaError(
                 f"launching the conversion kernel on cuda:{self.device} failed: CUresult {status}"
             )
+
+    def grid_block(self) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+        """The launch's grid and block dimensions."""
+        dims = [cast(ctypes.c_uint, value).value for value in self._args[1:7]]
+        return (dims[0], dims[1], dims[2]), (dims[3], dims[4], dims[5])
+
+    def _launch_locked(
+        self, driver: Callable[..., int], source_ptr: int, target_ptr: int, stream: int
+    ) -> int:
+        args = self._args
+        with self._lock:  # the driver copies the parameters at launch: the buffer is free again after
+            if stream != self._stream:
+                args[8], self._stream = ctypes.c_void_p(stream), stream
+            self.slots[0].value, self.slots[1].value = source_ptr, target_ptr
+            status = driver(*args)
+            if status == _INVALID_CONTEXT:
+                cupy.cuda.runtime.setDevice(self.device)  # binds the device's primary context to this thread
+                status = driver(*args)
+        return status
+
+
+@functools.cache
+def _single_device() -> bool:
+    """One GPU: its primary context is the only one, so no launch needs a device check."""
+    return int(cupy.cuda.runtime.getDeviceCount()) == 1
+
+
+@functools.cache
+def _raw_launch() -> Callable[..., int] | None:
+    """``cuLaunchKernel`` without argument types: LaunchPlan passes ctypes objects it made once."""
+    try:
+        function = ctypes.CDLL("libcuda.so.1")["cuLaunchKernel"]  # [] gives a fresh function object
+    except OSError:
+        return None
+    function.restype = ctypes.c_int
+    return cast("Callable[..., int]", function)
 
 
 @functools.lru_cache(maxsize=256)

@@ -63,12 +63,17 @@ class Lifetime:
     memory), where nothing is noted and the owner goes as soon as the family does.
     """
 
-    __slots__ = ("device", "home", "owner", "tracked", "uses")
+    __slots__ = ("device", "home", "located", "owner", "tracked", "uses")
 
-    def __init__(self, owner: object, device: int, home: int | None, *, cuda: bool) -> None:
+    def __init__(
+        self, owner: object, device: int, home: int | None, *, cuda: bool, located: bool = True
+    ) -> None:
         self.owner = owner
         self.device = device
         self.home = home
+        # the memory's device was reported by the library that made or exported it (not a caller's
+        # say-so, as with from_pointer): views may trust it without asking the driver
+        self.located = located
         self.tracked = cuda and owner is not None
         # handle -> the stream object kept alive for it (None: a raw handle, the caller's to keep)
         self.uses: dict[int, object] | None = None

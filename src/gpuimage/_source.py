@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Generic, NamedTuple, TypeVar, cast
 
@@ -133,27 +134,31 @@ T = TypeVar("T")
 class SpecMemo(Generic[T]):
     """What a spoke derives from a spec (a view's header arguments, its checks), once per spec.
 
-    Imports share one spec per geometry (``SpecCache``) and conversion results one per target, so
-    a frame loop's views hit this memo. Entries hold their spec, so an id is never reused while
-    stored; ``make`` may raise, and nothing is stored then.
+    Specs are shared per description (``trusted_spec``, ``SpecCache``), so a frame loop's views hit
+    this memo. An entry lives as long as its spec: it holds the spec weakly and goes with it, so a
+    stream of one-off specs leaves nothing behind. ``make`` may raise; nothing is stored then.
     """
 
     __slots__ = ("_make", "_values")
 
-    _LIMIT = 512
-
     def __init__(self, make: Callable[[ImageSpec], T]) -> None:
         self._make = make
-        self._values: dict[int, tuple[ImageSpec, T]] = {}
+        self._values: dict[int, tuple[weakref.ref[ImageSpec], T]] = {}
 
     def __call__(self, spec: ImageSpec) -> T:
-        entry = self._values.get(id(spec))
-        if entry is not None and entry[0] is spec:
+        key = id(spec)
+        entry = self._values.get(key)
+        if entry is not None and entry[0]() is spec:
             return entry[1]
         value = self._make(spec)
-        if len(self._values) >= self._LIMIT:
-            self._values.clear()
-        self._values[id(spec)] = (spec, value)
+        values = self._values
+
+        def forget(reference: weakref.ref[ImageSpec]) -> None:
+            current = values.get(key)
+            if current is not None and current[0] is reference:  # not a newer spec's at a reused id
+                values.pop(key, None)
+
+        values[key] = (weakref.ref(spec, forget), value)
         return value
 
 

@@ -328,8 +328,21 @@ class ImageSpec(BaseModel):
         )
 
 
+_interned: dict[tuple[Geometry, DTypeName, Layout, Device], ImageSpec] = {}
+_INTERNED_LIMIT = 1024
+
+
 def trusted_spec(geometry: Geometry, dtype: DTypeName, layout: Layout, device: Device) -> ImageSpec:
-    """Build a spec from values already checked by ``check_geometry`` (the hot import paths)."""
+    """The spec of values already checked by ``check_geometry`` (the hot import paths), shared.
+
+    Specs are immutable, so one object per description serves every image of it: a frame loop's
+    imports, crops and results share theirs, and what is derived from a spec (its extent, a view's
+    header, a launch plan) is computed once per spec, not per frame.
+    """
+    key = (geometry, dtype, layout, device)
+    spec = _interned.get(key)
+    if spec is not None:
+        return spec
     # model_construct() costs about 5 us; setting pydantic's four slots directly costs under 1 us.
     spec = object.__new__(ImageSpec)
     height, width, channels, row_pitch, pixel_stride, channel_stride = geometry
@@ -348,6 +361,9 @@ def trusted_spec(geometry: Geometry, dtype: DTypeName, layout: Layout, device: D
     object.__setattr__(spec, "__pydantic_fields_set__", set(_ALL_FIELDS))
     object.__setattr__(spec, "__pydantic_extra__", None)
     object.__setattr__(spec, "__pydantic_private__", None)
+    if len(_interned) >= _INTERNED_LIMIT:
+        _interned.clear()  # more descriptions than this in one loop: they are built again
+    _interned[key] = spec
     return spec
 
 

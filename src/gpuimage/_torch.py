@@ -25,6 +25,7 @@ from ._runtime import Allocation, DeviceGuard, Memory, cuda_error, wait_for_even
 from ._source import Imported, SpecCache, SpecMemo, check_placement, spec_from_strided
 from ._spec import ImageSpec
 from ._spokes import OutArray, Spoke
+from ._torch_exchange import view_through_exchange
 
 __all__ = [
     "DTYPES",
@@ -156,10 +157,16 @@ def from_numpy(array: npt.NDArray[Any]) -> torch.Tensor:
 def view(ptr: int, spec: ImageSpec, owner: object) -> torch.Tensor:
     """A tensor over the image's memory (same pointer, same strides) that keeps ``owner`` alive.
 
-    bfloat16 has no array-interface code, so its elements travel as int16 and the tensor is
-    reinterpreted (``Tensor.view(dtype)``, no copy).
+    Device memory goes through torch's DLPack C exchange function (``_torch_exchange``) where its
+    device is known, else through the array interface, where bfloat16 has no code, so its elements
+    travel as int16 and the tensor is reinterpreted (``Tensor.view(dtype)``, no copy).
     """
     interface, device, bfloat16 = _headers(spec)
+    if device is not None and getattr(owner, "located", False):
+        # memory whose device its source reported: torch's C exchange function, where torch has one
+        tensor = view_through_exchange(torch.Tensor, ptr, spec, owner)
+        if tensor is not None:
+            return cast(torch.Tensor, tensor)
     if device is not None:
         # a new dict per view: the exporter hands it to torch, which reads it once
         interface = {**interface, "data": (ptr, False)}
@@ -373,13 +380,6 @@ def empty(shape: tuple[int, ...], dtype: DTypeName, device: Device) -> torch.Ten
     return torch.empty(shape, dtype=DTYPES[dtype], device=str(device))
 
 
-def _stream_handle(stream: object, /, *, where: str) -> int:
-    handle = getattr(stream, "cuda_stream", None)
-    if type(handle) is not int:
-        raise InteropError(f"{where}: expected a torch.cuda.Stream, got {type(stream).__name__}.")
-    return handle
-
-
 def _describe_out(out: object, /, *, where: str) -> OutArray:
     return OutArray(*strided_parts(out, where=where))
 
@@ -390,7 +390,6 @@ SPOKE = Spoke(
     view=view,
     current_stream=current_stream,
     current_stream_object=current_stream_object,
-    stream_handle=_stream_handle,
     describe_out=_describe_out,
     gpu_runtime=gpu_runtime,
 )
