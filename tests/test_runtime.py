@@ -190,8 +190,10 @@ def test_transfers_and_orderings_without_a_gpu_say_so(monkeypatch: pytest.Monkey
 @pytest.mark.parametrize("spoke", ["_cupy", "_torch"])
 def test_each_spoke_runtime_implements_every_call(spoke: str) -> None:
     module = pytest.importorskip(f"gpuimage.{spoke}")
-    kind = module.CupyRuntime if spoke == "_cupy" else module.TorchRuntime
-    assert isinstance(kind(), gpuimage.Runtime)
+    runtimes = module if spoke == "_cupy" else pytest.importorskip("gpuimage._torch_runtime")
+    kind = runtimes.CupyRuntime if spoke == "_cupy" else runtimes.TorchRuntime
+    made = kind() if spoke == "_cupy" else kind(module.view)
+    assert isinstance(made, gpuimage.Runtime)
     assert get_protocol_members(gpuimage.Runtime) <= set(dir(kind))
     if not _runtime._default_runtime().has_gpu:
         assert module.gpu_runtime() is None, "without a GPU the spoke offers no runtime"

@@ -17,6 +17,7 @@ PACKAGE = Path(gpuimage.__file__).parent
 SPOKE_OF: dict[str, str] = {
     "_torch": "torch",
     "_torch_exchange": "torch",  # the torch spoke's C exchange view, in a module of its own
+    "_torch_runtime": "torch",  # and its CUDA runtime calls
     "_cupy": "cupy",
     "_opencv": "opencv",
     "_numpy": "numpy",

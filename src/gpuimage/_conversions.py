@@ -195,10 +195,18 @@ def converted(
     return target
 
 
-@functools.lru_cache(maxsize=256)
 def _checked_map(affine: Affine, source: DTypeName, target: DTypeName, where: str) -> None:
-    """``astype``'s map checked once per map and dtypes (it raises, so failures are not cached)."""
-    check_finite_map(affine, source, target, origin="astype", where=where)
+    """``astype``'s map checked once per map and dtypes (it raises, so failures are not stored).
+    Maps are shared (``identity_affine`` is cached), so a frame loop finds its map by identity."""
+    key = (id(affine), source, target)
+    if _checked_maps.get(key) is not affine:
+        check_finite_map(affine, source, target, origin="astype", where=where)
+        if len(_checked_maps) >= 256:
+            _checked_maps.clear()
+        _checked_maps[key] = affine
+
+
+_checked_maps: dict[tuple[int, DTypeName, DTypeName], Affine] = {}
 
 
 def _new_like(

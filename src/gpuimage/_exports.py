@@ -76,17 +76,24 @@ class ImageExports(StreamOrdering):
             self._refuse_if_readonly(where)
             view = self._views.setdefault(name, spoke(name).view(self._ptr, self._spec, self._life))
         ready, life = self._ready, self._life
-        if ready.stream is None and not life.tracked:
+        producer = ready.stream
+        if producer is None and not life.tracked:
             return view
-        source = spoke(name) if by_current else None
-        if stream is None and source is not None and ready.event is None and runtime().has_gpu:
-            # the frame loop's case: the consumer's current stream is where the data is ready and
-            # already noted (or home), so there is nothing to order or note
-            consumer = source.current_stream(self._device_index)
-            if consumer == ready.stream and (
+        if stream is None and ready.event is None:
+            # the frame loop's case: the consumer (the spoke's current stream, or OpenCV's legacy
+            # default) is where the data is ready, or nothing is pending, and it is the memory's home
+            # or already noted: there is nothing to order or note
+            if not by_current:
+                consumer = LEGACY_DEFAULT
+            elif runtime().has_gpu:
+                consumer = spoke(name).current_stream(self._device_index)
+            else:
+                consumer = -1  # no runtime: _consume says what ordering would need
+            if (producer is None or consumer == producer) and (
                 consumer == life.home or not life.tracked or (life.uses is not None and consumer in life.uses)
             ):
                 return view
+        source = spoke(name) if by_current else None
         self._consume(stream, source)
         return view
 

@@ -47,6 +47,12 @@ D = TypeVar("D", bound=AnyDType, covariant=True, default=AnyDType)
 DT = TypeVar("DT", bound=AnyDType)
 
 
+_PLAIN = frozenset({int, str, Layout, Device})
+"""Argument types of ``empty`` whose values can key its spec cache (marker classes and dtypes
+objects take the validation every time)."""
+_empty_specs: dict[tuple[object, ...], ImageSpec] = {}
+
+
 class GpuImage(ImageExports, Generic[L, D]):
     """An image in GPU (or host) memory, shared without copying between torch, CuPy and OpenCV.
 
@@ -400,16 +406,26 @@ class GpuImage(ImageExports, Generic[L, D]):
         ``cudaMallocPitch``). Device memory comes from torch's caching allocator, or CuPy's pool when
         torch is absent; host memory (``device="cpu"``) from NumPy.
         """
-        spec = ImageSpec.packed(
-            height=height,
-            width=width,
-            channels=channels,
-            dtype=dtype,
-            layout=layout,
-            device=device,
-            row_alignment=row_alignment,
-        )
-        given = stream_handle(stream, where="GpuImage.empty()")
+        arguments = (height, width, channels, dtype, layout, device, row_alignment)
+        # a frame loop asks for one description again and again; the types are part of the key, so
+        # that True is never taken for 1 (the validation refuses bools)
+        key = (*arguments, *map(type, arguments))
+        spec = _empty_specs.get(key) if all(type(value) in _PLAIN for value in arguments) else None
+        if spec is None:
+            spec = ImageSpec.packed(
+                height=height,
+                width=width,
+                channels=channels,
+                dtype=dtype,
+                layout=layout,
+                device=device,
+                row_alignment=row_alignment,
+            )
+            if all(type(value) in _PLAIN for value in arguments):
+                if len(_empty_specs) >= 256:
+                    _empty_specs.clear()
+                _empty_specs[key] = spec
+        given = None if stream is None else stream_handle(stream, where="GpuImage.empty()")
         return cls._allocated(spec, row_alignment, given, stream_keep(stream))
 
     @classmethod
@@ -610,9 +626,12 @@ class GpuImage(ImageExports, Generic[L, D]):
         written there and ``out`` is returned, also when no conversion is needed.
         """
         target = parse_layout(layout, where="to_layout()")
-        if target is self._spec.layout and out is None:
+        spec = self._spec
+        if target is spec.layout and out is None:
             return self
-        return cast("GpuImage[Any, D]", self._converted(self._spec.dtype, target, 1, "to_layout()", out))
+        affine = identity_affine(spec.channels)
+        result = converted(self, dtype=spec.dtype, layout=target, affine=affine, where="to_layout()", out=out)
+        return cast("GpuImage[Any, D]", result)
 
     @overload
     def astype(

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import functools
-from collections.abc import Callable, Generator
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy.typing as npt
 
@@ -21,24 +18,31 @@ from ._dtypes import DTypeName
 from ._errors import DeviceError, DTypeError, InteropError, MissingBackendError
 from ._interfaces import CudaArrayExport, cuda_array_interface, host_view
 from ._layout import Layout
-from ._runtime import Allocation, DeviceGuard, Memory, cuda_error, wait_for_event
 from ._source import Imported, SpecCache, SpecMemo, check_placement, spec_from_strided
 from ._spec import ImageSpec
+
+if TYPE_CHECKING:
+    from ._runtime import Runtime
 from ._spokes import OutArray, Spoke
 from ._torch_exchange import view_through_exchange
+from ._torch_runtime import (
+    TorchRuntime,
+    cuda_available,
+    current_stream,
+    current_stream_object,
+    torch_device,
+)
 
 __all__ = [
     "DTYPES",
     "cuda_available",
     "empty",
-    "stream_context",
     "strided_parts",
     "current_stream",
     "current_stream_object",
-    "RecordedEvent",
-    "TorchRuntime",
     "gpu_runtime",
     "parse",
+    "torch_device",
     "view",
 ]
 
@@ -197,159 +201,15 @@ def _header(spec: ImageSpec) -> tuple[dict[str, Any], torch.device | None, bool]
     # CAI stream: the hub orders torch's stream itself.
     carrier: DTypeName | None = "int16" if bfloat16 else None
     interface = cuda_array_interface(0, spec, stream=None, readonly=False, as_dtype=carrier)
-    return interface, _cuda_device(spec.device.index), bfloat16
+    return interface, torch_device(spec.device.index), bfloat16
 
 
 _headers = SpecMemo(_header)
 
 
-@functools.cache
-def cuda_available() -> bool:
-    """True when this torch build has CUDA and sees a GPU (asked once: views ask on every creation)."""
-    return bool(torch.cuda.is_available())
-
-
-def _public_current_stream(index: int) -> int:
-    return int(torch.cuda.current_stream(index).cuda_stream)
-
-
-_raw_current_stream: object = getattr(torch._C, "_cuda_getCurrentRawStream", None)  # pyright: ignore[reportPrivateUsage]
-# The raw handle of torch's current stream on a device (0 for the default stream). Views ask on
-# every call: torch's private getter returns the int directly and costs ~10x less than the public
-# torch.cuda.current_stream(), which is the fallback.
-current_stream: Callable[[int], int] = (
-    cast("Callable[[int], int]", _raw_current_stream)
-    if callable(_raw_current_stream)
-    else _public_current_stream
-)
-
-
-def current_stream_object(index: int) -> object:
-    """None: torch never destroys its own streams (the default and pool streams), so nothing needs
-    keeping. A foreign stream made current through ``torch.cuda.ExternalStream`` is its maker's."""
-    return None
-
-
-@functools.cache
-def _cuda_device(index: int) -> torch.device:
-    return torch.device("cuda", index)
-
-
-def _stream(handle: int, device: int) -> torch.cuda.Stream:
-    """A torch stream object for a raw handle (0: the device's legacy default stream)."""
-    if handle == 0:
-        return torch.cuda.default_stream(device)
-    return torch.cuda.ExternalStream(handle, device=device)
-
-
-class RecordedEvent:
-    """A ``torch.cuda.Event`` recorded on a raw stream handle."""
-
-    __slots__ = ("_device", "_event")
-
-    def __init__(self, stream: int, device: int) -> None:
-        self._device = device
-        with torch.cuda.device(device):
-            self._event = torch.cuda.Event()
-            self._event.record(_stream(stream, device))
-
-    def wait_on(self, consumer: int) -> None:
-        """Make stream ``consumer`` wait, on the GPU, until the event has completed."""
-        with torch.cuda.device(self._device):
-            _stream(consumer, self._device).wait_event(self._event)
-
-    def synchronize(self) -> None:
-        """Block the host until the event has completed."""
-        self._event.synchronize()
-
-    def query(self) -> bool:
-        """True once the event has completed (never blocks)."""
-        return bool(self._event.query())
-
-
-class TorchRuntime:
-    """gpuimage's CUDA runtime calls (``_runtime.Runtime``) through torch's streams, events and
-    caching allocator. CUDA errors (torch raises ``RuntimeError`` subclasses) become ``CudaError``."""
-
-    __slots__ = ()
-    name = "torch"
-    has_gpu = True
-
-    def current_stream(self, device: int, /) -> int:
-        return current_stream(device)
-
-    def current_stream_object(self, device: int, /) -> object:
-        return current_stream_object(device)
-
-    def record(self, stream: int, device: int, /) -> RecordedEvent:
-        try:
-            return RecordedEvent(stream, device)
-        except RuntimeError as exc:
-            raise cuda_error(f"recording an event on stream {stream:#x} on cuda:{device}", exc) from exc
-
-    def wait(self, producer: int, consumer: int, device: int, /) -> None:
-        if producer == consumer:
-            return
-        try:
-            with torch.cuda.device(device):
-                event = torch.cuda.Event()
-                event.record(_stream(producer, device))
-                _stream(consumer, device).wait_event(event)
-        except RuntimeError as exc:
-            action = f"ordering stream {consumer:#x} after stream {producer:#x} on cuda:{device}"
-            raise cuda_error(action, exc) from exc
-
-    wait_event = staticmethod(wait_for_event)
-
-    def synchronize(self, stream: int, device: int, /) -> None:
-        try:
-            _stream(stream, device).synchronize()
-        except RuntimeError as exc:
-            raise cuda_error(f"synchronizing stream {stream:#x} on cuda:{device}", exc) from exc
-
-    def stream_idle(self, stream: int, device: int, /) -> bool:
-        try:
-            with torch.cuda.device(device):
-                return bool(_stream(stream, device).query())
-        except RuntimeError as exc:
-            raise cuda_error(f"querying stream {stream:#x} on cuda:{device}", exc) from exc
-
-    def allocate(self, nbytes: int, device: Device, /, *, alignment: int, stream: int | None) -> Allocation:
-        """From torch's caching allocator, which serves its current stream (not ``stream``)."""
-        try:
-            buffer = torch.empty(nbytes + alignment - 1, dtype=torch.uint8, device=_cuda_device(device.index))
-        except RuntimeError as exc:  # torch.OutOfMemoryError included
-            raise cuda_error(f"allocating {nbytes} bytes on {device} from torch's allocator", exc) from exc
-        base = buffer.data_ptr()
-        return Allocation(base + (-base) % alignment, buffer, current_stream(device.index))
-
-    def copy(self, source: Memory, target: Memory, stream: int, device: int, /) -> None:
-        """``Tensor.copy_`` on ``stream``; into host memory it has completed on return."""
-        tensors = [view(each.ptr, each.spec, each.owner) for each in (source, target)]
-        current = stream == current_stream(device)
-        try:
-            with contextlib.nullcontext() if current else stream_context(stream, device):
-                tensors[1].copy_(tensors[0])
-        except RuntimeError as exc:
-            raise cuda_error(f"copying an image to {target.spec.device} on stream {stream:#x}", exc) from exc
-
-    def pointer_device(self, ptr: int, /) -> int | None:
-        return None  # torch has no call that asks CUDA which device owns a pointer
-
-    def device(self, index: int, /) -> DeviceGuard:
-        return DeviceGuard(index, torch.cuda.current_device, torch.cuda.set_device)
-
-
-def gpu_runtime() -> TorchRuntime | None:
-    """torch's runtime calls where this torch build reaches a GPU, else None (``_runtime`` asks once)."""
-    return TorchRuntime() if cuda_available() else None
-
-
-@contextlib.contextmanager
-def stream_context(handle: int, device: int) -> Generator[None]:
-    """Run torch operations on the raw stream ``handle`` of ``device`` inside the block."""
-    with torch.cuda.device(device), torch.cuda.stream(_stream(handle, device)):
-        yield
+def gpu_runtime() -> Runtime | None:
+    """torch's runtime calls (``_torch_runtime``) where this torch reaches a GPU, else None."""
+    return TorchRuntime(view) if cuda_available() else None
 
 
 def strided_parts(

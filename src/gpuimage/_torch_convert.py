@@ -26,6 +26,7 @@ from ._dtypes import DTypeName, accumulator, integer_range
 from ._executor import Operand, region_of, slot_of
 from ._layout import Layout
 from ._plan import Mode, mode
+from ._torch_runtime import stream_context
 
 if TYPE_CHECKING:
     from ._affine import Affine
@@ -125,7 +126,7 @@ def hwc_tensor(operand: Operand) -> torch.Tensor:
 def _on_stream(stream: int, operand: Operand) -> contextlib.AbstractContextManager[None]:
     """torch's current device and stream set to the operand's device and ``stream`` (host: nothing)."""
     device = operand.spec.device
-    return _torch.stream_context(stream, device.index) if device.is_cuda else contextlib.nullcontext()
+    return stream_context(stream, device.index) if device.is_cuda else contextlib.nullcontext()
 
 
 def reaches_gpu() -> bool:

@@ -4,6 +4,7 @@ without the wait the consumer reads stale data, which the control test shows."""
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 
 import numpy as np
@@ -15,12 +16,13 @@ from gpuimage import CudaError, Device, GpuImage, ImageSpec, _runtime
 from gpuimage._cupy import CupyRuntime
 from gpuimage._cupy import RecordedEvent as CupyEvent
 from gpuimage._streams import Event
-from gpuimage._torch import TorchRuntime
+from gpuimage._torch import view as torch_view
+from gpuimage._torch_runtime import TorchRuntime
 
 pytestmark = pytest.mark.cuda
 
 SPIN_CYCLES = 200_000_000  # ~0.1 s on an H100: far longer than launching the consumer
-RUNTIMES = [CupyRuntime(), TorchRuntime()]
+RUNTIMES = [CupyRuntime(), TorchRuntime(torch_view)]
 IDS = ["cupy", "torch"]
 
 
@@ -128,7 +130,7 @@ def test_cupy_knows_which_device_owns_a_pointer() -> None:
     assert CupyRuntime().pointer_device(tensor.data_ptr()) == 0
     host = np.empty(16, np.uint8)
     assert CupyRuntime().pointer_device(host.ctypes.data) is None
-    assert TorchRuntime().pointer_device(tensor.data_ptr()) is None, "torch cannot ask"
+    assert TorchRuntime(torch_view).pointer_device(tensor.data_ptr()) is None, "torch cannot ask"
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES, ids=IDS)
@@ -157,6 +159,10 @@ def test_the_default_takes_cupys_events_and_torchs_memory() -> None:
     assert chosen.has_gpu
     assert chosen.name == "cupy+torch"
     assert isinstance(chosen.record(0, 0), CupyEvent)
+    before = torch.cuda.memory_allocated()
     memory = chosen.allocate(64, Device("cuda", 0), alignment=1, stream=None)
-    assert isinstance(memory.owner, torch.Tensor)
+    assert torch.cuda.memory_allocated() > before  # torch's caching allocator served it
     assert memory.stream == torch.cuda.current_stream().cuda_stream
+    del memory
+    gc.collect()
+    assert torch.cuda.memory_allocated() == before  # and took it back with its owner
