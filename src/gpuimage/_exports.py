@@ -85,7 +85,7 @@ class ImageExports(StreamOrdering):
             # or already noted: there is nothing to order or note
             if not by_current:
                 consumer = LEGACY_DEFAULT
-            elif runtime().has_gpu:
+            elif life.tracked or runtime().has_gpu:  # a tracked family was made with a GPU runtime
                 consumer = spoke(name).current_stream(self._device_index)
             else:
                 consumer = -1  # no runtime: _consume says what ordering would need
