@@ -1,16 +1,40 @@
-"""The OpenCV spoke's ``view`` over fake device pointers: GpuMat headers need no CUDA (PyPI wheels
-have none), so this runs anywhere; nothing reads or writes the memory. Never call
-``cv2.cuda.wrapStream`` or ``Stream.Null()`` here: they abort the process on builds without CUDA."""
+"""The OpenCV spoke (``_opencv``) over fake device pointers: GpuMat headers out and back in, what
+is refused both ways, and the registry that keeps a mat's owner alive.
+
+GpuMat headers need no CUDA (PyPI wheels have none), so this runs anywhere; nothing reads or writes
+the memory. Never call ``cv2.cuda.wrapStream`` or ``Stream.Null()`` here: they abort the process on
+builds without CUDA."""
 
 from __future__ import annotations
+
+import gc
+import subprocess
+import sys
+import textwrap
+import weakref
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gpuimage import HWC, GpuImage, GpuImageError, ImageSpec, SpecError
+from gpuimage import (
+    HWC,
+    Device,
+    DeviceError,
+    DTypeError,
+    GpuImage,
+    GpuImageError,
+    ImageSpec,
+    InteropError,
+    Layout,
+    LayoutError,
+    SpecError,
+    StrideError,
+)
+from gpuimage.strategies import crops, image_specs
 
 cv2 = pytest.importorskip("cv2")
+from gpuimage._opencv import DEPTHS, held_mats  # noqa: E402
 
 FAKE = 0x7F00_0000_0000  # 256-byte aligned, never dereferenced
 C_INT_MAX = 2**31 - 1
@@ -21,6 +45,112 @@ def _fake(height: int, width: int, channels: int = 1, row_pitch: int | None = No
         height=height, width=width, channels=channels, dtype="uint8", row_pitch=row_pitch, device="cuda:0"
     )
     return GpuImage.from_pointer(FAKE, spec).expect("HWC")
+
+
+class Owner:
+    """Stands for whatever owns the fake memory; weak-referenceable so tests can see it die."""
+
+
+def _fake_of(spec: ImageSpec, owner: object = None) -> GpuImage:
+    return GpuImage.from_pointer(FAKE, spec, owner=owner)
+
+
+# -- headers out and back in -----------------------------------------------------------------------
+
+
+@given(image_specs(device=0, layouts=(Layout.HWC,), dtypes=tuple(DEPTHS)), st.data())
+def test_gpumat_header_matches_the_image_and_round_trips(spec: ImageSpec, data: st.DataObject) -> None:
+    image = _fake_of(spec).crop(*data.draw(crops(spec))).expect("HWC")
+    mat = image.as_gpumat()
+    assert mat.cudaPtr() == image.ptr
+    assert mat.size() == (image.width, image.height)
+    assert mat.channels() == image.channels
+    assert mat.type() == cv2.CV_MAKETYPE(DEPTHS[image.spec.dtype], image.channels)
+    if image.height > 1:
+        assert mat.step == image.row_pitch
+    back = GpuImage.from_gpumat(mat)
+    assert (back.ptr, back.shape, back.dtype) == (image.ptr, image.shape, image.dtype)
+    if image.height > 1:
+        assert back.strides == image.strides
+
+
+def test_gpumat_refusals() -> None:
+    chw = _fake_of(ImageSpec(height=2, width=2, channels=3, layout="CHW"))
+    with pytest.raises(LayoutError, match="one interleaved plane"):
+        chw.as_gpumat()  # type: ignore[misc]  # also a static error: as_gpumat needs GpuImage[HWC]
+    with pytest.raises(LayoutError, match="1 to 4 channels"):
+        _fake_of(ImageSpec(height=2, width=2, channels=5)).expect("HWC").as_gpumat()
+    with pytest.raises(DTypeError, match="no bfloat16 depth"):
+        _fake_of(ImageSpec(height=2, width=2, dtype="bfloat16")).expect("HWC").as_gpumat()
+    transposed = ImageSpec(height=3, width=4, row_pitch=1, pixel_stride=3)
+    with pytest.raises(StrideError, match="interleaved pixels"):
+        _fake_of(transposed).expect("HWC").as_gpumat()
+    host = GpuImage.empty(2, 2, device="cpu")
+    with pytest.raises(DeviceError):
+        host.as_gpumat()
+
+
+def test_gpumat_import_refusals() -> None:
+    with pytest.raises(InteropError, match="GpuMat"):
+        GpuImage.from_gpumat(object())  # type: ignore[arg-type]
+    with pytest.raises(SpecError, match="empty"):
+        GpuImage.from_gpumat(cv2.cuda.GpuMat())
+
+
+@pytest.mark.parametrize("device", ["cpu", "CPU", Device("cpu")], ids=["text", "upper", "device"])
+def test_gpumat_labelled_host_memory_is_refused(device: object) -> None:
+    # issue 11, defect 2: a GpuMat is always device memory; labelled "cpu", a read segfaulted
+    mat = _fake_of(ImageSpec(height=2, width=3, channels=3)).expect("HWC").as_gpumat()
+    with pytest.raises(DeviceError, match="a GpuMat always holds device memory"):
+        GpuImage.from_gpumat(mat, device=device)  # type: ignore[arg-type]
+    assert GpuImage.from_gpumat(mat, device="cuda:1").device == Device("cuda", 1)
+
+
+# -- the registry: a mat keeps its owner alive -----------------------------------------------------
+
+
+def test_gpumat_keeps_the_owner_alive_while_referenced() -> None:
+    owner = Owner()
+    alive = weakref.ref(owner)
+    start = held_mats()
+    image = _fake_of(ImageSpec(height=4, width=4, channels=3), owner).expect("HWC")
+    mat = image.as_gpumat()
+    assert image.as_gpumat() is mat
+    del owner, image
+    gc.collect()
+    assert alive() is not None, "the mat is still referenced, so its memory must be"
+    assert held_mats() == start + 1
+    assert GpuImage.from_gpumat(mat).ptr == FAKE
+    del mat
+    gc.collect()
+    assert alive() is None
+    assert held_mats() == start
+
+
+def test_registry_survives_collections_during_its_own_sweeps() -> None:
+    """A gc callback that fires inside a sweep must not deadlock on the registry's lock."""
+    code = textwrap.dedent(
+        """
+        import gc
+        from gpuimage import GpuImage, ImageSpec
+        from gpuimage._opencv import held_mats
+        gc.set_threshold(1, 1, 1)  # collect on nearly every allocation
+        spec = ImageSpec(height=2, width=2, channels=3)
+        mats = [GpuImage.from_pointer(0x7F0000000000, spec).expect("HWC").as_gpumat() for _ in range(3000)]
+        assert held_mats() == 3000
+        del mats
+        gc.collect()
+        print(held_mats())
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "0"
+
+
+# -- sides beyond a C int ----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(

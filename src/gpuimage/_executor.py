@@ -9,18 +9,19 @@ hub (a ``GpuImage`` is passed as an ``Operand``, which it satisfies) and never o
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from ._geometry import Geometry
 from ._spec import trusted_spec
 
 if TYPE_CHECKING:
     from ._affine import Affine
+    from ._dtypes import DTypeName
     from ._plan import BatchItem
     from ._spec import ImageSpec
 
-__all__ = ["Buffer", "Executor", "Operand", "region_of", "slot_of"]
+__all__ = ["Buffer", "Executor", "Operand", "convert_each", "region_of", "slot_of"]
 
 
 class Operand(Protocol):
@@ -117,3 +118,37 @@ def region_of(source: Operand, region: BatchItem) -> Buffer:
 def slot_of(target: Operand, index: int, item_pitch: int) -> Buffer:
     """Slot ``index`` of a batch whose slot 0 is ``target``."""
     return Buffer(target.ptr + index * item_pitch, target.spec, target.owner)
+
+
+class _Sliceable(Protocol):
+    """An HWC array (NumPy's or torch's) whose top-left part a batch item is written into."""
+
+    def __getitem__(self, index: tuple[slice, slice], /) -> Any: ...
+
+
+def convert_each(
+    sources: Sequence[Operand],
+    regions: Sequence[BatchItem],
+    target: Operand,
+    item_pitch: int,
+    affine: Affine,
+    pad: float,
+    *,
+    hwc: Callable[[Operand], _Sliceable],
+    fill: Callable[[Any, float, DTypeName, DTypeName], None],
+    convert: Callable[[Any, Any, DTypeName, DTypeName, Affine], None],
+) -> None:
+    """``convert_batch`` one item at a time, for executors that work on arrays (NumPy, torch): each
+    slot padded with ``pad``, then the item's region converted into its top left."""
+    target_dtype = target.spec.dtype
+    for index, (source, region) in enumerate(zip(sources, regions, strict=True)):
+        source_dtype = source.spec.dtype
+        slot = hwc(slot_of(target, index, item_pitch))
+        fill(slot, pad, source_dtype, target_dtype)
+        convert(
+            hwc(region_of(source, region)),
+            slot[: region.height, : region.width],
+            source_dtype,
+            target_dtype,
+            affine,
+        )

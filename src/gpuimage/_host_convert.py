@@ -16,7 +16,7 @@ import numpy.typing as npt
 
 from . import _numpy
 from ._dtypes import DTypeName, accumulator, integer_range
-from ._executor import Operand, region_of, slot_of
+from ._executor import Operand, convert_each
 from ._layout import Layout
 from ._plan import Mode, mode
 
@@ -138,18 +138,17 @@ class HostExecutor:
         stream: int,
         /,
     ) -> None:
-        target_dtype = target.spec.dtype
-        for index, (source, region) in enumerate(zip(sources, regions, strict=True)):
-            source_dtype = source.spec.dtype
-            slot = hwc_array(slot_of(target, index, item_pitch))
-            fill_arrays(slot, pad, source_dtype, target_dtype)
-            convert_arrays(
-                hwc_array(region_of(source, region)),
-                slot[: region.height, : region.width],
-                source_dtype,
-                target_dtype,
-                affine,
-            )
+        convert_each(
+            sources,
+            regions,
+            target,
+            item_pitch,
+            affine,
+            pad,
+            hwc=hwc_array,
+            fill=fill_arrays,
+            convert=convert_arrays,
+        )
 
 
 EXECUTOR: Final = HostExecutor()

@@ -23,7 +23,7 @@ except ImportError as exc:  # pragma: no cover - exercised only where torch is a
 
 from . import _torch
 from ._dtypes import DTypeName, accumulator, integer_range
-from ._executor import Operand, region_of, slot_of
+from ._executor import Operand, convert_each
 from ._layout import Layout
 from ._plan import Mode, mode
 from ._torch_runtime import stream_context
@@ -160,19 +160,18 @@ class TorchExecutor:
         stream: int,
         /,
     ) -> None:
-        target_dtype = target.spec.dtype
         with _on_stream(stream, target):
-            for index, (source, region) in enumerate(zip(sources, regions, strict=True)):
-                source_dtype = source.spec.dtype
-                slot = hwc_tensor(slot_of(target, index, item_pitch))
-                fill_tensors(slot, pad, source_dtype, target_dtype)
-                convert_tensors(
-                    hwc_tensor(region_of(source, region)),
-                    slot[: region.height, : region.width],
-                    source_dtype,
-                    target_dtype,
-                    affine,
-                )
+            convert_each(
+                sources,
+                regions,
+                target,
+                item_pitch,
+                affine,
+                pad,
+                hwc=hwc_tensor,
+                fill=fill_tensors,
+                convert=convert_tensors,
+            )
 
 
 EXECUTOR: Final = TorchExecutor()
