@@ -1,4 +1,6 @@
-"""Shared test set-up: the ``cuda`` marker skips unless a GPU is reachable; hypothesis profiles."""
+"""Shared test set-up: the ``cuda`` marker skips unless a GPU is reachable; hypothesis profiles.
+
+Where tests live (one module per source module, suites apart): ``tests/README.md``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""__cuda_array_interface__ import: typestrs and the readonly flag, checked exactly."""
+"""The CUDA Array Interface spoke (``_cai``): a foreign ``__cuda_array_interface__`` imported, with
+default strides and its stream read, typestrs and the readonly flag checked exactly, and bad
+interfaces refused."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gpuimage import DTypeError, GpuImage, InteropError
+from gpuimage import DTypeError, GpuImage, InteropError, LayoutError, SpecError
 
 FAKE = 0x7F00_0000_0000
 EXACT_TYPESTRS = {
@@ -79,3 +81,48 @@ def test_readonly_flags_that_are_not_bools_are_refused(flag: object) -> None:
 @pytest.mark.parametrize("flag", [True, False, np.True_, np.False_])
 def test_bool_readonly_flags_are_read(flag: object) -> None:
     assert _import(data=(FAKE, flag)).readonly is bool(flag)
+
+
+class FakeCai:
+    def __init__(self, **interface: object) -> None:
+        self.__cuda_array_interface__ = {
+            "shape": (4, 5, 3),
+            "typestr": "|u1",
+            "data": (FAKE, False),
+            "version": 3,
+            **interface,
+        }
+
+
+def test_cai_import_reads_contiguous_default_strides_and_stream() -> None:
+    image = GpuImage.from_cuda_array_interface(FakeCai(stream=5), layout="HWC", device=1)
+    assert image.strides == (15, 3, 1)
+    assert image.stream == 5
+    assert image.device.index == 1
+    assert GpuImage.from_cuda_array_interface(FakeCai(stream=5), layout="HWC", stream=9).stream == 9
+
+
+@pytest.mark.parametrize(
+    ("interface", "error", "message"),
+    [
+        ({"version": 4}, InteropError, "version"),
+        ({"mask": object()}, InteropError, "mask"),
+        ({"data": (0, False)}, SpecError, "non-NULL"),
+        ({"data": (FAKE + 1, False), "typestr": "<f4"}, SpecError, "aligned"),
+        ({"data": "nope"}, InteropError, "data"),
+        ({"shape": (4, "5", 3)}, InteropError, "shape"),
+        ({"typestr": "<c8"}, DTypeError, "typestr"),
+        ({"stream": 0}, InteropError, "0 is forbidden"),
+        ({"strides": (2, 3, 1)}, SpecError, "overlap"),
+        ({"shape": (4, 5, 3, 1)}, LayoutError, "2-D"),
+    ],
+    ids=["version", "mask", "null", "misaligned", "data", "shape", "dtype", "stream0", "overlap", "rank"],
+)
+def test_bad_cai_is_rejected(interface: dict[str, object], error: type[Exception], message: str) -> None:
+    with pytest.raises(error, match=message):
+        GpuImage.from_cuda_array_interface(FakeCai(**interface), layout="HWC")
+
+
+def test_not_a_cai_object() -> None:
+    with pytest.raises(InteropError, match="no __cuda_array_interface__"):
+        GpuImage.from_cuda_array_interface(object(), layout="HWC")

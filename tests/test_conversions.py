@@ -21,6 +21,7 @@ from gpuimage._device import CPU, Device
 from gpuimage._executor import Executor, Operand
 from gpuimage._host_convert import EXECUTOR as HOST
 from gpuimage._plan import BatchItem
+from gpuimage.strategies import image_specs, images
 from hypothesis_paths import record
 
 torch = pytest.importorskip("torch")
@@ -127,6 +128,27 @@ def test_mean_and_std_take_numpy_values_and_refuse_degenerate_maps() -> None:
         gi.normalize(image, 0.5, 1e-320)
     with pytest.raises(SpecError, match="pad_value"):
         gi.normalize_batch([image], 0.5, 0.25, pad_value=math.inf, like="numpy")
+
+
+def _numpy_bits(image: GpuImage) -> Any:
+    """Elements as NumPy values, bfloat16 as raw integers (it has no NumPy dtype)."""
+    if image.dtype == "bfloat16":
+        return image.as_torch().view(torch.int16).numpy()
+    return image.as_numpy()
+
+
+@given(images(image_specs(device="cpu")))
+def test_layout_conversions_round_trip(image: GpuImage) -> None:
+    other = Layout.CHW if image.layout is Layout.HWC else Layout.HWC
+    converted = image.to_layout(other)
+    assert converted.layout is other
+    assert converted.is_contiguous
+    back = converted.to_layout(image.layout)
+    np.testing.assert_array_equal(_numpy_bits(back), _numpy_bits(image))
+    assert image.to_layout(image.layout) is image
+    copied = image.copy()
+    assert copied.ptr != image.ptr
+    np.testing.assert_array_equal(_numpy_bits(copied), _numpy_bits(image))
 
 
 # -- bad arguments of the public conversion API (issue 11, defect 12) -------------------------------

@@ -1,4 +1,5 @@
-"""The hub's own protocols: ``copy.copy``, ``copy.deepcopy`` and pickling of a ``GpuImage``."""
+"""The hub (``_image``): constructors' type checks, ``empty`` on the host, crops, what returns the
+image itself, and the hub's own protocols: ``copy.copy``, ``copy.deepcopy`` and pickling."""
 
 from __future__ import annotations
 
@@ -9,11 +10,26 @@ import weakref
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
-from gpuimage import GpuImage, ImageSpec, InteropError
+from gpuimage import (
+    CPU,
+    BoundsError,
+    DTypeError,
+    GpuImage,
+    ImageSpec,
+    InteropError,
+    Layout,
+    LayoutError,
+)
+from gpuimage.strategies import crops, image_specs, images
 
 FAKE = 0x7F00_0000_0000  # never dereferenced
+HOST_SPECS = image_specs(device="cpu")
 
 
 class Buffer(np.ndarray[Any, Any]):
@@ -28,6 +44,75 @@ def _host(shape: tuple[int, ...] = (3, 5, 2), readonly: bool = False) -> tuple[G
 
 def _span(image: GpuImage) -> range:
     return range(image.ptr, image.ptr + image.nbytes)
+
+
+def _numpy_bits(image: GpuImage) -> npt.NDArray[Any]:
+    """Elements as NumPy values, bfloat16 as raw integers (it has no NumPy dtype)."""
+    if image.dtype == "bfloat16":
+        return image.as_torch().view(torch.int16).numpy()
+    return image.as_numpy()
+
+
+# -- construction ----------------------------------------------------------------------------------
+
+
+def test_constructor_type_errors() -> None:
+    with pytest.raises(InteropError, match=r"numpy\.ndarray"):
+        GpuImage.from_numpy([[1, 2]])  # type: ignore[call-overload]
+    with pytest.raises(InteropError, match=r"torch\.Tensor"):
+        GpuImage.from_torch(np.zeros((2, 2)))  # type: ignore[call-overload]
+    with pytest.raises(LayoutError, match="never guesses"):
+        GpuImage.from_numpy(np.zeros((2, 2, 3), np.uint8))
+    with pytest.raises(DTypeError):
+        GpuImage.from_numpy(np.zeros((2, 2), np.complex64))
+    with pytest.raises(DTypeError):
+        GpuImage.from_torch(torch.zeros(2, 2, dtype=torch.complex64))
+    with pytest.raises(TypeError, match="from_torch"):
+        GpuImage()
+
+
+def test_empty_allocates_aligned_rows_on_the_host() -> None:
+    image = GpuImage.empty(5, 7, 3, "float32", layout="CHW", device="cpu", row_alignment=64)
+    assert image.row_pitch == 64
+    assert image.ptr % 64 == 0
+    image.as_numpy()[...] = 1.5
+    assert float(image.as_numpy().sum()) == 1.5 * 5 * 7 * 3
+
+
+# -- crops, and what returns the image itself ------------------------------------------------------
+
+
+@given(images(HOST_SPECS), st.data())
+def test_crops_view_the_right_elements(image: GpuImage, data: st.DataObject) -> None:
+    x, y, width, height = data.draw(crops(image.spec))
+    crop = image.crop(x, y, width, height)
+    full = _numpy_bits(image)
+    expected = (
+        full[y : y + height, x : x + width]
+        if image.layout is Layout.HWC
+        else full[:, y : y + height, x : x + width]
+    )
+    np.testing.assert_array_equal(_numpy_bits(crop), expected)
+    assert crop.row_pitch == image.row_pitch
+    assert crop.owner is image.owner
+    # crops of crops stay inside and agree
+    inner = crop.crop(width - 1, height - 1, 1, 1)
+    np.testing.assert_array_equal(
+        _numpy_bits(inner), _numpy_bits(image.crop(x + width - 1, y + height - 1, 1, 1))
+    )
+    with pytest.raises(BoundsError):
+        crop.crop(0, 0, width + 1, height)
+
+
+def test_copy_and_cpu_return_self_where_nothing_is_needed() -> None:
+    image = GpuImage.from_numpy(np.zeros((2, 3), np.uint8))
+    assert image.cpu() is image
+    assert image.contiguous() is image
+    assert image.layout is Layout.HWC
+    assert image.device == CPU
+
+
+# -- copy.copy, copy.deepcopy and pickle -----------------------------------------------------------
 
 
 def test_deepcopy_copies_the_pixels_into_distinct_memory() -> None:

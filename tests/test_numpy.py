@@ -1,4 +1,4 @@
-"""NumPy spoke: host arrays in, and what is refused."""
+"""The NumPy spoke (``_numpy``): host arrays in, read-only arrays kept read-only, and what is refused."""
 
 from __future__ import annotations
 
@@ -27,3 +27,11 @@ def test_masked_arrays_are_refused(values: np.ndarray, data: st.DataObject) -> N
     # the two ways out that the message names both work
     assert GpuImage.from_numpy(masked.filled(0)).shape == (*values.shape, 1)
     assert GpuImage.from_numpy(masked.data).shape == (*values.shape, 1)
+
+
+def test_read_only_arrays_give_read_only_images() -> None:
+    array = np.zeros((3, 4), np.uint8)
+    array.flags.writeable = False
+    image = GpuImage.from_numpy(array)
+    assert image.readonly
+    assert not image.as_numpy().flags.writeable

@@ -1,15 +1,16 @@
-"""gpuimage.strategies: devices honoured, defaults that work without a GPU, the docs example runs."""
+"""gpuimage.strategies: devices honoured, defaults that work without a GPU, the docs example runs;
+and ``st.from_type(GpuImage[...])`` through the hypothesis entry point (``_hypothesis_hook``)."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from file_modules import load_file
-from gpuimage import CPU, Device, GpuImage, ImageSpec
+from gpuimage import CHW, CPU, HWC, Device, GpuImage, ImageSpec, Layout, UInt8
 from gpuimage.strategies import image_specs, images
 
 GUARANTEES = Path(__file__).resolve().parents[1] / "docs" / "guarantees.md"
@@ -54,3 +55,13 @@ def test_the_guarantees_example_runs_without_a_gpu(tmp_path: Path) -> None:
     module.test_my_preprocess_keeps_the_shape()
     assert module.SEEN
     assert all(image.device == CPU for image in module.SEEN)
+
+
+@settings(max_examples=30, database=None)
+@given(st.from_type(GpuImage[CHW, UInt8]), st.from_type(GpuImage[HWC]))
+def test_from_type_draws_the_layout_and_dtype_the_type_names(
+    planar: GpuImage[CHW, UInt8], interleaved: GpuImage[HWC]
+) -> None:
+    assert planar.layout is Layout.CHW
+    assert planar.dtype == "uint8"
+    assert interleaved.layout is Layout.HWC

@@ -1,5 +1,7 @@
 """The package's shape, checked from its source with ``ast``: no import circles, no spoke importing a
-spoke, no hub or base module importing a spoke at module level, no module over 400 lines.
+spoke, no hub or base module importing a spoke at module level, no module over 400 lines. And the
+tests mirror the package: every module has ``tests/test_<name>.py``, and every test file is named
+after a module or listed as a suite in ``tests/README.md``.
 
 The redesign of issue 12 is under way: ``KNOWN`` lists the violations that are left, each to be
 removed by it. The test fails on any violation not listed, and on a listed one that is gone (so the
@@ -9,6 +11,7 @@ list only shrinks). An empty ``KNOWN`` is the goal.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import gpuimage
@@ -56,6 +59,9 @@ BASE = frozenset(
         "_batch",
         "strategies",
         "_hypothesis_hook",
+        "_formats",  # pixel formats and colour descriptions (issue 13)
+        "_frame_layout",
+        "_colour",  # the NumPy reference of YUV -> RGB
         "__init__",
         "__main__",
     }
@@ -199,3 +205,72 @@ def test_the_checker_sees_a_circle_and_a_spoke_import() -> None:
     graph = {"a": {"b"}, "b": {"a"}, "c": set()}
     assert _circles(graph) == [["a", "b"]]
     assert _circles({"a": {"b"}, "b": set()}) == []
+
+
+# -- the tests mirror the package (issue 12) ---------------------------------------------------------
+
+TESTS = Path(__file__).resolve().parent
+NO_TEST_MODULE: dict[str, str] = {
+    "__init__": "re-exports only; test_errors.py pins the exported names",
+    "__main__": "runs gpuimage.cli; test_cli.py runs python -m gpuimage",
+    "_hypothesis_hook": "the hypothesis entry point; test_strategies.py draws st.from_type(GpuImage[...])",
+}
+"""Modules without a test module of their own, and why. It only shrinks: a listed module that gains
+a test module fails the check until its line is removed."""
+
+
+def _module_of_test(stem: str) -> str:
+    """The package module a test file is named after (``_modules()``'s names), or ``""``."""
+    if stem == "test_cli":
+        return "cli.__init__"
+    if stem.startswith("test_cli_"):
+        return "cli." + stem.removeprefix("test_cli_")
+    name = stem.removeprefix("test_cuda_") if stem.startswith("test_cuda_") else stem.removeprefix("test_")
+    modules = _modules()
+    return next((module for module in (f"_{name}", name) if module in modules), "")
+
+
+def _test_files() -> list[str]:
+    """Every test file, as a path relative to tests/: ``test_*.py`` and ``gpu/test_cuda_*.py``."""
+    found = [path.name for path in TESTS.glob("test_*.py")]
+    found += [f"gpu/{path.name}" for path in (TESTS / "gpu").glob("test_*.py")]
+    return sorted(found)
+
+
+def _suites() -> set[str]:
+    """The files listed in the suites table of tests/README.md (its first column)."""
+    text = (TESTS / "README.md").read_text(encoding="utf-8")
+    table = text.split("## Suites", 1)[1].split("\n## ", 1)[0]
+    return set(re.findall(r"^\| `([^`]+)` \|", table, flags=re.MULTILINE))
+
+
+def test_every_module_has_a_test_module() -> None:
+    """``_foo.py`` is tested in ``tests/test_foo.py`` (or, for GPU-only behaviour, in
+    ``tests/gpu/test_cuda_foo.py``): a newcomer finds a module's tests by its name."""
+    tested = {_module_of_test(Path(file).stem) for file in _test_files()} - {""}
+    missing = sorted(set(_modules()) - tested - set(NO_TEST_MODULE))
+    assert not missing, f"add tests/test_<name>.py for these modules: {missing}"
+    stale = sorted((set(NO_TEST_MODULE) & tested) | (set(NO_TEST_MODULE) - set(_modules())))
+    assert not stale, f"remove these from NO_TEST_MODULE (they have tests, or are gone): {stale}"
+
+
+def test_every_test_module_is_named_after_a_module_or_listed_as_a_suite() -> None:
+    suites = _suites()
+    files = _test_files()
+    unplaced = [file for file in files if not _module_of_test(Path(file).stem) and file not in suites]
+    assert not unplaced, f"name these after a module, or list them as suites in tests/README.md: {unplaced}"
+    gone = sorted(suites - set(files))
+    assert not gone, f"tests/README.md lists suites that do not exist: {gone}"
+    named = sorted(file for file in suites if _module_of_test(Path(file).stem))
+    assert not named, f"these are a module's tests, not suites: drop them from tests/README.md: {named}"
+
+
+def test_the_mirror_check_reads_names_as_documented() -> None:
+    assert _module_of_test("test_opencv") == "_opencv"
+    assert _module_of_test("test_cuda_ordering") == "_ordering"
+    assert _module_of_test("test_strategies") == "strategies"
+    assert _module_of_test("test_cli") == "cli.__init__"
+    assert _module_of_test("test_cli_info") == "cli.info"
+    assert _module_of_test("test_hostile") == ""
+    assert _module_of_test("test_cuda_lifetime_streams") == ""
+    assert {"test_hostile.py", "gpu/test_cuda_views.py"} <= _suites()

@@ -1,4 +1,5 @@
-"""The torch spoke on CPU tensors: what ``parse`` and ``strided_parts`` (``out=``) accept and refuse."""
+"""The torch spoke (``_torch``) on CPU tensors: what ``parse`` and ``strided_parts`` (``out=``) accept
+and refuse, permuted tensors wrapped as they are, views outside their storage, and bfloat16."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import gpuimage as gi
-from gpuimage import GpuImage, InteropError, Layout
+from gpuimage import BoundsError, DTypeError, GpuImage, InteropError, Layout
 
 torch = pytest.importorskip("torch")
 
@@ -117,3 +118,38 @@ def test_repeated_imports_share_one_spec_and_agree_with_a_fresh_check(
     second = GpuImage.from_torch(tensor.clone(), layout=layout)  # type: ignore[call-overload]
     assert first.spec is second.spec
     assert first.spec == gi.ImageSpec(**first.spec.model_dump())
+
+
+# -- tensors wrapped as they are -------------------------------------------------------------------
+
+
+def test_permuted_tensor_is_wrapped_without_copy() -> None:
+    hwc = torch.arange(4 * 5 * 3, dtype=torch.float32).reshape(4, 5, 3)
+    image = GpuImage.from_torch(hwc.permute(2, 0, 1), layout="CHW")
+    assert image.ptr == hwc.data_ptr()
+    assert image.strides == (4, 60, 12)
+    assert not image.is_contiguous
+    assert torch.equal(image.as_torch(), hwc.permute(2, 0, 1))
+    packed = image.contiguous()
+    assert packed.is_contiguous
+    assert packed.ptr != image.ptr
+    assert torch.equal(packed.as_torch(), hwc.permute(2, 0, 1))
+
+
+def test_torch_views_outside_their_storage_are_refused() -> None:
+    storage = torch.zeros(100, dtype=torch.uint8)
+    inside = torch.as_strided(storage, (4, 5), (20, 1))
+    assert GpuImage.from_torch(inside).nbytes == 3 * 20 + 5  # extent: no padding after the last row
+    storage.untyped_storage().resize_(50)  # the view now reaches past its (shrunk) storage
+    with pytest.raises(BoundsError, match="outside the memory"):
+        GpuImage.from_torch(inside)
+
+
+def test_bfloat16_host_images_work_through_torch() -> None:
+    tensor = torch.arange(12, dtype=torch.bfloat16).reshape(3, 4)
+    image = GpuImage.from_torch(tensor)
+    assert image.dtype == "bfloat16"
+    assert torch.equal(image.as_torch()[..., 0], tensor)
+    with pytest.raises(DTypeError, match="bfloat16"):
+        image.as_numpy()
+    assert torch.equal(torch.utils.dlpack.from_dlpack(image)[..., 0], tensor)

@@ -42,6 +42,22 @@ from ._errors import (
     SpecError,
     StrideError,
 )
+from ._formats import (
+    ChannelOrder,
+    ChannelOrderLike,
+    ColorMatrix,
+    ColorMatrixLike,
+    ColorRange,
+    ColorRangeLike,
+    ColorSpec,
+    FormatInfo,
+    PixelFormat,
+    PixelFormatLike,
+    PlaneInfo,
+    format_info,
+    plane_shapes,
+)
+from ._frame_layout import FrameLayout, PlaneLayout, frame_layout
 from ._image import GpuImage
 from ._layout import CHW, HWC, AnyLayout, CHWLike, HWCLike, Layout, LayoutLike
 from ._lifetime import pending_releases
@@ -66,6 +82,22 @@ __all__ = [
     "Bool",
     "BoundsError",
     "CHWLike",
+    "ChannelOrder",
+    "ChannelOrderLike",
+    "ColorMatrix",
+    "ColorMatrixLike",
+    "ColorRange",
+    "ColorRangeLike",
+    "ColorSpec",
+    "FormatInfo",
+    "FrameLayout",
+    "PixelFormat",
+    "PixelFormatLike",
+    "PlaneInfo",
+    "PlaneLayout",
+    "format_info",
+    "frame_layout",
+    "plane_shapes",
     "DTypeError",
     "DTypeLike",
     "DTypeName",

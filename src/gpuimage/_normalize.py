@@ -130,7 +130,8 @@ def normalize(
     check_is_image(image, where=where)
     target = parse_dtype(Float32 if dtype is None else dtype, where=where)
     key = (_hashable(mean), _hashable(std), scale, reverse_channels)
-    if None in key[:2] or type(reverse_channels) is not bool:
+    plain_scale = scale is None or type(scale) is float or type(scale) is int  # never True for 1
+    if None in key[:2] or not plain_scale or type(reverse_channels) is not bool:
         affine = _normalize_map(image.dtype, image.channels, target, mean, std, scale, reverse_channels)
     else:  # a frame loop passes the same constants every call: parse and check them once
         affine = _cached_normalize_map(image.dtype, image.channels, target, *key)

@@ -50,7 +50,10 @@ def as_spec_error(error: GpuImageError) -> SpecError:
 def translate(exc: ValidationError) -> SpecError:
     """Turn pydantic's error into ours: re-raise our own exception if a validator raised one."""
     errors = exc.errors(include_url=False)
-    first = errors[0]
+    # A stride left None (the packed fill stops at a bad inner stride) is not the caller's mistake:
+    # name a value they gave, or a field they left out, first.
+    given = [error for error in errors if error.get("input") is not None or error["type"] == "missing"]
+    first = (given or errors)[0]
     original = first.get("ctx", {}).get("error")
     if isinstance(original, GpuImageError):
         return as_spec_error(original)

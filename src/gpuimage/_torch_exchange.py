@@ -137,10 +137,13 @@ def view_through_exchange(table_type: type, ptr: int, spec: ImageSpec, owner: ob
     return tensor
 
 
-_found: list[Any] = []
+_found: dict[type, Any] = {}
 
 
 def _exchange(table_type: type) -> Any:
-    if not _found:
-        _found.append(_to_py_object(table_type))
-    return _found[0]
+    """The exchange function of ``table_type``'s table, looked up once per type."""
+    try:
+        return _found[table_type]
+    except KeyError:
+        found = _found[table_type] = _to_py_object(table_type)
+        return found

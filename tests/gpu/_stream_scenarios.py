@@ -1,4 +1,4 @@
-"""Stream-lifetime scenarios, run in a subprocess by ``test_cuda_stream_lifetime.py``.
+"""Stream-lifetime scenarios, run in a subprocess by ``test_cuda_lifetime_streams.py``.
 
 Each scenario: a producer stream writes 7 into a source (torch or CuPy) after a sleep; a consumer
 stream takes a view of the image (``as_torch``, ``as_cupy``, ``as_gpumat``, DLPack, CAI), then waits

@@ -1,5 +1,6 @@
-"""The stream-lifetime contract on a GPU: images, views, sources, producer and consumer streams
-dropped in any order, with no crash and no memory handed back to an allocator under a pending read.
+"""The stream-lifetime contract (``_lifetime``) on a GPU: images, views, sources, producer and
+consumer streams dropped in any order, with no crash and no memory handed back to an allocator under a
+pending read.
 
 Every scenario runs in a subprocess (``_stream_scenarios.py``), so a crash is a failure that names
 the scenario, not the end of the run. Values are checked after both allocators were churned with a

@@ -1,4 +1,5 @@
-"""Stream ordering: a reader on any stream sees writes still queued on the image's ready stream.
+"""Stream ordering (``_ordering``) on a GPU: a reader on any stream sees writes still queued on
+the image's ready stream.
 
 Every test races a *late writer* against a reader. The writer is a spin kernel queued on stream A:
 it busy-waits on ``clock64()`` for a set time, then writes one byte value over the whole image.
