@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from gpuimage import (
     CPU,
     BoundsError,
+    Device,
     DTypeError,
     GpuImage,
     ImageSpec,
@@ -193,3 +194,36 @@ def test_image_spec_still_pickles() -> None:
     spec = ImageSpec.packed(height=4, width=6, channels=3, dtype="float32", row_alignment=256)
     for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
         assert pickle.loads(pickle.dumps(spec, protocol=protocol)) == spec
+
+
+# -- what is known of the device travels with the memory (issue 12 review) -------------------------
+
+
+def _described_on_cuda() -> GpuImage:
+    spec = ImageSpec.packed(height=4, width=6, channels=3, device=0)
+    return GpuImage.from_pointer(0x7F0000000000, spec, owner=object())
+
+
+def test_a_described_device_stays_described_through_dlpack_and_cupy() -> None:
+    # a caller's device= is a say-so: re-importing our own export must not make it trusted, or
+    # as_torch() would take torch's exchange route, which trusts the device without checking it
+    image = _described_on_cuda()
+    assert not image._life.located  # pyright: ignore[reportPrivateUsage]
+    assert not GpuImage.from_dlpack(image)._life.located  # pyright: ignore[reportPrivateUsage]
+    pytest.importorskip("cupy")
+    again = GpuImage.from_cupy(image.as_cupy(), layout="HWC")
+    assert not again._life.located  # pyright: ignore[reportPrivateUsage]
+
+
+def test_a_guessed_cai_device_is_not_trusted() -> None:
+    class Interface:
+        __cuda_array_interface__ = {  # noqa: RUF012  # a fixed interface, read once
+            "shape": (4, 6),
+            "typestr": "|u1",
+            "data": (0x7F0000000000, False),
+            "version": 3,
+        }
+
+    image = GpuImage.from_cuda_array_interface(Interface())
+    assert image.device == Device("cuda", 0)  # no runtime here can tell: the default
+    assert not image._life.located  # pyright: ignore[reportPrivateUsage]

@@ -70,7 +70,9 @@ def parse(
     if stream is None and gpu_available():
         current = cupy.cuda.get_current_stream(device_id)
         stream, keep = int(current.ptr), current
-    return Imported(ptr, spec, array, stream, False, keep)
+    # memory CuPy did not allocate carries the device its wrapper gave (our own views included)
+    located = type(memory) is not cupy.cuda.UnownedMemory
+    return Imported(ptr, spec, array, stream, False, keep, located)
 
 
 def _checked_spec(array: cupy.ndarray, layout: Layout | None, where: str) -> ImageSpec:

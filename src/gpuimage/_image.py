@@ -134,19 +134,28 @@ class GpuImage(ImageExports, Generic[L, D]):
         cls, imported: Imported, keep: object = None, *, located: bool = True
     ) -> GpuImage[Any, Any]:
         """A family for what a spoke read off a foreign object; ``keep`` overrides the spoke's."""
-        ptr, spec, owner, stream, readonly, source_keep = imported
-        return cls._family(
-            ptr, spec, owner, stream, readonly, source_keep if keep is None else keep, located=located
-        )
+        ptr, spec, owner, stream, readonly, source_keep, source_located = imported
+        keep = source_keep if keep is None else keep
+        return cls._family(ptr, spec, owner, stream, readonly, keep, located=located and source_located)
 
     @classmethod
     def _import(
-        cls, name: str, obj: object, layout: Layout | None, device: Device | None, stream: object, where: str
+        cls,
+        name: str,
+        obj: object,
+        layout: Layout | None,
+        device: Device | None,
+        stream: object,
+        where: str,
+        located: bool | None = None,
     ) -> GpuImage[Any, Any]:
         """Read ``obj`` through spoke ``name``; the data is ready on ``stream`` (a stream-like, kept
         alive while consumers may record on it), or where the spoke says."""
         parse = spoke(name).parse
-        located = device is None  # a device the caller names is the caller's say-so
+        # the device is trusted only where the source library reported it: not a caller's device=,
+        # and not a GpuMat's (OpenCV keeps no device for memory it did not allocate)
+        if located is None:
+            located = device is None and name != "opencv"
         if stream is None:
             imported = parse(obj, layout=layout, device=device, stream=None, where=where)
             return cls._from_imported(imported, located=located)
@@ -251,7 +260,10 @@ class GpuImage(ImageExports, Generic[L, D]):
         """
         where = "GpuImage.from_dlpack()"
         layout_value = _source_layout(obj, layout, where=where)
-        return cls._import("dlpack", obj, layout_value, None, stream, where)
+        # an image exported and imported again keeps what was known of its device
+        exported: object = obj
+        located = exported._life.located if isinstance(exported, GpuImage) else None
+        return cls._import("dlpack", obj, layout_value, None, stream, where, located)
 
     @overload
     @classmethod
@@ -290,17 +302,18 @@ class GpuImage(ImageExports, Generic[L, D]):
         """
         where = "GpuImage.from_cuda_array_interface()"
         layout_value = _source_layout(obj, layout, where=where)
-        device_value = parse_device(device, where=where) if device is not None else _locate(obj)
+        found = None if device is not None else _locate(obj)
+        device_value = found or (Device("cuda", 0) if device is None else parse_device(device, where=where))
         if not device_value.is_cuda:
             raise DeviceError(
                 f"{where}: the CUDA Array Interface describes device memory, got device={device!r}. For host "
                 "memory use from_numpy() or from_dlpack()."
             )
         if stream is not None:
-            return cls._import("cai", obj, layout_value, device_value, stream, where)
+            return cls._import("cai", obj, layout_value, device_value, stream, where, found is not None)
         imported = spoke("cai").parse(obj, layout=layout_value, device=device_value, stream=None, where=where)
         # the interface's own raw stream; the device the driver reported for the pointer, or the caller's
-        return cls._from_imported(imported, BY_HANDLE, located=device is None)
+        return cls._from_imported(imported, BY_HANDLE, located=found is not None)
 
     @overload
     @classmethod
@@ -742,10 +755,10 @@ def _source_layout(obj: object, layout: LayoutLike | None, *, where: str) -> Lay
     return asked
 
 
-def _locate(obj: object) -> Device:
-    """The device of a CAI pointer, as CUDA reports it; cuda:0 when no GPU runtime can tell."""
+def _locate(obj: object) -> Device | None:
+    """The device of a CAI pointer, as CUDA reports it; None when no GPU runtime can tell."""
     interface: object = getattr(obj, "__cuda_array_interface__", None)
     data = cast("dict[str, object]", interface).get("data") if isinstance(interface, dict) else None
     items = cast("tuple[object, ...]", data) if isinstance(data, tuple) else ()
     pointer = items[0] if items and type(items[0]) is int else 0
-    return device_of(pointer) or Device("cuda", 0)
+    return device_of(pointer)

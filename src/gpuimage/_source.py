@@ -41,6 +41,8 @@ class Imported(NamedTuple):
     readonly: bool
     keep: object = None
     """The stream object that keeps ``stream`` alive, where the source library can destroy it."""
+    located: bool = True
+    """The source library reported the memory's device (rather than a caller, or a guess)."""
 
 
 ADDRESS_SPACE = 2**64

@@ -30,6 +30,7 @@ from ._dlpack_abi import (
     immortal,
 )
 from ._dtypes import dtype_info
+from ._errors import InteropError
 from ._source import SpecMemo
 from ._spec import ImageSpec
 
@@ -128,11 +129,14 @@ def view_through_exchange(table_type: type, ptr: int, spec: ImageSpec, owner: ob
     _live[address] = (managed, template, owner)
     out = py_object()
     try:
-        to_py(byref(managed), byref(out))
-    except BaseException:
+        status = to_py(byref(managed), byref(out))
+        tensor = out.value if status == 0 else None  # .value raises ValueError for a NULL result
+    except Exception as exc:
         _live.pop(address, None)  # torch refused before taking ownership: no deleter call follows
-        raise
-    tensor = out.value
+        raise InteropError(f"as_torch(): torch's DLPack exchange function refused the view: {exc}") from exc
+    if tensor is None:
+        _live.pop(address, None)
+        raise InteropError(f"as_torch(): torch's DLPack exchange function returned status {status}.")
     _decref(tensor)  # torch handed over a new reference, and .value took one more
     return tensor
 
