@@ -227,3 +227,10 @@ def test_a_guessed_cai_device_is_not_trusted() -> None:
     image = GpuImage.from_cuda_array_interface(Interface())
     assert image.device == Device("cuda", 0)  # no runtime here can tell: the default
     assert not image._life.located  # pyright: ignore[reportPrivateUsage]
+
+
+def test_a_gpumat_device_is_not_trusted() -> None:
+    # OpenCV keeps no device for memory it did not allocate: the GpuMat spoke says so
+    cv2 = pytest.importorskip("cv2")
+    mat = cv2.cuda.createGpuMatFromCudaMemory(4, 6, cv2.CV_MAKETYPE(cv2.CV_8U, 3), FAKE, 18)
+    assert not GpuImage.from_gpumat(mat)._life.located  # pyright: ignore[reportPrivateUsage]

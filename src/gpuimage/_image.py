@@ -152,10 +152,8 @@ class GpuImage(ImageExports, Generic[L, D]):
         """Read ``obj`` through spoke ``name``; the data is ready on ``stream`` (a stream-like, kept
         alive while consumers may record on it), or where the spoke says."""
         parse = spoke(name).parse
-        # the device is trusted only where the source library reported it: not a caller's device=,
-        # and not a GpuMat's (OpenCV keeps no device for memory it did not allocate)
-        if located is None:
-            located = device is None and name != "opencv"
+        if located is None:  # a caller's device= is a say-so; the spoke adds what it knows (Imported)
+            located = device is None
         if stream is None:
             imported = parse(obj, layout=layout, device=device, stream=None, where=where)
             return cls._from_imported(imported, located=located)
@@ -423,7 +421,8 @@ class GpuImage(ImageExports, Generic[L, D]):
         # a frame loop asks for one description again and again; the types are part of the key, so
         # that True is never taken for 1 (the validation refuses bools)
         key = (*arguments, *map(type, arguments))
-        spec = _empty_specs.get(key) if all(type(value) in _PLAIN for value in arguments) else None
+        plain = all(type(value) in _PLAIN for value in arguments)
+        spec = _empty_specs.get(key) if plain else None
         if spec is None:
             spec = ImageSpec.packed(
                 height=height,
@@ -434,7 +433,7 @@ class GpuImage(ImageExports, Generic[L, D]):
                 device=device,
                 row_alignment=row_alignment,
             )
-            if all(type(value) in _PLAIN for value in arguments):
+            if plain:
                 if len(_empty_specs) >= 256:
                     _empty_specs.clear()
                 _empty_specs[key] = spec

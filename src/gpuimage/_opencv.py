@@ -111,7 +111,8 @@ def parse(mat: object, *, device: object, stream: int | None, where: str) -> Imp
     )
     if stream is None and cuda_enabled():
         stream = 0  # OpenCV's default stream (Stream::Null) is the legacy default stream
-    return Imported(ptr, spec, mat, stream, False)
+    # OpenCV keeps no device for memory it did not allocate: the mat's device is never reported
+    return Imported(ptr, spec, mat, stream, False, located=False)
 
 
 def _mat_device(device: object, ptr: int, *, where: str) -> Device:
