@@ -102,6 +102,13 @@ def test_cai_import_reads_contiguous_default_strides_and_stream() -> None:
     assert GpuImage.from_cuda_array_interface(FakeCai(stream=5), layout="HWC", stream=9).stream == 9
 
 
+def test_a_callers_stream_overrides_a_forbidden_stream_0() -> None:
+    # PyNvVideoCodec 2.2 exports 'stream': 0 for a decoder on the default stream: the caller says which
+    with pytest.raises(InteropError, match=r"0 is forbidden.*pass it as stream="):
+        GpuImage.from_cuda_array_interface(FakeCai(stream=0), layout="HWC")
+    assert GpuImage.from_cuda_array_interface(FakeCai(stream=0), layout="HWC", stream=7).stream == 7
+
+
 @pytest.mark.parametrize(
     ("interface", "error", "message"),
     [

@@ -21,6 +21,7 @@ from gpuimage._device import CPU, Device
 from gpuimage._executor import Executor, Operand
 from gpuimage._host_convert import EXECUTOR as HOST
 from gpuimage._plan import BatchItem
+from gpuimage._sampling import FrameSource, SampleRecipe
 from gpuimage.strategies import image_specs, images
 from hypothesis_paths import record
 
@@ -399,6 +400,18 @@ class Recording:
     ) -> None:
         self.calls.append("convert_batch")
         HOST.convert_batch(sources, regions, target, item_pitch, affine, pad, stream)
+
+    def convert_frames(
+        self,
+        sources: Sequence[FrameSource],
+        target: Operand,
+        item_pitch: int,
+        recipe: SampleRecipe,
+        stream: int,
+        /,
+    ) -> None:
+        self.calls.append("convert_frames")
+        HOST.convert_frames(sources, target, item_pitch, recipe, stream)
 
 
 @pytest.fixture

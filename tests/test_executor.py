@@ -113,7 +113,7 @@ def test_every_executor_implements_the_interface(module: str, name: str) -> None
     found = pytest.importorskip(f"gpuimage.{module}")
     executor: Executor = found.EXECUTOR
     members = get_protocol_members(Executor)
-    assert members == {"name", "stream_for", "convert", "convert_batch"}
+    assert members == {"name", "stream_for", "convert", "convert_batch", "convert_frames"}
     assert all(callable(getattr(executor, member)) for member in members - {"name"})
     assert executor.name == name
 

@@ -57,17 +57,37 @@ BASE = frozenset(
         "_affine",
         "_normalize",
         "_batch",
+        "_image_batch",  # GpuBatch (issue 13): the hub one dimension up
+        "_image_batch_io",
+        "_image_batch_spec",
         "strategies",
         "_hypothesis_hook",
         "_formats",  # pixel formats and colour descriptions (issue 13)
         "_frame_layout",
+        "_frame",  # GpuFrame (issue 13): its planes are GpuImage views
+        "_frame_build",
+        "_frame_exports",
         "_colour",  # the NumPy reference of YUV -> RGB
+        "_sampling",  # what a frame conversion computes (issue 13)
+        "_frame_convert",  # frames through one executor call: checks, allocation, ordering
         "__init__",
         "__main__",
     }
 )
 """The hub and the neutral modules it stands on: they may reach a spoke only lazily."""
-EXECUTORS = frozenset({"_kernel_convert", "_kernels", "_staging", "_torch_convert", "_host_convert"})
+EXECUTORS = frozenset(
+    {
+        "_kernel_convert",
+        "_kernels",
+        "_frame_kernels",
+        "_frame_params",  # the frame kernel's parameters, packed on the host (pure)
+        "_staging",
+        "_torch_convert",
+        "_host_convert",
+        "_host_frames",
+        "_torch_frames",
+    }
+)
 """Conversion executors: each may use the one library it runs on (the kernels need CuPy)."""
 MAX_LINES = 400
 

@@ -57,8 +57,11 @@ from ._formats import (
     format_info,
     plane_shapes,
 )
+from ._frame import GpuFrame
 from ._frame_layout import FrameLayout, PlaneLayout, frame_layout
 from ._image import GpuImage
+from ._image_batch import GpuBatch
+from ._image_batch_spec import BatchLayout
 from ._layout import CHW, HWC, AnyLayout, CHWLike, HWCLike, Layout, LayoutLike
 from ._lifetime import pending_releases
 from ._normalize import denormalize, normalize
@@ -108,6 +111,9 @@ __all__ = [
     "Float16",
     "Float32",
     "Float64",
+    "GpuBatch",
+    "BatchLayout",
+    "GpuFrame",
     "GpuImage",
     "GpuImageError",
     "HWCLike",

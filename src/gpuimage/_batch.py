@@ -8,26 +8,39 @@ The destination is a foreign array (torch, CuPy or, for host images, NumPy), rea
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast, overload
 
-from ._affine import ChannelValues, check_finite_map, finite_number, input_scale, normalize_affine, short_repr
+from ._affine import (
+    Affine,
+    ChannelValues,
+    check_finite_map,
+    finite_number,
+    input_scale,
+    normalize_affine,
+    short_repr,
+)
+from ._batch_out import allocate_batch, parse_batch_out
 from ._conversions import convert_batch_into, executor_for
-from ._device import Device
-from ._dtypes import DTypeLike, DTypeName, Float32, dtype_info, parse_dtype
-from ._errors import DeviceError, InteropError, PitchError, SpecError
+from ._dtypes import DTypeLike, Float32, dtype_info, parse_dtype
+from ._errors import DeviceError, InteropError, SpecError
 from ._executor import Buffer
 from ._exports import ImageExports
-from ._geometry import Geometry, byte_extent, check_geometry, crop_offset
+from ._formats import ChannelOrderLike
+from ._frame_batch import normalize_frames_batch
+from ._frame_convert import is_frame
+from ._geometry import byte_extent, crop_offset
+from ._image_batch import GpuBatch
 from ._layout import Layout
 from ._plan import BatchItem, batch_size, check_same, ranges_overlap
+from ._sampling import ResizeMode
 from ._spec import trusted_spec
-from ._spokes import Spoke, spoke_of
 
 if TYPE_CHECKING:
     import cupy
     import numpy.typing as npt
     import torch
 
+    from ._frame import GpuFrame
     from ._image import GpuImage
 
 __all__ = ["normalize_batch"]
@@ -35,84 +48,20 @@ __all__ = ["normalize_batch"]
 Roi = tuple[int, int, int, int]
 
 
-class _BatchOut(NamedTuple):
-    """An NCHW destination as the executors see it: base pointer, item pitch and one item's geometry;
-    and the spoke of its library."""
-
-    array: Any
-    ptr: int
-    item_pitch: int
-    geometry: Geometry
-    dtype: DTypeName
-    device: Device
-    spoke: Spoke
-
-
-def _parse_batch_out(
-    out: object, count: int, channels: int, size: tuple[int, int], dtype: DTypeName, where: str
-) -> _BatchOut:
-    spoke = spoke_of(out)
-    if spoke is None:
-        raise SpecError(
-            f"{where}: expected out to be a torch.Tensor, cupy.ndarray or numpy.ndarray, got "
-            f"{type(out).__module__}.{type(out).__qualname__}."
-        )
-    ptr, shape, strides, found, device = spoke.describe_out(out, where=where)
-    expected = (count, channels, *size)
-    if tuple(shape) != expected:
-        raise SpecError(f"{where}: expected out of shape (N, C, H, W) = {expected}, got {tuple(shape)}.")
-    if found != dtype:
-        raise SpecError(f"{where}: expected out of dtype {dtype}, got {found}.")
-    itemsize = dtype_info(dtype).itemsize
-    item_pitch, channel_stride, row_pitch, pixel_stride = strides
-    if ptr % itemsize or item_pitch % itemsize:
-        raise PitchError(
-            f"{where}: out's pointer {ptr:#x} and item stride {item_pitch} bytes must be multiples of the "
-            f"item size ({itemsize} bytes)."
-        )
-    geometry = Geometry(size[0], size[1], channels, row_pitch, pixel_stride, channel_stride)
-    check_geometry(geometry, itemsize, where=where)
-    extent = byte_extent((channels, *size), (channel_stride, row_pitch, pixel_stride), itemsize)
-    if count > 1 and item_pitch < extent:
-        raise SpecError(f"{where}: the items of out overlap (item stride {item_pitch} bytes < {extent}).")
-    return _BatchOut(out, ptr, item_pitch, geometry, dtype, device, spoke)
-
-
-def _allocate_batch(
-    like: str, count: int, channels: int, size: tuple[int, int], dtype: DTypeName, device: Device, where: str
-) -> object:
-    shape = (count, channels, *size)
-    if like == "torch":
-        from . import _torch
-
-        return _torch.empty(shape, dtype, device)
-    if like == "cupy":
-        if not device.is_cuda:
-            raise DeviceError(
-                f"{where}: expected like='numpy' or 'torch' for host images, got like='cupy' (CuPy arrays "
-                "live on a GPU). Batch host images into NumPy or torch, or move them with image.cuda()."
-            )
-        from . import _cupy
-
-        return _cupy.empty(shape, dtype, device, where=where)
-    if like == "numpy" and not device.is_cuda:
-        from . import _numpy
-
-        return _numpy.empty(shape, dtype)
-    raise SpecError(f"{where}: expected like='torch', 'cupy' or (host images) 'numpy', got like={like!r}.")
-
-
 BatchT = TypeVar("BatchT", "torch.Tensor", "cupy.ndarray", "npt.NDArray[Any]")
 
 
 @overload
 def normalize_batch(
-    images: Sequence[GpuImage[Any, Any]],
+    images: Sequence[GpuImage[Any, Any] | GpuFrame],
     mean: ChannelValues,
     std: ChannelValues,
     *,
     rois: Sequence[Roi | None] | None = None,
     size: tuple[int, int] | None = None,
+    resize: ResizeMode | None = None,
+    keep_aspect: bool = False,
+    order: ChannelOrderLike | None = None,
     pad_value: float = 0.0,
     dtype: DTypeLike | None = None,
     scale: float | None = None,
@@ -121,12 +70,32 @@ def normalize_batch(
 ) -> BatchT: ...
 @overload
 def normalize_batch(
-    images: Sequence[GpuImage[Any, Any]],
+    images: Sequence[GpuImage[Any, Any] | GpuFrame],
     mean: ChannelValues,
     std: ChannelValues,
     *,
     rois: Sequence[Roi | None] | None = None,
     size: tuple[int, int] | None = None,
+    resize: ResizeMode | None = None,
+    keep_aspect: bool = False,
+    order: ChannelOrderLike | None = None,
+    pad_value: float = 0.0,
+    dtype: DTypeLike | None = None,
+    scale: float | None = None,
+    reverse_channels: bool = False,
+    out: GpuBatch,
+) -> GpuBatch: ...
+@overload
+def normalize_batch(
+    images: Sequence[GpuImage[Any, Any] | GpuFrame],
+    mean: ChannelValues,
+    std: ChannelValues,
+    *,
+    rois: Sequence[Roi | None] | None = None,
+    size: tuple[int, int] | None = None,
+    resize: ResizeMode | None = None,
+    keep_aspect: bool = False,
+    order: ChannelOrderLike | None = None,
     pad_value: float = 0.0,
     dtype: DTypeLike | None = None,
     scale: float | None = None,
@@ -136,12 +105,15 @@ def normalize_batch(
 ) -> torch.Tensor: ...
 @overload
 def normalize_batch(
-    images: Sequence[GpuImage[Any, Any]],
+    images: Sequence[GpuImage[Any, Any] | GpuFrame],
     mean: ChannelValues,
     std: ChannelValues,
     *,
     rois: Sequence[Roi | None] | None = None,
     size: tuple[int, int] | None = None,
+    resize: ResizeMode | None = None,
+    keep_aspect: bool = False,
+    order: ChannelOrderLike | None = None,
     pad_value: float = 0.0,
     dtype: DTypeLike | None = None,
     scale: float | None = None,
@@ -151,12 +123,15 @@ def normalize_batch(
 ) -> cupy.ndarray: ...
 @overload
 def normalize_batch(
-    images: Sequence[GpuImage[Any, Any]],
+    images: Sequence[GpuImage[Any, Any] | GpuFrame],
     mean: ChannelValues,
     std: ChannelValues,
     *,
     rois: Sequence[Roi | None] | None = None,
     size: tuple[int, int] | None = None,
+    resize: ResizeMode | None = None,
+    keep_aspect: bool = False,
+    order: ChannelOrderLike | None = None,
     pad_value: float = 0.0,
     dtype: DTypeLike | None = None,
     scale: float | None = None,
@@ -165,12 +140,15 @@ def normalize_batch(
     like: Literal["numpy"],
 ) -> npt.NDArray[Any]: ...
 def normalize_batch(
-    images: Sequence[GpuImage[Any, Any]],
+    images: Sequence[GpuImage[Any, Any] | GpuFrame],
     mean: ChannelValues,
     std: ChannelValues,
     *,
     rois: Sequence[Roi | None] | None = None,
     size: tuple[int, int] | None = None,
+    resize: ResizeMode | None = None,
+    keep_aspect: bool = False,
+    order: ChannelOrderLike | None = None,
     pad_value: float = 0.0,
     dtype: DTypeLike | None = None,
     scale: float | None = None,
@@ -178,23 +156,55 @@ def normalize_batch(
     out: object = None,
     like: str = "torch",
 ) -> Any:
-    """``normalize`` over many images and regions, packed into one NCHW array by a single kernel.
+    """``normalize`` over many images, frames and regions, packed into one NCHW array by one launch.
 
     Parameters:
-        images: images of one dtype, channel count and device; sizes and layouts may differ.
-        rois: one ``(x, y, width, height)`` per image (None: the whole image); bounds are checked.
-        size: ``(height, width)`` of the batch; default: the largest region. Regions are not resized:
-            each sits at the top left of its slot, the rest is filled with ``pad_value`` (in output
-            units, after normalization).
-        out: an NCHW torch tensor, CuPy array or (host images) NumPy array to write into, any strides.
+        images: images of one dtype, channel count and device; sizes and layouts may differ. Or
+            ``GpuFrame``s (NV12, P010, ...) of one format and device: each region is converted to
+            RGB (``order``), cropped, resized, normalized and laid out in the same launch.
+        rois: one ``(x, y, width, height)`` per item (None: the whole item); bounds are checked.
+        size: ``(height, width)`` of the batch; default: the largest region. Without ``resize``,
+            regions are not scaled: an image's sits at the top left of its slot, the rest is filled
+            with ``pad_value`` (in output units, after normalization); a frame's must be ``size``.
+        resize: ``"bilinear"`` (OpenCV's ``INTER_LINEAR``, half-pixel centres) or ``"nearest"``
+            (``INTER_NEAREST_EXACT``): each region is scaled to ``size`` (HWC images of 3 or 4
+            channels, or frames). The exact definition is on the "Video frames" page.
+        keep_aspect: with ``resize``, scale each region to fit ``size`` with its aspect ratio kept,
+            centred, and fill the rest of its slot with ``pad_value`` (letterbox).
+        order: frames only: the batch's channel order, "RGB" (default), "BGR", "RGBA" or "BGRA".
+        out: an NCHW torch tensor, CuPy array or (host images) NumPy array to write into, any strides;
+            or a ``GpuBatch`` (NCHW or NHWC, any item pitch).
         like: the library of the new array when ``out`` is None: "torch", "cupy" or "numpy" (host).
         mean, std, dtype, scale, reverse_channels: as for ``normalize``.
 
     Returns:
         ``out``, or a new array. On a GPU the work is queued on the current stream of ``out``'s (or
-        ``like``'s) library, after every image's data; each image records the read.
+        ``like``'s) library, after every image's data; each image records the read. A ``GpuBatch``
+        ``out`` is written on its ready stream (else the executor's current stream), after its
+        pending writes and recorded reads, and is ready there afterwards (``batch.writing``).
     """
     where = "normalize_batch()"
+    if resize is not None or keep_aspect is not False or order is not None or _has_frames(images):
+        return normalize_frames_batch(
+            _listed(images, "images", "a sequence of GpuImages or GpuFrames", where),
+            mean,
+            std,
+            rois=None
+            if rois is None
+            else _listed(rois, "rois", "one (x, y, width, height) or None per item", where),
+            size=size,
+            resize=resize,
+            keep_aspect=keep_aspect,
+            pad_value=pad_value,
+            dtype=dtype,
+            scale=scale,
+            reverse_channels=reverse_channels,
+            order=order,
+            out=out,
+            like=like,
+            where=where,
+        )
+    images = cast("Sequence[GpuImage[Any, Any]]", images)
     pad_value = finite_number(pad_value, "pad_value", where)
     sources = _checked_images(images, where)
     regions = _regions(sources, rois, where)
@@ -206,8 +216,8 @@ def normalize_batch(
     check_finite_map(affine, first.dtype, target, origin="normalize", where=where)
     executor_for(first.device, where)  # no GPU library: say so before allocating anything
     if out is None:
-        out = _allocate_batch(like, len(regions), first.channels, batch_hw, target, first.device, where)
-    batch = _parse_batch_out(out, len(regions), first.channels, batch_hw, target, where)
+        out = allocate_batch(like, len(regions), first.channels, batch_hw, target, first.device, where)
+    batch = parse_batch_out(out, len(regions), first.channels, batch_hw, target, where)
     if batch.device != first.device:
         raise DeviceError(f"{where}: expected out on {first.device}, got {batch.device}.")
     extent = batch.item_pitch * (len(regions) - 1) + byte_extent(
@@ -218,10 +228,38 @@ def normalize_batch(
     if any(ranges_overlap((image.ptr, image.nbytes), (batch.ptr, extent)) for image in sources):
         raise SpecError(f"{where}: out overlaps an input image; write into separate memory.")
     slot = Buffer(batch.ptr, trusted_spec(batch.geometry, target, Layout.CHW, batch.device), batch.array)
-    # queued where out's library queues its own work: on its current stream
-    stream = batch.spoke.current_stream(batch.device.index) if batch.device.kind == "cuda" else 0
-    convert_batch_into(sources, regions, slot, batch.item_pitch, affine, pad_value, stream, where=where)
+    if batch.device.kind != "cuda":
+        convert_batch_into(sources, regions, slot, batch.item_pitch, affine, pad_value, 0, where=where)
+    elif batch.spoke is not None:  # queued where out's library queues its own work: its current stream
+        stream = batch.spoke.current_stream(batch.device.index)
+        convert_batch_into(sources, regions, slot, batch.item_pitch, affine, pad_value, stream, where=where)
+    else:
+        _write_gpu_batch(cast(GpuBatch, out), sources, regions, slot, affine, pad_value, where)
     return out
+
+
+def _write_gpu_batch(
+    out: GpuBatch,
+    sources: list[GpuImage[Any, Any]],
+    regions: list[BatchItem],
+    slot: Buffer,
+    affine: Affine,
+    pad_value: float,
+    where: str,
+) -> None:
+    """Queue the batch conversion into a device ``GpuBatch`` on its ready stream (else the executor's
+    current stream), after its pending write and recorded reads; afterwards it is ready there."""
+    device = out.device
+    stream, keep = out.stream, None
+    if stream is None:
+        stream, keep = executor_for(device, where).stream_for(device.index)
+    with out.writing(stream if keep is None else keep):  # the stream object, where one keeps it alive
+        convert_batch_into(sources, regions, slot, out.item_pitch, affine, pad_value, stream, where=where)
+
+
+def _has_frames(items: object) -> bool:
+    """True when a sequence of items holds a frame (anything else goes on to be checked as images)."""
+    return isinstance(items, list | tuple) and any(is_frame(item) for item in cast("Sequence[object]", items))
 
 
 def _checked_images(images: Sequence[GpuImage[Any, Any]], where: str) -> list[GpuImage[Any, Any]]:

@@ -118,10 +118,15 @@ def parse(
     else:
         strides = _int_tuple(raw_strides, key="strides", where=where)
     interface_stream = fields.get("stream")
+    # A caller's stream= overrides the producer's key, even the forbidden 0 (PyNvVideoCodec 2.2
+    # exports 0 for a decoder on the default stream, and 2 for one on its own): the caller knows.
+    if stream is not None and interface_stream == 0:
+        interface_stream = None
     if interface_stream is not None and (type(interface_stream) is not int or interface_stream <= 0):
         raise InteropError(
-            f"{where}: CAI 'stream' must be None or a positive handle (0 is forbidden), "
-            f"got stream={interface_stream!r}."
+            f"{where}: CAI 'stream' must be None or a positive handle (0 is forbidden: it could mean "
+            f"either default stream), got stream={interface_stream!r}. If you know the stream the "
+            "producer wrote on, pass it as stream= (it overrides the producer's key)."
         )
     device = cuda_device(0) if device is None else device  # CAI has no device field
     spec = spec_from_strided(ptr, shape, strides, dtype, layout, device, where=where)

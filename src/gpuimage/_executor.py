@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from ._affine import Affine
     from ._dtypes import DTypeName
     from ._plan import BatchItem
+    from ._sampling import FrameSource, SampleRecipe
     from ._spec import ImageSpec
 
 __all__ = ["Buffer", "Executor", "Operand", "convert_each", "region_of", "slot_of"]
@@ -99,6 +100,21 @@ class Executor(Protocol):
         ``target`` (slot 0; slot ``i`` starts ``i * item_pitch`` bytes later), and ``pad`` (in output
         units) into the rest of every slot. Sources share a dtype and channel count; every region
         fits ``target.spec``'s height and width."""
+        ...
+
+    def convert_frames(
+        self,
+        sources: Sequence[FrameSource],
+        target: Operand,
+        item_pitch: int,
+        recipe: SampleRecipe,
+        stream: int,
+        /,
+    ) -> None:
+        """Write item ``i`` as ``_sampling`` defines it (colour, crop, resize, letterbox, normalize)
+        into slot ``i`` of ``target`` (slot 0; slot ``i`` starts ``i * item_pitch`` bytes later).
+        ``target.spec`` is one slot: ``recipe.height`` x ``recipe.width``, the order's channel count,
+        CHW or HWC, float32/float16/bfloat16 or uint8. Every source lies on the target's device."""
         ...
 
 

@@ -17,12 +17,15 @@ import numpy.typing as npt
 from . import _numpy
 from ._dtypes import DTypeName, accumulator, integer_range
 from ._executor import Operand, convert_each
+from ._host_frames import ArrayIO
+from ._host_frames import convert_frames as _convert_frames
 from ._layout import Layout
 from ._plan import Mode, mode
 
 if TYPE_CHECKING:
     from ._affine import Affine
     from ._plan import BatchItem
+    from ._sampling import FrameSource, SampleRecipe
 
 __all__ = ["EXECUTOR", "HostExecutor", "convert_arrays", "fill_arrays", "from_accumulator", "to_accumulator"]
 
@@ -150,5 +153,17 @@ class HostExecutor:
             convert=convert_arrays,
         )
 
+    def convert_frames(
+        self,
+        sources: Sequence[FrameSource],
+        target: Operand,
+        item_pitch: int,
+        recipe: SampleRecipe,
+        stream: int,
+        /,
+    ) -> None:
+        _convert_frames(sources, target, item_pitch, recipe, _ARRAY_IO)
 
+
+_ARRAY_IO: Final = ArrayIO(hwc_array, to_accumulator, from_accumulator)
 EXECUTOR: Final = HostExecutor()

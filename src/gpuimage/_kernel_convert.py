@@ -2,7 +2,7 @@
 
 The fastest executor, chosen wherever CuPy reaches a GPU: each conversion is one lookup of a cached
 launch plan (per dtypes, geometries, pointer alignments, map and device) and one launch; a batch is
-one launch over a table of its regions.
+one launch over a table of its regions; frames (colour, crop, resize, normalize) go to ``_frame_kernels``.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Final
 
 from . import _cupy
 from ._executor import Operand
+from ._frame_kernels import convert_frames as _convert_frames
 from ._geometry import Geometry
 from ._kernels import LaunchPlan, launch_batch, launch_plan
 from ._plan import MAX_VECTOR, plan_variant
@@ -19,6 +20,7 @@ from ._plan import MAX_VECTOR, plan_variant
 if TYPE_CHECKING:
     from ._affine import Affine
     from ._plan import BatchItem
+    from ._sampling import FrameSource, SampleRecipe
     from ._spec import ImageSpec
 
 __all__ = ["EXECUTOR", "KernelExecutor", "reaches_gpu"]
@@ -98,6 +100,18 @@ class KernelExecutor:
             stream=stream,
             device=target_spec.device.index,
         )
+
+    def convert_frames(
+        self,
+        sources: Sequence[FrameSource],
+        target: Operand,
+        item_pitch: int,
+        recipe: SampleRecipe,
+        stream: int,
+        /,
+    ) -> None:
+        # one launch per 32 items (_frame_kernels): parameters by value, no table to upload
+        _convert_frames(sources, target, item_pitch, recipe, stream)
 
 
 EXECUTOR: Final = KernelExecutor()

@@ -21,9 +21,13 @@ from ._affine import (
 )
 from ._conversions import check_is_image, converted
 from ._dtypes import AnyDType, DTypeLike, DTypeName, Float32, UInt8, parse_dtype
+from ._errors import SpecError
+from ._formats import ChannelOrderLike
+from ._frame_convert import is_frame, normalize_frame
 from ._layout import CHW, HWC, Layout
 
 if TYPE_CHECKING:
+    from ._frame import GpuFrame
     from ._image import GpuImage
 
 __all__ = ["denormalize", "normalize"]
@@ -66,45 +70,49 @@ def _hashable(values: object) -> float | tuple[float, ...] | None:
 
 @overload
 def normalize(
-    image: GpuImage[Any, Any],
+    image: GpuImage[Any, Any] | GpuFrame,
     mean: ChannelValues,
     std: ChannelValues,
     *,
     dtype: type[DT],
     scale: float | None = None,
     reverse_channels: bool = False,
+    order: ChannelOrderLike | None = None,
     out: GpuImage[CHW, Any] | None = None,
 ) -> GpuImage[CHW, DT]: ...
 @overload
 def normalize(
-    image: GpuImage[Any, Any],
+    image: GpuImage[Any, Any] | GpuFrame,
     mean: ChannelValues,
     std: ChannelValues,
     *,
     dtype: None = None,
     scale: float | None = None,
     reverse_channels: bool = False,
+    order: ChannelOrderLike | None = None,
     out: GpuImage[CHW, Any] | None = None,
 ) -> GpuImage[CHW, Float32]: ...
 @overload
 def normalize(
-    image: GpuImage[Any, Any],
+    image: GpuImage[Any, Any] | GpuFrame,
     mean: ChannelValues,
     std: ChannelValues,
     *,
     dtype: DTypeLike,
     scale: float | None = None,
     reverse_channels: bool = False,
+    order: ChannelOrderLike | None = None,
     out: GpuImage[CHW, Any] | None = None,
 ) -> GpuImage[CHW]: ...
 def normalize(
-    image: GpuImage[Any, Any],
+    image: GpuImage[Any, Any] | GpuFrame,
     mean: ChannelValues,
     std: ChannelValues,
     *,
     dtype: DTypeLike | None = None,
     scale: float | None = None,
     reverse_channels: bool = False,
+    order: ChannelOrderLike | None = None,
     out: GpuImage[CHW, Any] | None = None,
 ) -> GpuImage[CHW, Any]:
     """Turn a decoded image into model input in one pass: ``(x * scale - mean[c]) / std[c]``, CHW.
@@ -115,8 +123,13 @@ def normalize(
         dtype: of the result (default float32; float16 and bfloat16 round to nearest even).
         scale: brings raw values to the units of mean and std; default 1/255 for uint8 and 1/65535
             for uint16 (torchvision's convention), else 1.
-        reverse_channels: read channels in reverse order (BGR in, RGB out).
+        reverse_channels: read channels in reverse order (BGR in, RGB out). Images only.
+        order: frames only: the output's channel order, "RGB" (default), "BGR", "RGBA" or "BGRA".
         out: a CHW image to write into, for example ``GpuImage.from_torch(batch[i], layout="CHW")``.
+
+    A ``GpuFrame`` (NV12, P010, ...) is converted to R'G'B' values in [0, 1], scaled, normalized and
+    laid out CHW in one launch (see "Video frames" in the docs): ``scale`` applies to those values
+    and defaults to 1, so ``mean`` and ``std`` are in [0, 1] units either way.
 
     Returns:
         ``out``, or a new packed CHW image on the image's device, ready on the image's stream.
@@ -127,6 +140,17 @@ def normalize(
         InteropError: an image or ``out`` that is not a GpuImage.
     """
     where = "normalize()"
+    if is_frame(image):
+        if reverse_channels is not False:
+            raise SpecError(f"{where}: expected order='BGR' for a frame, got reverse_channels=True.")
+        frame = cast("GpuFrame", image)
+        return normalize_frame(frame, mean, std, dtype=dtype, scale=scale, order=order or "RGB", out=out)
+    if order is not None:
+        raise SpecError(
+            f"{where}: expected order=None for an image (its channel order is not recorded), got "
+            f"order={order!r}. Pass reverse_channels=True to turn BGR into RGB."
+        )
+    image = cast("GpuImage[Any, Any]", image)
     check_is_image(image, where=where)
     target = parse_dtype(Float32 if dtype is None else dtype, where=where)
     key = (_hashable(mean), _hashable(std), scale, reverse_channels)

@@ -25,7 +25,9 @@ __all__ = [
     "CurrentStreams",
     "StreamOrdering",
     "begin_conversion",
+    "begin_write",
     "end_conversion",
+    "end_write",
     "keep_for_handle",
     "ready_stream",
 ]
@@ -238,6 +240,16 @@ def end_conversion(
     if record_read:
         event = runtime().record(stream, source._device_index)  # pyright: ignore[reportPrivateUsage]
         source._ready.reads[stream] = event  # pyright: ignore[reportPrivateUsage]
+    target._written_on(stream, keep)  # pyright: ignore[reportPrivateUsage]
+
+
+def begin_write(target: StreamOrdering, stream: int, keep: object) -> None:
+    """Order a write of ``target`` on ``stream`` that reads no image (a frame conversion's output)."""
+    target._write_on(stream, keep)  # pyright: ignore[reportPrivateUsage]
+
+
+def end_write(target: StreamOrdering, stream: int, keep: object) -> None:
+    """``target`` was written by the work queued on ``stream`` so far: consumers wait for that stream."""
     target._written_on(stream, keep)  # pyright: ignore[reportPrivateUsage]
 
 

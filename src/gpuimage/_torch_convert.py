@@ -26,11 +26,13 @@ from ._dtypes import DTypeName, accumulator, integer_range
 from ._executor import Operand, convert_each
 from ._layout import Layout
 from ._plan import Mode, mode
+from ._torch_frames import convert_frames as _convert_frames
 from ._torch_runtime import stream_context
 
 if TYPE_CHECKING:
     from ._affine import Affine
     from ._plan import BatchItem
+    from ._sampling import FrameSource, SampleRecipe
 
 __all__ = ["EXECUTOR", "TorchExecutor", "convert_tensors", "fill_tensors", "reaches_gpu"]
 
@@ -172,6 +174,18 @@ class TorchExecutor:
                 fill=fill_tensors,
                 convert=convert_tensors,
             )
+
+    def convert_frames(
+        self,
+        sources: Sequence[FrameSource],
+        target: Operand,
+        item_pitch: int,
+        recipe: SampleRecipe,
+        stream: int,
+        /,
+    ) -> None:
+        with _on_stream(stream, target):
+            _convert_frames(sources, target, item_pitch, recipe, hwc_tensor)
 
 
 EXECUTOR: Final = TorchExecutor()

@@ -21,9 +21,11 @@ from gpuimage import (
     BFloat16,
     Float16,
     Float32,
+    GpuFrame,
     GpuImage,
     ImageSpec,
     Layout,
+    PixelFormat,
     UInt8,
     UInt16,
     denormalize,
@@ -102,6 +104,19 @@ def specific_images_widen(image: GpuImage[HWC, UInt8]) -> None:
     any_dtype: GpuImage[HWC] = image
     anything: GpuImage = image
     del any_dtype, anything
+
+
+def frames_convert_to_typed_images(frame: GpuFrame, tensor: torch.Tensor, layout: Layout) -> None:
+    assert_type(frame.to_image(), GpuImage[HWC, UInt8])
+    assert_type(frame.to_image(layout="CHW"), GpuImage[CHW, UInt8])
+    assert_type(frame.to_image(layout=CHW, dtype=Float32), GpuImage[CHW, Float32])
+    assert_type(frame.to_image(dtype=Float16, order="BGR"), GpuImage[HWC, Float16])
+    assert_type(frame.to_image(dtype="float32"), GpuImage[HWC, AnyDType])
+    assert_type(frame.to_image(layout=layout), GpuImage[AnyLayout, AnyDType])
+    frame.to_image().as_gpumat()  # an HWC image again: a GpuMat view type-checks
+    assert_type(frame.planes[1].as_gpumat(), cv2.cuda.GpuMat)  # planes are HWC images
+    assert_type(GpuFrame.from_dlpack(tensor, format="NV12").as_torch(), torch.Tensor)
+    assert_type(GpuFrame.empty(64, 32, format=PixelFormat.P010, colour=None), GpuFrame)
 
 
 # A typed three-stage pipeline: decode -> preprocess -> infer.

@@ -1,0 +1,195 @@
+// gpuimage's frame kernel: colour conversion, crop, resize, letterbox, normalization and store of up to
+// MAX_ITEMS regions (of video frames or packed images) into a batch, in one launch. _sampling.py defines
+// what it computes; _frame_params.py packs its parameters, and _frame_kernels.py compiles it with NVRTC
+// (through CuPy) once per variant, prepending the #defines that specialise it:
+//   SRC_KIND (0 packed/GRAY, 1 Y + interleaved chroma plane, 2 Y, U, V planes), SRC_T (storage type of a
+//   sample), LOAD(x) (a stored sample as a float), SRC_SHIFT (P010: 6), CHROMA_SHIFT_X/Y (log2 of the chroma subsampling), RESIZE (0 identity,
+//   1 nearest, 2 bilinear), DST (0 float32, 1 float16, 2 bfloat16, 3 uint8), CHANNELS (3 or 4),
+//   MAX_ITEMS, ITEM_BYTES and PARAMS_BYTES (checked below against the host's struct layout).
+// It is compiled with --fmad=false: every product and sum rounds once, as the float32 recipe says.
+//
+// One thread computes one output pixel, all channels: x = blockIdx.x * 32 + threadIdx.x (consecutive
+// threads write consecutive pixels, so CHW stores are coalesced), y likewise with 8 rows per block,
+// z = the item. All parameters travel by value in one struct (no table in device memory to upload).
+
+#define KIND_PACKED 0
+#define KIND_SEMI_PLANAR 1
+#define KIND_PLANAR 2
+#define RESIZE_IDENTITY 0
+#define RESIZE_NEAREST 1
+#define RESIZE_BILINEAR 2
+#define DST_FLOAT32 0
+#define DST_FLOAT16 1
+#define DST_BFLOAT16 2
+#define DST_UINT8 3
+
+// Every field at its natural alignment, no padding: the host packs the same bytes with struct.
+struct Shared {
+  unsigned long long dst;  // slot 0 of this launch
+  long long dst_row, dst_pixel, dst_channel, item_pitch;  // bytes
+  float matrix[9];  // YUV: rows = output colour channels, columns = codes read (Y, chroma 1, chroma 2)
+  float offsets[3];  // YUV: subtracted from the codes before the matrix
+  float code_scale;  // packed: value = code * code_scale (1/255, 1/65535 or 1)
+  float factors[4], shifts[4], pad[4];  // out = value * factor + shift; pad already in output units
+  int source_channel[4];  // packed: the source channel of each output channel; -1 gives 1.0 (alpha)
+  int out_width, out_height, count;  // the slot's size; items in this launch
+};
+
+struct Item {
+  unsigned long long plane[3];  // element (0, 0) of each plane of the whole frame
+  long long row_pitch[3];  // bytes
+  long long pixel_stride, channel_stride;  // packed sources: bytes (YUV planes are packed)
+  double ratio_x, ratio_y;  // region / placement size, as the reference divides them (float64)
+  int region_x, region_y, region_width, region_height;  // in luma pixels of the whole frame
+  int place_x, place_y, place_width, place_height;  // in output pixels of the slot
+};
+
+struct Params {
+  Shared shared;
+  Item items[MAX_ITEMS];
+};
+
+static_assert(sizeof(Item) == ITEM_BYTES, "gpuimage: Item layout differs from _frame_params.ITEM");
+static_assert(sizeof(Params) == PARAMS_BYTES, "gpuimage: Params layout differs from _frame_params");
+
+// float16 and bfloat16 travel as their bits, as in _kernels.cu (no cuda_fp16.h at run time).
+__device__ __forceinline__ float half_to_float(unsigned short bits) {
+  float value;
+  asm("cvt.f32.f16 %0, %1;" : "=f"(value) : "h"(bits));
+  return value;
+}
+__device__ __forceinline__ float bfloat_to_float(unsigned short bits) {
+  return __uint_as_float(((unsigned int)bits) << 16);
+}
+__device__ __forceinline__ unsigned short float_to_half(float value) {
+  unsigned short bits;
+  asm("cvt.rn.f16.f32 %0, %1;" : "=h"(bits) : "f"(value));
+  return bits;
+}
+__device__ __forceinline__ unsigned short float_to_bfloat(float value) {
+  unsigned int bits = __float_as_uint(value);
+  if ((bits & 0x7fffffffu) > 0x7f800000u) return (unsigned short)((bits >> 16) | 0x40u);  // quiet NaN
+  bits += 0x7fffu + ((bits >> 16) & 1u);  // round half to even
+  return (unsigned short)(bits >> 16);
+}
+
+__device__ __forceinline__ void store(unsigned char* at, float value) {
+#if DST == DST_FLOAT32
+  *(float*)at = value;
+#elif DST == DST_FLOAT16
+  *(unsigned short*)at = float_to_half(value);
+#elif DST == DST_BFLOAT16
+  *(unsigned short*)at = float_to_bfloat(value);
+#else
+  // round half to even, saturate, NaN -> 0 (as _kernels.cu's saturate_float)
+  unsigned char code = 0;
+  if (value == value) {
+    const float rounded = rintf(value);
+    code = rounded <= 0.0f ? 0 : (rounded >= 255.0f ? 255 : (unsigned char)rounded);
+  }
+  *at = code;
+#endif
+}
+
+__device__ __forceinline__ float code_at(const unsigned char* at) {
+#if SRC_SHIFT
+  return LOAD(*(const SRC_T*)at >> SRC_SHIFT);  // P010: 10 significant bits in the high bits
+#else
+  return LOAD(*(const SRC_T*)at);
+#endif
+}
+
+// Step 1 of _sampling: the values of pixel (x, y) of the whole frame, in [0, 1] units.
+__device__ __forceinline__ void pixel_values(const Shared& s, const Item& item, int x, int y,
+                                             float value[CHANNELS]) {
+  const unsigned char* luma = (const unsigned char*)item.plane[0] + (long long)y * item.row_pitch[0];
+#if SRC_KIND == KIND_PACKED
+  const unsigned char* pixel = luma + (long long)x * item.pixel_stride;
+#pragma unroll
+  for (int c = 0; c < CHANNELS; ++c) {
+    const int from = s.source_channel[c];
+    value[c] = from < 0 ? 1.0f : code_at(pixel + from * item.channel_stride) * s.code_scale;
+  }
+#else
+  const int cx = x >> CHROMA_SHIFT_X, cy = y >> CHROMA_SHIFT_Y;
+  const unsigned char* chroma = (const unsigned char*)item.plane[1] + (long long)cy * item.row_pitch[1];
+#if SRC_KIND == KIND_SEMI_PLANAR
+  const unsigned char* pair = chroma + (long long)cx * (2 * sizeof(SRC_T));
+  const float first = code_at(pair), second = code_at(pair + sizeof(SRC_T));
+#else
+  const unsigned char* other = (const unsigned char*)item.plane[2] + (long long)cy * item.row_pitch[2];
+  const float first = code_at(chroma + (long long)cx * sizeof(SRC_T));
+  const float second = code_at(other + (long long)cx * sizeof(SRC_T));
+#endif
+  const float codes[3] = {code_at(luma + (long long)x * sizeof(SRC_T)) - s.offsets[0],
+                          first - s.offsets[1], second - s.offsets[2]};
+#pragma unroll
+  for (int c = 0; c < 3; ++c) {
+    const float v = s.matrix[3 * c] * codes[0] + s.matrix[3 * c + 1] * codes[1] + s.matrix[3 * c + 2] * codes[2];
+    value[c] = fminf(fmaxf(v, 0.0f), 1.0f);  // NaN cannot arise from codes
+  }
+  if (CHANNELS == 4) value[CHANNELS - 1] = 1.0f;
+#endif
+}
+
+#if RESIZE == RESIZE_BILINEAR
+// Step 3, one axis: OpenCV's INTER_LINEAR with half-pixel centres, in float64 as the reference.
+__device__ __forceinline__ void linear_taps(int d, double ratio, int length, int& first, int& second,
+                                            float& weight) {
+  const double position = ((double)d + 0.5) * ratio - 0.5;
+  const double index = floor(position);
+  first = (int)index;
+  double w = position - index;
+  if (first < 0) { first = 0; w = 0.0; }
+  if (first >= length - 1) { first = length - 1; w = 0.0; }
+  second = min(first + 1, length - 1);
+  weight = (float)w;
+}
+#elif RESIZE == RESIZE_NEAREST
+// INTER_NEAREST_EXACT: min(floor((d + 0.5) * ratio), length - 1).
+__device__ __forceinline__ int nearest_tap(int d, double ratio, int length) {
+  return min((int)floor(((double)d + 0.5) * ratio), length - 1);
+}
+#endif
+
+extern "C" __global__ void __launch_bounds__(256) gpuimage_frames(const __grid_constant__ Params params) {
+  const Shared& s = params.shared;
+  const int ox = blockIdx.x * blockDim.x + threadIdx.x;
+  const int oy = blockIdx.y * blockDim.y + threadIdx.y;
+  if (ox >= s.out_width || oy >= s.out_height || (int)blockIdx.z >= s.count) return;
+  const Item& item = params.items[blockIdx.z];
+  unsigned char* out = (unsigned char*)s.dst + (long long)blockIdx.z * s.item_pitch +
+                       (long long)oy * s.dst_row + (long long)ox * s.dst_pixel;
+  const int dx = ox - item.place_x, dy = oy - item.place_y;
+  if (dx < 0 || dy < 0 || dx >= item.place_width || dy >= item.place_height) {  // step 4: letterbox
+#pragma unroll
+    for (int c = 0; c < CHANNELS; ++c) store(out + c * s.dst_channel, s.pad[c]);
+    return;
+  }
+  float value[CHANNELS];
+#if RESIZE == RESIZE_IDENTITY
+  pixel_values(s, item, item.region_x + dx, item.region_y + dy, value);
+#elif RESIZE == RESIZE_NEAREST
+  pixel_values(s, item, item.region_x + nearest_tap(dx, item.ratio_x, item.region_width),
+               item.region_y + nearest_tap(dy, item.ratio_y, item.region_height), value);
+#else
+  int x0, x1, y0, y1;
+  float fx, fy;
+  linear_taps(dx, item.ratio_x, item.region_width, x0, x1, fx);
+  linear_taps(dy, item.ratio_y, item.region_height, y0, y1, fy);
+  x0 += item.region_x, x1 += item.region_x, y0 += item.region_y, y1 += item.region_y;
+  float v00[CHANNELS], v01[CHANNELS], v10[CHANNELS], v11[CHANNELS];
+  pixel_values(s, item, x0, y0, v00);
+  pixel_values(s, item, x1, y0, v01);
+  pixel_values(s, item, x0, y1, v10);
+  pixel_values(s, item, x1, y1, v11);
+#pragma unroll
+  for (int c = 0; c < CHANNELS; ++c) {
+    const float top = (1.0f - fx) * v00[c] + fx * v01[c];
+    const float bottom = (1.0f - fx) * v10[c] + fx * v11[c];
+    value[c] = (1.0f - fy) * top + fy * bottom;
+  }
+#endif
+#pragma unroll
+  for (int c = 0; c < CHANNELS; ++c) store(out + c * s.dst_channel, value[c] * s.factors[c] + s.shifts[c]);
+}

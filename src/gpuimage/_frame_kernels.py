@@ -1,0 +1,119 @@
+"""The frame kernel: ``_frame_kernels.cu`` compiled per variant (NVRTC, through CuPy) and launched.
+
+``convert_frames`` is the kernel executor's ``Executor.convert_frames``. ``_frame_params`` checks the
+call and packs the parameters, which the kernel takes BY VALUE in one struct (no table to upload); each
+launch converts up to ``MAX_ITEMS`` (32) items, so a batch of up to 32 items is ONE launch and more are
+``ceil(N / 32)`` launches on the same stream, queued only after every item was checked. What the kernel
+computes is ``_sampling``'s definition, with ``_colour``'s constants computed on the host.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+from collections.abc import Callable, Sequence
+from importlib import resources
+from typing import TYPE_CHECKING
+
+from ._backends import missing_backend
+
+try:
+    import cupy
+except ImportError as exc:  # pragma: no cover - exercised only where CuPy is absent
+    raise missing_backend("cupy") from exc
+
+from ._errors import CudaError
+from ._frame_params import BLOCK, FrameVariant, defines, plan_launches
+from ._kernels import (
+    _INVALID_CONTEXT,  # pyright: ignore[reportPrivateUsage]
+    _OPTIONS,  # pyright: ignore[reportPrivateUsage]
+    _raw_launch,  # pyright: ignore[reportPrivateUsage]
+    _single_device,  # pyright: ignore[reportPrivateUsage]
+)
+
+if TYPE_CHECKING:
+    from ._executor import Operand
+    from ._sampling import FrameSource, SampleRecipe
+
+__all__ = ["convert_frames"]
+
+_WHERE = "convert_frames()"
+
+
+def convert_frames(
+    sources: Sequence[FrameSource], target: Operand, item_pitch: int, recipe: SampleRecipe, stream: int
+) -> None:
+    """Queue on ``stream`` (a raw handle on the target's device) the launches that write item ``i`` as
+    ``_sampling`` defines it into slot ``i`` of ``target``, ``i * item_pitch`` bytes after slot 0.
+
+    Raises:
+        SpecError, DTypeError, BoundsError, StrideError, DeviceError, PitchError: a call that
+            ``_frame_params.plan_launches`` refuses (nothing is queued then).
+        CudaError: compiling or launching the kernel failed.
+    """
+    device = target.spec.device.index
+    for launch in plan_launches(sources, target, item_pitch, recipe):
+        _launch(launch.variant, device, launch.grid, stream, launch.parameters)
+
+
+@functools.cache
+def _source() -> str:
+    return resources.files("gpuimage").joinpath("_frame_kernels.cu").read_text(encoding="utf-8")
+
+
+_modules: list[cupy.cuda.function.Module] = []  # loaded for the process: launches use raw handles
+
+
+@functools.cache
+def _function(variant: FrameVariant, device: int) -> cupy.cuda.function.Function:
+    """The compiled kernel for ``variant``, loaded on ``device`` (compiled once per process)."""
+    source = defines(variant) + _source()
+    with cupy.cuda.Device(device):
+        try:
+            compiled = cupy.cuda.compiler.compile_using_nvrtc(source, _OPTIONS)
+            image = compiled[0] if isinstance(compiled, tuple) else compiled
+            module = cupy.cuda.function.Module()
+            module.load(image.encode() if isinstance(image, str) else image)  # cubin, or PTX text
+            function = module.get_function("gpuimage_frames")
+        except (cupy.cuda.compiler.CompileException, RuntimeError) as exc:  # a bug of ours, never the input
+            raise CudaError(
+                f"convert_frames(): compiling the frame kernel for {variant} on cuda:{device} failed "
+                f"({type(exc).__name__}). Report it with this log:\n{exc}\nDefines:\n{defines(variant)}"
+            ) from exc
+    _modules.append(module)
+    return function
+
+
+def _launch(
+    variant: FrameVariant,
+    device: int,
+    grid: tuple[int, int, int],
+    stream: int,
+    buffer: ctypes.Array[ctypes.c_char],
+) -> None:
+    """``cuLaunchKernel`` with the one parameter in ``buffer`` (the driver copies it at the call)."""
+    function = _function(variant, device)
+    driver = _raw_launch()
+    if driver is None:
+        raise CudaError(f"{_WHERE}: expected the CUDA driver (libcuda.so.1), got none. Install a driver.")
+    parameters = (ctypes.c_void_p * 1)(ctypes.addressof(buffer))
+    dims = [ctypes.c_uint(value) for value in (*grid, *BLOCK, 0)]  # grid, block, shared memory bytes
+    args = (ctypes.c_void_p(function.ptr), *dims, ctypes.c_void_p(stream), parameters, None)
+    if _single_device() or cupy.cuda.runtime.getDevice() == device:
+        status = _call(driver, args, device)
+    else:
+        with cupy.cuda.Device(device):
+            status = _call(driver, args, device)
+    if status:
+        raise CudaError(
+            f"{_WHERE}: launching the frame kernel ({variant}, grid {grid}) on cuda:{device} failed: "
+            f"CUresult {status}."
+        )
+
+
+def _call(driver: Callable[..., int], args: tuple[object, ...], device: int) -> int:
+    status = driver(*args)
+    if status == _INVALID_CONTEXT:
+        cupy.cuda.runtime.setDevice(device)  # binds the device's primary context to this thread
+        status = driver(*args)
+    return status
