@@ -13,7 +13,9 @@ std`` (ImageNet) -> one ``(8, 3, 224, 224)`` float32 batch. One row per route:
   resize="bilinear", out=batch)`` (one launch) over a ``GpuFrame.from_dlpack(nv12, format="NV12",
   colour=ColorSpec(BT709, LIMITED))`` made once before the clock; the same without ``out=``
   (returns a new torch tensor); and ``from_dlpack`` + ``normalize_batch(out=)`` per frame (the
-  wrap of a new decoded frame timed too: shown, not judged).
+  wrap of a new decoded frame timed too: shown, not judged). Frames are imported with
+  ``stream=_current_stream()``, so that gpuimage queues on the stream the others use (a
+  frame with nothing pending converts on the executor's current stream, CuPy's).
 - torch: plane arithmetic (BT.709 limited, chroma nearest-upsampled) over the whole frame, then per
   region ``F.interpolate(bilinear, align_corners=False, antialias=False)``, ``cat`` and an in-place
   normalize (``_frames_routes.TorchRoute``).
@@ -221,11 +223,21 @@ def spec(matrix: str, colour_range: str) -> Any:
     return GPUIMAGE.ColorSpec(matrix=matrix, range=colour_range)
 
 
+def _current_stream() -> object:
+    """torch's current stream, where the other libraries queue (None without CUDA: stand-in runs)."""
+    try:
+        return torch.cuda.current_stream()
+    except (AssertionError, RuntimeError):  # a CPU build of torch
+        return None
+
+
 def compare_with_gpuimage(rows: list[Row], nv12: torch.Tensor, rois: list[Roi]) -> None:
     """Print each CV-CUDA route's max |diff| against gpuimage's batch of the frame as BT.601 limited
     (the colour CV-CUDA's cvtcolor computes). Run last: a gpuimage failure cannot spoil the rest."""
     try:
-        frame = GPUIMAGE.GpuFrame.from_dlpack(nv12, format="NV12", colour=spec("BT601", "LIMITED"))
+        frame = GPUIMAGE.GpuFrame.from_dlpack(
+            nv12, format="NV12", colour=spec("BT601", "LIMITED"), stream=_current_stream()
+        )
         kwargs = {"rois": rois, "size": SLOT, "resize": "bilinear"}
         ours = as_tensor(GPUIMAGE.normalize_batch([frame] * len(rois), MEAN, STD, **kwargs)).clone()
     except Exception as exc:
@@ -260,7 +272,9 @@ def frame_rows(cv: Any, missing: str, loop: Loop) -> tuple[list[Row], str]:
     items, options = len(rois), {"rois": rois, "size": SLOT, "resize": "bilinear"}
 
     def wrap() -> Any:
-        return GPUIMAGE.GpuFrame.from_dlpack(nv12, format="NV12", colour=spec("BT709", "LIMITED"))
+        return GPUIMAGE.GpuFrame.from_dlpack(
+            nv12, format="NV12", colour=spec("BT709", "LIMITED"), stream=_current_stream()
+        )
 
     def batch_op(with_out: bool) -> Op:
         frame, kwargs = wrap(), {**options, "out": out} if with_out else options
@@ -309,7 +323,9 @@ def bandwidth_rows(loop: Loop) -> tuple[list[Row], dict[str, Any]]:
     nbytes = height * width * 3 // 2 + 3 * height * width * 4
 
     def frame() -> Any:
-        return GPUIMAGE.GpuFrame.from_dlpack(nv12, format="NV12", colour=spec("BT709", "LIMITED"))
+        return GPUIMAGE.GpuFrame.from_dlpack(
+            nv12, format="NV12", colour=spec("BT709", "LIMITED"), stream=_current_stream()
+        )
 
     def normalize() -> Op:
         made = frame()

@@ -425,7 +425,9 @@ class _Gpuimage:
 
         class GpuFrame:
             @staticmethod
-            def from_dlpack(obj: torch.Tensor, *, format: str, colour: ColorSpec) -> _Frame:
+            def from_dlpack(
+                obj: torch.Tensor, *, format: str, colour: ColorSpec, stream: object = None
+            ) -> _Frame:
                 assert format == "NV12"
                 stand_in.calls.append("from_dlpack")
                 return _Frame(obj, colour, routes)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -17,7 +16,7 @@ from gpuimage._colour import yuv_to_rgb
 from gpuimage._conversions import override_executor
 from gpuimage._executor import Operand
 from gpuimage._formats import ChannelOrder, PixelFormat
-from gpuimage._frame_convert import batch_sources, frame_recipe, frame_to_image, is_frame, normalize_frame
+from gpuimage._frame_convert import batch_sources, frame_to_image, is_frame, normalize_frame
 from gpuimage._sampling import FrameSource, SampleRecipe
 
 BT601 = ColorSpec(matrix="BT601", range="LIMITED")
@@ -102,30 +101,6 @@ def test_normalize_of_a_frame_scales_values_in_unit_range() -> None:
     assert recipe.shifts == (-1.0, -1.0, -0.0)
     assert image.dtype == "float16"
     assert image.layout is gi.Layout.CHW
-
-
-def test_an_image_source_keeps_normalizes_scale_on_codes() -> None:
-    image = GpuImage.from_numpy(np.zeros((4, 4, 3), np.uint8), layout="HWC")
-    (source,) = batch_sources([image], None, "test")
-    assert source.format is PixelFormat.RGB
-    assert source.colour is None
-    common: dict[str, Any] = {
-        "size": (2, 2),
-        "resize": "bilinear",
-        "keep_aspect": False,
-        "order": ChannelOrder.RGB,
-        "mean": 0.5,
-        "std": 0.25,
-        "pad_value": 0.0,
-        "where": "test",
-    }
-    # (code / 255 - 0.5) / 0.25 in both: the executor's value of a uint8 code is code / 255
-    as_image = frame_recipe(source, scale=None, is_image=True, **common)
-    assert as_image.factors == pytest.approx((4.0,) * 3)
-    explicit = frame_recipe(source, scale=1 / 255, is_image=True, **common)
-    assert explicit.factors == pytest.approx((4.0,) * 3)
-    as_frame = frame_recipe(source, scale=None, is_image=False, **common)
-    assert as_frame.factors == (4.0,) * 3
 
 
 def test_refusals_name_the_fix() -> None:

@@ -133,6 +133,8 @@ def test_the_grid_covers_the_slot_with_one_z_per_item() -> None:
     assert grid_for(3840, 2160, 1) == (120, 270, 1)
     assert grid_for(1, 1, 32) == (1, 1, 32)
     assert grid_for(33, 9, 1) == (2, 2, 1)
+    assert grid_for(3840, 2160, 1, 4) == (30, 270, 1)
+    assert grid_for(129, 1, 2, 4) == (2, 1, 2)
 
 
 def _nv12(

@@ -70,6 +70,9 @@ BASE = frozenset(
         "_colour",  # the NumPy reference of YUV -> RGB
         "_sampling",  # what a frame conversion computes (issue 13)
         "_frame_convert",  # frames through one executor call: checks, allocation, ordering
+        "_frame_recipe",
+        "_frame_batch",  # normalize_batch over frames (and with resize=)
+        "_batch_out",  # where a batch conversion writes
         "__init__",
         "__main__",
     }

@@ -1,15 +1,9 @@
-"""DLPack spoke: capsules in both directions, versioned (DLPack 1.x) and legacy, with ctypes.
-
-Export: each capsule points at a ``DLManagedTensor[Versioned]`` that Python owns, kept in a registry
-with the image's memory owner until the consumer calls the deleter. Our capsules have no destructor:
-a ctypes callback cannot leave a consumer's pending exception in place (``np.from_dlpack`` of a CUDA
-image drops our capsule while its own error is set), so a capsule dropped unconsumed is found by a
-sweep instead, as ``as_gpumat()`` views are: after each garbage collection, and whenever the registry
-has doubled. Import: the capsule is renamed ``used_dltensor[_versioned]`` under a lock (one consumer
-wins), and its deleter is called once, when the last image or view of it is gone.
-
-Strides in DLPack are in ELEMENTS; gpuimage's are in bytes. Conversion happens here only.
-"""
+"""DLPack spoke: capsules both ways, versioned (1.x) and legacy, with ctypes. Export: each capsule points
+at a ``DLManagedTensor[Versioned]`` Python owns, kept in a registry with the memory's owner until the
+consumer calls the deleter; capsules have no destructor (a ctypes callback cannot leave a consumer's
+pending exception in place), so one dropped unconsumed is found by a sweep after each collection and
+whenever the registry has doubled. Import: the capsule is renamed under a lock (one consumer wins); its
+deleter runs once, when the last image or view of it is gone. DLPack strides are in ELEMENTS."""
 
 from __future__ import annotations
 
@@ -101,8 +95,7 @@ def _references(entry: tuple[object, ...]) -> int:
     return sys.getrefcount(entry[_CAPSULE])
 
 
-# The count a capsule has when only its registry entry refers to it, measured the way the sweep
-# measures it rather than assumed (it differs between Python versions).
+# The count a capsule has when only its registry entry refers to it, measured as the sweep does.
 _BASELINE = _references((None, None, None, None, object()))
 
 
@@ -189,9 +182,9 @@ class DLPackOwner:
             deleter(self._address)
 
 
-# Check-and-rename of a capsule is one step: two threads consuming one capsule must not both win
-# (the deleter would run twice). Re-entrant, and the name is checked again before the rename, in case
-# a finalizer run by a collection inside the step consumes the same capsule on this thread.
+# Check-and-rename of a capsule is one step: two threads consuming one capsule must not both win (the
+# deleter would run twice). Re-entrant; the name is checked again before the rename, in case a finalizer
+# run by a collection inside the step consumes the same capsule on this thread.
 _consume_lock = threading.RLock()
 
 
@@ -313,11 +306,17 @@ def _request_capsule(obj: object, *, stream: int, producer: str, where: str) -> 
         ) from exc
 
 
+def _shown(value: object) -> str:
+    try:  # only for a refusal: a repr on every import would cost more than the import
+        return reprlib.repr(value)
+    except Exception:  # a hostile __repr__
+        return f"a {type(value).__name__}"
+
+
 def _announced_device(dlpack_device: Callable[[], object], producer: str, *, where: str) -> Device | None:
     """The device of ``__dlpack_device__()``; None for kinds that the capsule's own check refuses."""
     try:
         pair: object = dlpack_device()
-        shown = reprlib.repr(pair)  # reprlib survives a hostile __repr__
         items = tuple(cast("tuple[object, ...]", pair)) if isinstance(pair, tuple) else ()
         values = [int.__int__(item) for item in items if isinstance(item, int)]  # IntEnum included
     except Exception as exc:
@@ -326,6 +325,7 @@ def _announced_device(dlpack_device: Callable[[], object], producer: str, *, whe
             f"{type(exc).__name__}: {exc}. Report it to the producer's authors."
         ) from exc
     if len(items) != 2 or len(values) != 2:
+        shown = _shown(pair)
         raise InteropError(
             f"{where}: expected {producer}.__dlpack_device__() to return a (device_type, device_id) pair "
             f"of ints, got {shown}. Report it to the producer's authors."

@@ -16,7 +16,8 @@ from ._dtypes import DTypeLike, Float32, dtype_info, parse_dtype
 from ._errors import DeviceError, SpecError
 from ._executor import Buffer
 from ._formats import ChannelOrder, ChannelOrderLike, parse_channel_order
-from ._frame_convert import batch_sources, convert_frames_into, frame_recipe, is_frame
+from ._frame_convert import batch_sources, convert_frames_into, is_frame
+from ._frame_recipe import frame_recipe
 from ._geometry import byte_extent
 from ._image_batch import GpuBatch
 from ._layout import Layout
@@ -147,7 +148,8 @@ def normalize_frames_batch(
         (geometry.channel_stride, geometry.row_pitch, geometry.pixel_stride),
         dtype_info(target).itemsize,
     )
-    planes = [cast("GpuImage[Any, Any]", plane) for source in sources for plane in source.planes]
+    unique = {id(plane): plane for source in sources for plane in source.planes}  # regions share planes
+    planes = [cast("GpuImage[Any, Any]", plane) for plane in unique.values()]
     if any(ranges_overlap((plane.ptr, plane.nbytes), (batch.ptr, extent)) for plane in planes):
         raise SpecError(f"{where}: out overlaps an input; write into separate memory.")
     slot = Buffer(batch.ptr, trusted_spec(geometry, target, Layout.CHW, batch.device), batch.array)

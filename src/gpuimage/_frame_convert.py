@@ -11,18 +11,19 @@ frame module can import it lazily without an import circle.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, cast
 
-from ._affine import ChannelValues, finite_number, normalize_affine
+from ._affine import ChannelValues
 from ._conversions import executor_for
 from ._dtypes import DTypeLike, DTypeName, Float32, parse_dtype
 from ._errors import DeviceError, InteropError, LayoutError, SpecError
 from ._executor import Operand
 from ._exports import ImageExports
 from ._formats import FORMATS, ChannelOrder, ColorSpec, PixelFormat, parse_channel_order
+from ._frame_recipe import frame_recipe
 from ._layout import Layout, parse_layout
 from ._ordering import begin_write, end_write, ready_stream
-from ._sampling import FrameSource, ResizeMode, SampleRecipe
+from ._sampling import OUTPUT_DTYPES, FrameSource, SampleRecipe
 from ._spec import ImageSpec
 
 if TYPE_CHECKING:
@@ -32,16 +33,9 @@ __all__ = [
     "FrameLike",
     "batch_sources",
     "convert_frames_into",
-    "frame_recipe",
     "frame_to_image",
     "normalize_frame",
 ]
-
-_OUTPUT_ORDERS = frozenset({ChannelOrder.RGB, ChannelOrder.BGR, ChannelOrder.RGBA, ChannelOrder.BGRA})
-_OUTPUT_DTYPES: frozenset[DTypeName] = frozenset({"uint8", "float32", "float16", "bfloat16"})
-_RESIZE_MODES = ("bilinear", "nearest")
-_CODE_UNIT: dict[DTypeName, float] = {"uint8": 1.0 / 255.0, "uint16": 1.0 / 65535.0}
-"""The value of one code of a packed image's integer dtype (``_sampling`` step 1); floats are 1."""
 
 
 class FrameLike(Protocol):
@@ -64,125 +58,105 @@ def is_frame(item: object) -> bool:
     return not isinstance(item, ImageExports) and hasattr(item, "planes") and hasattr(item, "colour")
 
 
-def _source_of(item: object, region: tuple[int, int, int, int] | None, where: str) -> FrameSource:
-    """One item (a frame, or a packed HWC image) and its region, checked, as the executors see it."""
+class _Whole(NamedTuple):
+    """An item as a whole, checked once per call however many regions of it a batch reads."""
+
+    format: PixelFormat
+    planes: tuple[Operand, ...]
+    colour: ColorSpec | None
+    width: int
+    height: int
+
+
+_IMAGE_FORMATS = {1: PixelFormat.GRAY, 3: PixelFormat.RGB, 4: PixelFormat.RGBA}
+
+
+def _whole(item: object, where: str) -> _Whole:
+    """A frame, or a packed HWC image, checked as a source of a frame conversion."""
     if is_frame(item):
         frame = cast(FrameLike, item)
-        info = FORMATS[frame.format]
-        if info.is_yuv and frame.colour is None:
+        if frame.colour is None and FORMATS[frame.format].is_yuv:
             raise SpecError(
                 f"{where}: expected a frame whose colour description is known, got colour=None for a "
                 f"{frame.format.value} frame (its matrix and range decide every colour). Say which: "
                 "frame.with_colour(ColorSpec(matrix='BT709', range='LIMITED')) (HD video's usual one)."
             )
-        planes: tuple[Operand, ...] = frame.planes
-        width, height, pixel_format, colour = frame.width, frame.height, frame.format, frame.colour
-    elif isinstance(item, ImageExports):
+        return _Whole(frame.format, frame.planes, frame.colour, frame.width, frame.height)
+    if isinstance(item, ImageExports):
         image = cast("GpuImage[Any, Any]", item)
         if image.layout is not Layout.HWC:
             raise LayoutError(
                 f"{where}: expected HWC images (or frames), got a {image.layout.value} image. "
                 "Convert it first: image.to_layout('HWC')."
             )
-        formats = {1: PixelFormat.GRAY, 3: PixelFormat.RGB, 4: PixelFormat.RGBA}
-        if image.channels not in formats:
+        if image.channels not in _IMAGE_FORMATS:
             raise SpecError(f"{where}: expected images of 1, 3 or 4 channels, got channels={image.channels}.")
         if image.dtype not in ("uint8", "uint16", "float32"):
             raise SpecError(f"{where}: expected uint8, uint16 or float32 images, got dtype={image.dtype}.")
-        planes, width, height = (image,), image.width, image.height
-        pixel_format, colour = formats[image.channels], None
-    else:
-        raise InteropError(
-            f"{where}: expected GpuFrame or GpuImage items, got {type(item).__name__}. Wrap arrays first: "
-            "GpuImage.from_torch(tensor, layout='HWC') or GpuFrame.from_planes(planes, format='NV12')."
-        )
+        return _Whole(_IMAGE_FORMATS[image.channels], (image,), None, image.width, image.height)
+    raise InteropError(
+        f"{where}: expected GpuFrame or GpuImage items, got {type(item).__name__}. Wrap arrays first: "
+        "GpuImage.from_torch(tensor, layout='HWC') or GpuFrame.from_planes(planes, format='NV12')."
+    )
+
+
+def _source_of(whole: _Whole, region: object, where: str) -> FrameSource:
+    """``whole``'s region (None: all of it), bounds checked."""
+    width, height = whole.width, whole.height
     if region is None:
-        return FrameSource(pixel_format, planes, colour, (0, 0, width, height))
-    if (
-        not isinstance(cast(object, region), tuple)
-        or len(region) != 4
-        or any(type(v) is not int for v in region)
-    ):
+        return FrameSource(whole.format, whole.planes, whole.colour, (0, 0, width, height))
+    if type(region) is not tuple or len(region) != 4 or not all(type(v) is int for v in region):
         raise SpecError(
             f"{where}: expected each roi as an (x, y, width, height) tuple of ints, got {region!r}."
         )
-    x, y, region_width, region_height = region
-    if (
-        region_width <= 0
-        or region_height <= 0
-        or x < 0
-        or y < 0
-        or x + region_width > width
-        or y + region_height > height
+    x, y, region_width, region_height = cast("tuple[int, int, int, int]", region)
+    if not (region_width > 0 and region_height > 0 and x >= 0 and y >= 0) or (
+        x + region_width > width or y + region_height > height
     ):
         raise SpecError(
             f"{where}: expected a non-empty roi inside the {width}x{height} source, got roi={region!r}. "
             "Clip it to the frame first."
         )
-    return FrameSource(pixel_format, planes, colour, region)
+    return FrameSource(whole.format, whole.planes, whole.colour, cast("tuple[int, int, int, int]", region))
 
 
 def batch_sources(
     items: Sequence[object], rois: Sequence[tuple[int, int, int, int] | None] | None, where: str
 ) -> list[FrameSource]:
-    """One ``FrameSource`` per item, all of one format, plane dtype and device (one launch needs it)."""
+    """One ``FrameSource`` per item, all of one format, plane dtype and device (one launch needs it).
+    An item given many times (regions of one frame) is checked once."""
     if rois is not None and len(rois) != len(items):
         raise SpecError(f"{where}: expected one roi per item ({len(items)}), got {len(rois)}.")
-    sources = [_source_of(item, None if rois is None else rois[i], where) for i, item in enumerate(items)]
-    if not sources:
+    if not items:
         raise SpecError(f"{where}: expected at least one frame or image, got an empty sequence.")
-    first = sources[0]
-    for source in sources[1:]:
-        if source.format is not first.format or source.planes[0].spec.dtype != first.planes[0].spec.dtype:
-            raise SpecError(
-                f"{where}: expected items of one format and dtype (one launch reads them all), got "
-                f"{first.format.value} {first.planes[0].spec.dtype} and {source.format.value} "
-                f"{source.planes[0].spec.dtype}. Batch them in separate calls."
-            )
-        if source.planes[0].spec.device != first.planes[0].spec.device:
-            raise DeviceError(
-                f"{where}: expected items on one device, got {first.planes[0].spec.device} and "
-                f"{source.planes[0].spec.device}."
-            )
+    wholes: dict[int, _Whole] = {}
+    first: _Whole | None = None
+    sources: list[FrameSource] = []
+    for index, item in enumerate(items):
+        whole = wholes.get(id(item))
+        if whole is None:
+            whole = wholes[id(item)] = _whole(item, where)
+            if first is None:
+                first = whole
+            else:
+                _check_alike(first, whole, where)
+        sources.append(_source_of(whole, None if rois is None else rois[index], where))
     return sources
 
 
-def frame_recipe(
-    source: FrameSource,
-    *,
-    size: tuple[int, int],
-    resize: ResizeMode,
-    keep_aspect: bool,
-    order: ChannelOrder,
-    mean: ChannelValues,
-    std: ChannelValues,
-    scale: float | None,
-    pad_value: float,
-    is_image: bool,
-    where: str,
-) -> SampleRecipe:
-    """The recipe of ``(value * scale - mean) / std`` into ``size`` slots (value: ``_sampling`` step 1).
-
-    ``scale`` is in the caller's units: for frames the value is in [0, 1] and the default is 1; for
-    packed images it applies to the stored codes, as ``normalize`` does (default 1/255 for uint8).
-    """
-    if resize not in _RESIZE_MODES:
-        raise SpecError(f"{where}: expected resize='bilinear' or 'nearest', got resize={resize!r}.")
-    if type(keep_aspect) is not bool:
-        raise SpecError(f"{where}: expected keep_aspect True or False, got keep_aspect={keep_aspect!r}.")
-    if order not in _OUTPUT_ORDERS:
-        raise SpecError(f"{where}: expected order 'RGB', 'BGR', 'RGBA' or 'BGRA', got order={order.value!r}.")
-    channels = len(order.value)
-    # a frame's value is in [0, 1] and scale applies to it; an image's scale applies to its codes
-    unit = _CODE_UNIT.get(source.planes[0].spec.dtype, 1.0) if is_image else 1.0
-    factor = (unit if scale is None else finite_number(scale, "scale", where)) / unit
-    if factor == 0.0:
-        raise SpecError(f"{where}: expected a non-zero scale, got scale={scale!r}.")
-    affine = normalize_affine(channels, mean, std, factor, reverse=False, where=where)
-    pad = finite_number(pad_value, "pad_value", where)
-    return SampleRecipe(
-        size[0], size[1], resize, keep_aspect, order, affine.scale, affine.offset, (pad,) * channels
-    )
+def _check_alike(first: _Whole, other: _Whole, where: str) -> None:
+    """Refuse items that one launch cannot read together."""
+    spec, other_spec = first.planes[0].spec, other.planes[0].spec
+    if other.format is not first.format or other_spec.dtype != spec.dtype:
+        raise SpecError(
+            f"{where}: expected items of one format and dtype (one launch reads them all), got "
+            f"{first.format.value} {spec.dtype} and {other.format.value} {other_spec.dtype}. "
+            "Batch them in separate calls."
+        )
+    if other_spec.device != spec.device:
+        raise DeviceError(
+            f"{where}: expected items on one device, got {spec.device} and {other_spec.device}."
+        )
 
 
 def convert_frames_into(
@@ -196,7 +170,8 @@ def convert_frames_into(
 ) -> None:
     """Queue the conversion on ``stream`` after every plane's data, and record the reads on the planes.
     The caller orders the target (a new image is ready on ``stream``; ``out=`` is written there)."""
-    planes = [cast("GpuImage[Any, Any]", plane) for source in sources for plane in source.planes]
+    unique = {id(plane): plane for source in sources for plane in source.planes}  # regions share planes
+    planes = [cast("GpuImage[Any, Any]", plane) for plane in unique.values()]
     executor = executor_for(planes[0].device, where)
     if not planes[0].device.is_cuda:
         executor.convert_frames(sources, target, item_pitch, recipe, 0)
@@ -214,7 +189,7 @@ def _single(
     where: str,
 ) -> GpuImage[Any, Any]:
     """One frame converted whole into a new image (ready on the frame's stream) or into ``out``."""
-    source = _source_of(frame, None, where)
+    source = _source_of(_whole(frame, where), None, where)
     first = frame.planes[0]
     device = first.device
     executor = executor_for(device, where)
@@ -278,10 +253,10 @@ def frame_to_image(frame: FrameLike, *, layout: object, dtype: object, order: ob
     where = "GpuFrame.to_image()"
     target_layout = parse_layout(layout, where=where)
     target = parse_dtype(cast(DTypeLike, dtype), where=where)
-    if target not in _OUTPUT_DTYPES:
+    if target not in OUTPUT_DTYPES:
         raise SpecError(f"{where}: expected dtype uint8, float32, float16 or bfloat16, got dtype={target}.")
     channel_order = _order(order, where)
-    source = _source_of(frame, None, where)
+    source = _source_of(_whole(frame, where), None, where)
     factor = 255.0 if target == "uint8" else 1.0
     recipe = frame_recipe(
         source,
@@ -312,10 +287,10 @@ def normalize_frame(
     """``normalize`` of a frame: colour conversion, ``(v * scale - mean) / std`` and CHW in one launch."""
     where = "normalize()"
     target = parse_dtype(Float32 if dtype is None else dtype, where=where)
-    if target not in _OUTPUT_DTYPES:
+    if target not in OUTPUT_DTYPES:
         raise SpecError(f"{where}: expected dtype float32, float16, bfloat16 or uint8, got dtype={target}.")
     channel_order = _order(order, where)
-    source = _source_of(frame, None, where)
+    source = _source_of(_whole(frame, where), None, where)
     recipe = frame_recipe(
         source,
         size=(frame.height, frame.width),

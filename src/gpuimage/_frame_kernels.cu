@@ -5,12 +5,13 @@
 //   SRC_KIND (0 packed/GRAY, 1 Y + interleaved chroma plane, 2 Y, U, V planes), SRC_T (storage type of a
 //   sample), LOAD(x) (a stored sample as a float), SRC_SHIFT (P010: 6), CHROMA_SHIFT_X/Y (log2 of the chroma subsampling), RESIZE (0 identity,
 //   1 nearest, 2 bilinear), DST (0 float32, 1 float16, 2 bfloat16, 3 uint8), CHANNELS (3 or 4),
-//   MAX_ITEMS, ITEM_BYTES and PARAMS_BYTES (checked below against the host's struct layout).
+//   PIXELS (output pixels a thread: 4 without interpolation, else 1), MAX_ITEMS, ITEM_BYTES and
+//   PARAMS_BYTES (checked below against the host's struct layout).
 // It is compiled with --fmad=false: every product and sum rounds once, as the float32 recipe says.
 //
-// One thread computes one output pixel, all channels: x = blockIdx.x * 32 + threadIdx.x (consecutive
-// threads write consecutive pixels, so CHW stores are coalesced), y likewise with 8 rows per block,
-// z = the item. All parameters travel by value in one struct (no table in device memory to upload).
+// One thread computes PIXELS output pixels of one row, all channels: x = blockIdx.x * 32 * PIXELS +
+// threadIdx.x + 32 k (consecutive threads write consecutive pixels, so CHW stores are coalesced), y
+// with 8 rows per block, z = the item. All parameters travel by value in one struct (no table in device memory to upload).
 
 #define KIND_PACKED 0
 #define KIND_SEMI_PLANAR 1
@@ -154,42 +155,54 @@ __device__ __forceinline__ int nearest_tap(int d, double ratio, int length) {
 
 extern "C" __global__ void __launch_bounds__(256) gpuimage_frames(const __grid_constant__ Params params) {
   const Shared& s = params.shared;
-  const int ox = blockIdx.x * blockDim.x + threadIdx.x;
   const int oy = blockIdx.y * blockDim.y + threadIdx.y;
-  if (ox >= s.out_width || oy >= s.out_height || (int)blockIdx.z >= s.count) return;
+  if (oy >= s.out_height || (int)blockIdx.z >= s.count) return;
   const Item& item = params.items[blockIdx.z];
-  unsigned char* out = (unsigned char*)s.dst + (long long)blockIdx.z * s.item_pitch +
-                       (long long)oy * s.dst_row + (long long)ox * s.dst_pixel;
-  const int dx = ox - item.place_x, dy = oy - item.place_y;
-  if (dx < 0 || dy < 0 || dx >= item.place_width || dy >= item.place_height) {  // step 4: letterbox
+  // PIXELS output pixels of this row, blockDim.x apart: a warp writes consecutive elements each time
+  const int first_x = blockIdx.x * blockDim.x * PIXELS + threadIdx.x;
+  unsigned char* row = (unsigned char*)s.dst + (long long)blockIdx.z * s.item_pitch + (long long)oy * s.dst_row;
+  const int dy = oy - item.place_y;
+  const bool row_inside = dy >= 0 && dy < item.place_height;  // step 4: rows outside are letterbox
+  float value[PIXELS][CHANNELS];
+  bool inside[PIXELS];
+  // every read first, then every store: the loads of all PIXELS pixels are in flight together
 #pragma unroll
-    for (int c = 0; c < CHANNELS; ++c) store(out + c * s.dst_channel, s.pad[c]);
-    return;
-  }
-  float value[CHANNELS];
+  for (int k = 0; k < PIXELS; ++k) {
+    const int ox = first_x + k * (int)blockDim.x;
+    const int dx = ox - item.place_x;
+    inside[k] = row_inside && ox < s.out_width && dx >= 0 && dx < item.place_width;
+    if (!inside[k]) continue;
 #if RESIZE == RESIZE_IDENTITY
-  pixel_values(s, item, item.region_x + dx, item.region_y + dy, value);
+    pixel_values(s, item, item.region_x + dx, item.region_y + dy, value[k]);
 #elif RESIZE == RESIZE_NEAREST
-  pixel_values(s, item, item.region_x + nearest_tap(dx, item.ratio_x, item.region_width),
-               item.region_y + nearest_tap(dy, item.ratio_y, item.region_height), value);
+    pixel_values(s, item, item.region_x + nearest_tap(dx, item.ratio_x, item.region_width),
+                 item.region_y + nearest_tap(dy, item.ratio_y, item.region_height), value[k]);
 #else
-  int x0, x1, y0, y1;
-  float fx, fy;
-  linear_taps(dx, item.ratio_x, item.region_width, x0, x1, fx);
-  linear_taps(dy, item.ratio_y, item.region_height, y0, y1, fy);
-  x0 += item.region_x, x1 += item.region_x, y0 += item.region_y, y1 += item.region_y;
-  float v00[CHANNELS], v01[CHANNELS], v10[CHANNELS], v11[CHANNELS];
-  pixel_values(s, item, x0, y0, v00);
-  pixel_values(s, item, x1, y0, v01);
-  pixel_values(s, item, x0, y1, v10);
-  pixel_values(s, item, x1, y1, v11);
+    int x0, x1, y0, y1;
+    float fx, fy;
+    linear_taps(dx, item.ratio_x, item.region_width, x0, x1, fx);
+    linear_taps(dy, item.ratio_y, item.region_height, y0, y1, fy);
+    x0 += item.region_x, x1 += item.region_x, y0 += item.region_y, y1 += item.region_y;
+    float v00[CHANNELS], v01[CHANNELS], v10[CHANNELS], v11[CHANNELS];
+    pixel_values(s, item, x0, y0, v00);
+    pixel_values(s, item, x1, y0, v01);
+    pixel_values(s, item, x0, y1, v10);
+    pixel_values(s, item, x1, y1, v11);
 #pragma unroll
-  for (int c = 0; c < CHANNELS; ++c) {
-    const float top = (1.0f - fx) * v00[c] + fx * v01[c];
-    const float bottom = (1.0f - fx) * v10[c] + fx * v11[c];
-    value[c] = (1.0f - fy) * top + fy * bottom;
-  }
+    for (int c = 0; c < CHANNELS; ++c) {
+      const float top = (1.0f - fx) * v00[c] + fx * v01[c];
+      const float bottom = (1.0f - fx) * v10[c] + fx * v11[c];
+      value[k][c] = (1.0f - fy) * top + fy * bottom;
+    }
 #endif
+  }
 #pragma unroll
-  for (int c = 0; c < CHANNELS; ++c) store(out + c * s.dst_channel, value[c] * s.factors[c] + s.shifts[c]);
+  for (int k = 0; k < PIXELS; ++k) {
+    const int ox = first_x + k * (int)blockDim.x;
+    if (ox >= s.out_width) continue;
+    unsigned char* out = row + (long long)ox * s.dst_pixel;
+#pragma unroll
+    for (int c = 0; c < CHANNELS; ++c)
+      store(out + c * s.dst_channel, inside[k] ? value[k][c] * s.factors[c] + s.shifts[c] : s.pad[c]);
+  }
 }

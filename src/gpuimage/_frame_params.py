@@ -1,11 +1,7 @@
-"""The frame kernel's parameters, packed on the host: variants, checks, and one struct per launch. Pure.
-
-``_frame_kernels.cu`` takes ONE parameter by value, ``Params``: the ``Shared`` values of the call (the
-target's pointer and strides, the colour matrix folded with the code scales, the per-channel map and
-padding) and up to ``MAX_ITEMS`` ``Item`` records (each item's plane pointers and pitches, region,
-placement and resize ratios). ``plan_launches`` checks a call and packs those bytes, one buffer per
-launch; ``_frame_kernels`` compiles the variant and launches it. No GPU, no foreign library.
-"""
+"""The frame kernel's parameters, packed on the host (pure): ``_frame_kernels.cu`` takes ONE
+parameter by value, ``Params``: the call's ``Shared`` values (target pointer and strides, colour matrix
+folded with the code scales, per-channel map, padding) and up to ``MAX_ITEMS`` ``Item`` records (plane
+pointers and pitches, region, placement, resize ratios). ``plan_launches`` checks and packs them."""
 
 from __future__ import annotations
 
@@ -20,7 +16,7 @@ import numpy as np
 from ._colour import code_scales, ypbpr_to_rgb_matrix
 from ._errors import DeviceError, DTypeError, PitchError, SpecError, StrideError
 from ._formats import FORMATS, ChannelOrder, ColorSpec, FormatInfo
-from ._sampling import check_frames, code_unit, place
+from ._sampling import check_frames, code_unit, place, yuv_colour
 
 if TYPE_CHECKING:
     from ._device import Device
@@ -40,6 +36,7 @@ __all__ = [
     "defines",
     "frame_variant",
     "grid_for",
+    "pixels_per_thread",
     "plan_launches",
 ]
 
@@ -118,6 +115,7 @@ def defines(variant: FrameVariant) -> str:
         "RESIZE": variant.resize,
         "DST": _TARGETS[variant.target_dtype][0],
         "CHANNELS": variant.channels,
+        "PIXELS": pixels_per_thread(variant),
         "MAX_ITEMS": MAX_ITEMS,
         "ITEM_BYTES": ITEM.size,
         "PARAMS_BYTES": PARAMS_BYTES,
@@ -125,9 +123,18 @@ def defines(variant: FrameVariant) -> str:
     return "".join(f"#define {name} {value}\n" for name, value in lines.items())
 
 
-def grid_for(out_width: int, out_height: int, items: int) -> tuple[int, int, int]:
-    """The grid of one launch: blocks across the slot's width and height, one z per item."""
-    return -(-out_width // BLOCK[0]), -(-out_height // BLOCK[1]), items
+IDENTITY_PIXELS = 4  # per thread without interpolation, BLOCK[0] apart: their loads fly together
+
+
+def pixels_per_thread(variant: FrameVariant) -> int:
+    """How many output pixels of a row one thread of ``variant`` computes."""
+    return IDENTITY_PIXELS if variant.resize == _RESIZE["identity"] else 1
+
+
+def grid_for(out_width: int, out_height: int, items: int, pixels: int = 1) -> tuple[int, int, int]:
+    """The grid of one launch: blocks across the slot's width (``pixels`` a thread) and height, one z
+    per item."""
+    return -(-out_width // (BLOCK[0] * pixels)), -(-out_height // BLOCK[1]), items
 
 
 class _Setup(NamedTuple):
@@ -135,12 +142,9 @@ class _Setup(NamedTuple):
 
     info: FormatInfo
     source_dtype: str
-    variants: tuple[FrameVariant, FrameVariant]
-    """For calls whose items are all unresized, and for the others."""
-    shared: tuple[float | int, ...]
-    """``Shared``'s values between ``dst`` and ``count``."""
-    itemsize: int
-    """The output's item size: the target pointer must be a multiple of it."""
+    variants: tuple[FrameVariant, FrameVariant]  # for calls whose items are all unresized; the others
+    shared: tuple[float | int, ...]  # Shared's values between dst and count
+    itemsize: int  # the output's item size: the target pointer must be a multiple of it
 
 
 _setups: dict[tuple[object, ...], tuple[ImageSpec, _Setup]] = {}
@@ -198,8 +202,8 @@ def _setup(source: FrameSource, target_spec: ImageSpec, item_pitch: int, recipe:
             f"dtype={source_dtype}. Convert the image with astype() first."
         )
     if info.is_yuv:
-        assert source.colour is not None  # check_frames refused YUV without colour
-        yuv = _colour_values(info, source.colour, order.replace("A", ""))
+        colour = yuv_colour(source)
+        yuv = _colour_values(info, colour, order.replace("A", ""))
         unit, picks = 0.0, [0, 0, 0, 0]
     else:
         yuv, unit, picks = (0.0,) * 12, code_unit(source_dtype), _picks(info, order)
@@ -390,6 +394,7 @@ def plan_launches(
         SHARED.pack_into(buffer, 0, target_ptr + start * item_pitch, *setup.shared, len(part))
         for index, (values, _) in enumerate(part):
             ITEM.pack_into(buffer, SHARED.size + index * ITEM.size, *values)
-        grid = grid_for(recipe.width, recipe.height, len(part))
-        launches.append(Launch(setup.variants[0 if identity else 1], grid, buffer))
+        variant = setup.variants[0 if identity else 1]
+        grid = grid_for(recipe.width, recipe.height, len(part), pixels_per_thread(variant))
+        launches.append(Launch(variant, grid, buffer))
     return launches

@@ -20,7 +20,16 @@ from ._colour import code_scales, ypbpr_to_rgb_matrix
 from ._dtypes import DTypeName
 from ._executor import Operand, slot_of
 from ._formats import FORMATS, FormatInfo
-from ._sampling import AxisPlan, FrameSource, SampleRecipe, axis_plan, check_frames, code_unit, place
+from ._sampling import (
+    AxisPlan,
+    FrameSource,
+    SampleRecipe,
+    axis_plan,
+    check_frames,
+    code_unit,
+    place,
+    yuv_colour,
+)
 
 __all__ = ["ArrayIO", "convert_frames", "frame_values"]
 
@@ -56,12 +65,12 @@ def _yuv_values(
             codes = codes >> info.bit_shift
         for channel, component in enumerate(plane_info.components):
             samples[component] = codes[..., channel].astype(np.float64)
-    assert source.colour is not None  # check_frames refused YUV without colour
-    scales = code_scales(source.colour.range, info.bit_depth)
+    colour = yuv_colour(source)
+    scales = code_scales(colour.range, info.bit_depth)
     luma = (samples["Y"] - scales.luma_offset) / scales.luma_scale
     pb = (samples["U"] - scales.chroma_offset) / scales.chroma_scale
     pr = (samples["V"] - scales.chroma_offset) / scales.chroma_scale
-    (_, _, r_pr), (_, g_pb, g_pr), (_, b_pb, _) = ypbpr_to_rgb_matrix(source.colour.matrix)
+    (_, _, r_pr), (_, g_pb, g_pr), (_, b_pb, _) = ypbpr_to_rgb_matrix(colour.matrix)
     return {
         "R": np.clip(luma + r_pr * pr, 0.0, 1.0),
         "G": np.clip(luma + g_pb * pb + g_pr * pr, 0.0, 1.0),

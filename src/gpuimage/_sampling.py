@@ -251,8 +251,31 @@ def check_frames(sources: Sequence[FrameSource], target: ImageSpec, recipe: Samp
             f"{len(recipe.factors)}, {len(recipe.shifts)} and {len(recipe.pad)}."
         )
     for source in sources:
-        _check_source(source, where)
+        # a frame loop's sources share a few plane descriptions (specs are interned): each checked once
+        specs = tuple([plane.spec for plane in source.planes])
+        key = (source.format, source.colour is None, *[id(spec) for spec in specs])
+        known = _checked.get(key)
+        if known is None or known != specs:
+            _check_source(source, where)
+            if len(_checked) >= 256:
+                _checked.clear()
+            _checked[key] = specs
+        else:
+            _check_region(source, where)
     return channels
+
+
+_checked: dict[tuple[object, ...], tuple[ImageSpec, ...]] = {}
+"""Plane descriptions whose sources passed ``_check_source`` (held, so their ids stay theirs)."""
+
+
+def yuv_colour(source: FrameSource) -> ColorSpec:
+    """A YUV source's colour description (``check_frames`` refused a YUV source without one)."""
+    if source.colour is None:
+        raise SpecError(
+            f"convert_frames(): expected the colour description of a {source.format.value} frame."
+        )
+    return source.colour
 
 
 def _check_source(source: FrameSource, where: str) -> None:
@@ -284,6 +307,11 @@ def _check_source(source: FrameSource, where: str) -> None:
             f"{where}: expected a {info.format.value} image of {info.planes[0].channels} channels of "
             f"uint8, uint16 or a float dtype, got {first.channels} channels of {first.dtype}."
         )
+    _check_region(source, where)
+
+
+def _check_region(source: FrameSource, where: str) -> None:
+    first = source.planes[0].spec
     x, y, width, height = source.region
     if width <= 0 or height <= 0 or x < 0 or y < 0 or x + width > first.width or y + height > first.height:
         raise BoundsError(

@@ -36,6 +36,7 @@ from ._sampling import (
     check_frames,
     code_unit,
     place,
+    yuv_colour,
 )
 from ._torch import from_numpy
 
@@ -146,8 +147,8 @@ def _values(
         (len(order), len(rows[0]), len(cols[0])), dtype=torch.float32, device=planes[0].device
     )
     if info.is_yuv:
-        assert source.colour is not None  # check_frames refused YUV without colour
-        scales = code_scales(source.colour.range, info.bit_depth)
+        colour = yuv_colour(source)
+        scales = code_scales(colour.range, info.bit_depth)
         samples: dict[str, torch.Tensor] = {}
         for index, (plane, plane_info) in enumerate(zip(planes, info.planes, strict=True)):
             codes = _codes(plane, rows[index > 0], cols[index > 0], plane_info.dtype, info.bit_shift)
@@ -159,7 +160,7 @@ def _values(
             codes.sub_(offset).div_(scale)
             samples.update({name: codes[..., channel] for channel, name in enumerate(plane_info.components)})
         luma, pb, pr = samples["Y"], samples["U"], samples["V"]
-        (_, _, r_pr), (_, g_pb, g_pr), (_, b_pb, _) = ypbpr_to_rgb_matrix(source.colour.matrix)
+        (_, _, r_pr), (_, g_pb, g_pr), (_, b_pb, _) = ypbpr_to_rgb_matrix(colour.matrix)
         torch.add(luma, pr, alpha=r_pr, out=values[order.index("R")])
         green = values[order.index("G")]
         torch.add(luma, pb, alpha=g_pb, out=green).add_(pr, alpha=g_pr)
