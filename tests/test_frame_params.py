@@ -32,12 +32,11 @@ from gpuimage._frame_params import (
     PARAMS_BYTES,
     SHARED,
     FrameVariant,
-    Launch,
     defines,
     frame_variant,
     grid_for,
-    plan_launches,
 )
+from gpuimage._frame_plan import Launch, plan_launches
 from gpuimage._sampling import FrameSource, SampleRecipe, place
 
 BT601 = ColorSpec(matrix="BT601", range="LIMITED")

@@ -84,6 +84,7 @@ EXECUTORS = frozenset(
         "_kernels",
         "_frame_kernels",
         "_frame_params",  # the frame kernel's parameters, packed on the host (pure)
+        "_frame_plan",  # the frame kernel's launches of one call, and the memory of call signatures
         "_staging",
         "_torch_convert",
         "_host_convert",

@@ -11,10 +11,14 @@ re-exported. Three things follow, handled here:
   private type variables of generic signatures (``DT``, ``gpuimage._image.D``) as plain text.
 - Every name in ``gpuimage.__all__`` and ``gpuimage.strategies.__all__`` must have an API entry:
   a warning (an error under ``-W``) names any that has none.
+- napoleon reads the first line of a property's docstring, ``"X: Y"``, as "of type X: Y", and
+  nitpicky mode then fails on a "type" such as ``How YUV codes map to RGB; None``. gpuimage's
+  properties take their types from annotations, so their docstrings are parsed as a method's.
 """
 
 from __future__ import annotations
 
+import inspect
 import pkgutil
 import re
 import sys
@@ -25,8 +29,10 @@ from docutils import nodes
 from sphinx.addnodes import pending_xref
 from sphinx.application import Sphinx
 from sphinx.environment import BuildEnvironment
+from sphinx.ext.napoleon.docstring import GoogleDocstring
 from sphinx.pycode import ModuleAnalyzer
 from sphinx.util import logging
+from sphinx.util.docstrings import prepare_docstring
 
 import gpuimage
 import gpuimage.strategies
@@ -67,6 +73,17 @@ def _attribute_docstring(
     found = _private_attribute_docs().get(name.removeprefix("gpuimage."))
     if found is not None:
         lines[:] = found
+
+
+def _property_docstring(
+    app: Sphinx, what: str, name: str, obj: object, options: Any, lines: list[str]
+) -> None:
+    """After napoleon: a property docstring with an inline "type" (``X: Y``) parsed again, as prose."""
+    if what != "property" or not any(line.startswith(":type: ") for line in lines):
+        return
+    doc = inspect.getdoc(obj)
+    if doc:
+        lines[:] = GoogleDocstring(prepare_docstring(doc), app.config, app, "method", name, obj).lines()
 
 
 # Sphinx 9 prints an ``autodoc_type_aliases`` alias nested in ``X | None`` or ``Sequence[X]`` as
@@ -135,6 +152,7 @@ def _check_coverage(app: Sphinx, env: BuildEnvironment) -> None:
 
 def setup(app: Sphinx) -> dict[str, Any]:
     app.connect("autodoc-process-docstring", _attribute_docstring)
+    app.connect("autodoc-process-docstring", _property_docstring, priority=600)  # napoleon's is 500
     app.connect("autodoc-process-signature", _alias_names)
     app.connect("missing-reference", _public_reference)
     app.connect("env-check-consistency", _check_coverage)

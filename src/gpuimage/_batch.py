@@ -310,7 +310,7 @@ def _regions(
 def _listed(values: Iterable[Any], name: str, expected: str, where: str) -> list[Any]:
     """``values`` as a list, if it is a sequence (a GpuImage or an int is not)."""
     if type(values) is list or type(values) is tuple:  # the frame loop's case: nothing to check
-        return list(values)
+        return list(cast("Iterable[Any]", values))
     # the message is built only when needed: repr of a batch of frames costs more than the batch
     if isinstance(values, str | bytes | ImageExports) or not isinstance(cast(object, values), Iterable):
         raise InteropError(f"{where}: expected {name} as {expected}, got {name}={short_repr(values)}.")

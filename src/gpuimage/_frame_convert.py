@@ -105,11 +105,15 @@ def _source_of(whole: _Whole, region: object, where: str) -> FrameSource:
     width, height = whole.width, whole.height
     if region is None:
         return FrameSource(whole.format, whole.planes, whole.colour, (0, 0, width, height))
-    if type(region) is not tuple or len(region) != 4 or not all(type(v) is int for v in region):
+    if type(region) is not tuple or len(cast("tuple[object, ...]", region)) != 4:
         raise SpecError(
             f"{where}: expected each roi as an (x, y, width, height) tuple of ints, got {region!r}."
         )
     x, y, region_width, region_height = cast("tuple[int, int, int, int]", region)
+    if not (type(x) is int and type(y) is int and type(region_width) is int and type(region_height) is int):
+        raise SpecError(
+            f"{where}: expected each roi as an (x, y, width, height) tuple of ints, got {region!r}."
+        )
     if not (region_width > 0 and region_height > 0 and x >= 0 and y >= 0) or (
         x + region_width > width or y + region_height > height
     ):

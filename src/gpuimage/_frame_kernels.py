@@ -23,7 +23,8 @@ except ImportError as exc:  # pragma: no cover - exercised only where CuPy is ab
     raise missing_backend("cupy") from exc
 
 from ._errors import CudaError
-from ._frame_params import BLOCK, FrameVariant, defines, plan_launches
+from ._frame_params import BLOCK, FrameVariant, defines
+from ._frame_plan import planned
 from ._kernels import (
     _INVALID_CONTEXT,  # pyright: ignore[reportPrivateUsage]
     _OPTIONS,  # pyright: ignore[reportPrivateUsage]
@@ -48,11 +49,11 @@ def convert_frames(
 
     Raises:
         SpecError, DTypeError, BoundsError, StrideError, DeviceError, PitchError: a call that
-            ``_frame_params.plan_launches`` refuses (nothing is queued then).
+            ``_frame_plan.plan_launches`` refuses (nothing is queued then).
         CudaError: compiling or launching the kernel failed.
     """
     device = target.spec.device.index
-    for launch in plan_launches(sources, target, item_pitch, recipe):
+    for launch in planned(sources, target, item_pitch, recipe):
         _launch(launch.variant, device, launch.grid, stream, launch.parameters)
 
 

@@ -1,14 +1,12 @@
 """The frame kernel's parameters, packed on the host (pure): ``_frame_kernels.cu`` takes ONE
 parameter by value, ``Params``: the call's ``Shared`` values (target pointer and strides, colour matrix
 folded with the code scales, per-channel map, padding) and up to ``MAX_ITEMS`` ``Item`` records (plane
-pointers and pitches, region, placement, resize ratios). ``plan_launches`` checks and packs them."""
+pointers and pitches, region, placement, resize ratios). ``_frame_plan`` checks and packs them."""
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import struct
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
@@ -16,12 +14,11 @@ import numpy as np
 from ._colour import code_scales, ypbpr_to_rgb_matrix
 from ._errors import DeviceError, DTypeError, PitchError, SpecError, StrideError
 from ._formats import FORMATS, ChannelOrder, ColorSpec, FormatInfo
-from ._sampling import check_frames, code_unit, place, yuv_colour
+from ._sampling import code_unit, place, yuv_colour
 
 if TYPE_CHECKING:
     from ._device import Device
     from ._dtypes import DTypeName
-    from ._executor import Operand
     from ._sampling import FrameSource, SampleRecipe
     from ._spec import ImageSpec
 
@@ -32,12 +29,13 @@ __all__ = [
     "PARAMS_BYTES",
     "SHARED",
     "FrameVariant",
-    "Launch",
     "defines",
     "frame_variant",
     "grid_for",
+    "Setup",
+    "item_values",
     "pixels_per_thread",
-    "plan_launches",
+    "setup_for",
 ]
 
 MAX_ITEMS = 32
@@ -137,7 +135,7 @@ def grid_for(out_width: int, out_height: int, items: int, pixels: int = 1) -> tu
     return -(-out_width // (BLOCK[0] * pixels)), -(-out_height // BLOCK[1]), items
 
 
-class _Setup(NamedTuple):
+class Setup(NamedTuple):
     """What every call with one format, source dtype, colour, target spec, item pitch and recipe shares."""
 
     info: FormatInfo
@@ -147,7 +145,7 @@ class _Setup(NamedTuple):
     itemsize: int  # the output's item size: the target pointer must be a multiple of it
 
 
-_setups: dict[tuple[object, ...], tuple[ImageSpec, _Setup]] = {}
+_setups: dict[tuple[object, ...], tuple[ImageSpec, Setup]] = {}
 _SETUPS_LIMIT = 256
 _WHERE = "convert_frames()"
 
@@ -179,7 +177,7 @@ def _picks(info: FormatInfo, order: str) -> list[int]:
     return [*chosen, 0, 0, 0, 0][:4]
 
 
-def _setup(source: FrameSource, target_spec: ImageSpec, item_pitch: int, recipe: SampleRecipe) -> _Setup:
+def _setup(source: FrameSource, target_spec: ImageSpec, item_pitch: int, recipe: SampleRecipe) -> Setup:
     """The call's shared parameters (``check_frames`` passed; cached by the caller)."""
     info = FORMATS[source.format]
     source_dtype, target_dtype = source.planes[0].spec.dtype, target_spec.dtype
@@ -231,7 +229,7 @@ def _setup(source: FrameSource, target_spec: ImageSpec, item_pitch: int, recipe:
         frame_variant(info, source_dtype, recipe.resize, True, target_dtype, channels),
         frame_variant(info, source_dtype, recipe.resize, False, target_dtype, channels),
     )
-    return _Setup(info, source_dtype, variants, shared, itemsize)
+    return Setup(info, source_dtype, variants, shared, itemsize)
 
 
 class _Planes(NamedTuple):
@@ -288,8 +286,8 @@ def _check_planes(specs: tuple[ImageSpec, ...], info: FormatInfo, dtype: str, de
     )
 
 
-def _item_values(
-    source: FrameSource, setup: _Setup, first: FrameSource, recipe: SampleRecipe, device: Device
+def item_values(
+    source: FrameSource, setup: Setup, first: FrameSource, recipe: SampleRecipe, device: Device
 ) -> tuple[tuple[float | int, ...], bool]:
     """One item's ``Item`` values, and whether it is read unresized. A frame loop's items share a
     few plane geometries: their checks run once per geometry (specs are shared per description)."""
@@ -337,64 +335,15 @@ def _item_values(
     return values, region_width == placement.width and region_height == placement.height
 
 
-class Launch(NamedTuple):
-    """One launch: the variant, the grid (``BLOCK`` threads a block) and its packed ``Params``."""
-
-    variant: FrameVariant
-    grid: tuple[int, int, int]
-    parameters: ctypes.Array[ctypes.c_char]
-
-
-def plan_launches(
-    sources: Sequence[FrameSource], target: Operand, item_pitch: int, recipe: SampleRecipe
-) -> list[Launch]:
-    """Check a ``convert_frames`` call and pack its launches: ``ceil(N / MAX_ITEMS)`` of them, item
-    ``i`` into slot ``i`` of ``target`` (``i * item_pitch`` bytes after slot 0), all checked first.
-
-    Raises:
-        SpecError: what ``_sampling.check_frames`` refuses (a YUV item without colours, planes of
-            the wrong number or shape, a slot other than the recipe's, per-channel values not one
-            per channel); items of mixed formats, colours or dtypes; an unaligned plane; a slot of
-            over 524,280 rows.
-        DTypeError: a target dtype other than float32/float16/bfloat16/uint8, or a source dtype the
-            format does not have.
-        BoundsError: a region outside its frame.
-        StrideError: a YUV plane whose pixels are not packed.
-        DeviceError: a plane on another device than the target.
-        PitchError: a target pointer or item pitch that is not a multiple of the element size.
-    """
-    if not sources:
-        return []
-    first, target_spec = sources[0], target.spec
-    check_frames(sources, target_spec, recipe, _WHERE)  # what every executor refuses, alike
+def setup_for(first: FrameSource, target_spec: ImageSpec, item_pitch: int, recipe: SampleRecipe) -> Setup:
+    """The shared parameters of a call whose first item is ``first`` (``check_frames`` passed), cached."""
     dtype = first.planes[0].spec.dtype if first.planes else None
     key = (first.format, dtype, first.colour, id(target_spec), item_pitch, recipe)
     entry = _setups.get(key)
-    if entry is None or entry[0] is not target_spec:
-        setup = _setup(first, target_spec, item_pitch, recipe)
-        if len(_setups) >= _SETUPS_LIMIT:
-            _setups.clear()
-        _setups[key] = (target_spec, setup)
-    else:
-        setup = entry[1]
-    target_ptr = target.ptr
-    if target_ptr % setup.itemsize:
-        raise PitchError(
-            f"{_WHERE}: expected a target pointer aligned to its {setup.itemsize}-byte element, got "
-            f"ptr={target_ptr:#x}."
-        )
-    device = target_spec.device
-    items = [_item_values(source, setup, first, recipe, device) for source in sources]
-    launches: list[Launch] = []
-    for start in range(0, len(items), MAX_ITEMS):
-        part = items[start : start + MAX_ITEMS]
-        identity = all(unresized for _, unresized in part)
-        # the driver copies the parameters at the launch: a buffer per launch, no lock
-        buffer = ctypes.create_string_buffer(PARAMS_BYTES)
-        SHARED.pack_into(buffer, 0, target_ptr + start * item_pitch, *setup.shared, len(part))
-        for index, (values, _) in enumerate(part):
-            ITEM.pack_into(buffer, SHARED.size + index * ITEM.size, *values)
-        variant = setup.variants[0 if identity else 1]
-        grid = grid_for(recipe.width, recipe.height, len(part), pixels_per_thread(variant))
-        launches.append(Launch(variant, grid, buffer))
-    return launches
+    if entry is not None and entry[0] is target_spec:
+        return entry[1]
+    setup = _setup(first, target_spec, item_pitch, recipe)
+    if len(_setups) >= _SETUPS_LIMIT:
+        _setups.clear()
+    _setups[key] = (target_spec, setup)
+    return setup

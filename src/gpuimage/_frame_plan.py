@@ -1,0 +1,160 @@
+"""The frame kernel's launches for one call, checked and packed on the host (pure): ``plan_launches``
+checks every item (``checked_items``) and packs one ``Params`` buffer per ``MAX_ITEMS`` items
+(``pack_launches``); ``planned`` does the same, remembering the checked items of a call signature (a
+frame loop's: the same plane descriptions, regions, recipe and target every call, new pointers), so
+that a repeated call only reads its pointers and packs."""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, NamedTuple
+
+from ._errors import PitchError
+from ._frame_params import (
+    ITEM,
+    MAX_ITEMS,
+    PARAMS_BYTES,
+    SHARED,
+    FrameVariant,
+    Setup,
+    grid_for,
+    item_values,
+    pixels_per_thread,
+    setup_for,
+)
+from ._sampling import check_frames
+
+if TYPE_CHECKING:
+    from ._executor import Operand
+    from ._sampling import FrameSource, SampleRecipe
+    from ._spec import ImageSpec
+
+__all__ = ["Launch", "check_target", "checked_items", "pack_launches", "plan_launches", "planned"]
+
+_WHERE = "convert_frames()"
+
+
+class Launch(NamedTuple):
+    """One launch: the variant, the grid (``BLOCK`` threads a block) and its packed ``Params``."""
+
+    variant: FrameVariant
+    grid: tuple[int, int, int]
+    parameters: ctypes.Array[ctypes.c_char]
+
+
+def plan_launches(
+    sources: Sequence[FrameSource], target: Operand, item_pitch: int, recipe: SampleRecipe
+) -> list[Launch]:
+    """Check a ``convert_frames`` call and pack its ``ceil(N / MAX_ITEMS)`` launches (``checked_items``
+    then ``pack_launches``): item ``i`` into slot ``i`` of ``target``, all checked first."""
+    if not sources:
+        return []
+    setup, items = checked_items(sources, target, item_pitch, recipe)
+    return pack_launches(setup, items, target.ptr, item_pitch, recipe)
+
+
+def checked_items(
+    sources: Sequence[FrameSource], target: Operand, item_pitch: int, recipe: SampleRecipe
+) -> tuple[Setup, list[tuple[tuple[float | int, ...], bool]]]:
+    """The call's shared setup and each item's ``Item`` values (plane pointers first), and whether it
+    is read unresized.
+
+    Raises:
+        SpecError: what ``_sampling.check_frames`` refuses; items of mixed formats, colours or
+            dtypes; an unaligned plane; a slot of over 524,280 rows.
+        DTypeError: a target or source dtype the kernel or format does not have.
+        BoundsError: a region outside its frame.
+        StrideError: a YUV plane whose pixels are not packed.
+        DeviceError: a plane on another device than the target.
+        PitchError: a target pointer or item pitch that is not a multiple of the element size.
+    """
+    first, target_spec = sources[0], target.spec
+    check_frames(sources, target_spec, recipe, _WHERE)  # what every executor refuses, alike
+    setup = setup_for(first, target_spec, item_pitch, recipe)
+    check_target(setup, target.ptr)
+    device = target_spec.device
+    return setup, [item_values(source, setup, first, recipe, device) for source in sources]
+
+
+def check_target(setup: Setup, target_ptr: int) -> None:
+    """Refuse a target pointer that is not aligned to its element."""
+    if target_ptr % setup.itemsize:
+        raise PitchError(
+            f"{_WHERE}: expected a target pointer aligned to its {setup.itemsize}-byte element, got "
+            f"ptr={target_ptr:#x}."
+        )
+
+
+def pack_launches(
+    setup: Setup,
+    items: Sequence[tuple[tuple[float | int, ...], bool]],
+    target_ptr: int,
+    item_pitch: int,
+    recipe: SampleRecipe,
+) -> list[Launch]:
+    """One ``Params`` buffer per ``MAX_ITEMS`` items (the driver copies it at the launch: no lock)."""
+    launches: list[Launch] = []
+    for start in range(0, len(items), MAX_ITEMS):
+        part = items[start : start + MAX_ITEMS]
+        identity = all(unresized for _, unresized in part)
+        buffer = ctypes.create_string_buffer(PARAMS_BYTES)
+        SHARED.pack_into(buffer, 0, target_ptr + start * item_pitch, *setup.shared, len(part))
+        for index, (values, _) in enumerate(part):
+            ITEM.pack_into(buffer, SHARED.size + index * ITEM.size, *values)
+        variant = setup.variants[0 if identity else 1]
+        grid = grid_for(recipe.width, recipe.height, len(part), pixels_per_thread(variant))
+        launches.append(Launch(variant, grid, buffer))
+    return launches
+
+
+Signature = tuple[object, ...]
+_calls: dict[Signature, tuple[list[ImageSpec], Setup, list[tuple[float | int, ...]], list[bool]]] = {}
+"""Checked calls by signature: the plane specs held (so their ids stay theirs), the setup, each
+item's ``Item`` values after its pointers, and whether it is read unresized."""
+
+
+def planned(
+    sources: Sequence[FrameSource], target: Operand, item_pitch: int, recipe: SampleRecipe
+) -> list[Launch]:
+    """``plan_launches``, checking a call signature once: later calls with the same plane
+    descriptions (specs are interned per description), regions, formats, colours, recipe, target
+    spec and item pitch only check their pointers' alignment and pack."""
+    if not sources:
+        return []
+    target_spec = target.spec
+    specs = [plane.spec for source in sources for plane in source.planes]
+    signature = (
+        id(target_spec),
+        item_pitch,
+        recipe,
+        *[(source.format, source.colour, source.region, len(source.planes)) for source in sources],
+        *[id(spec) for spec in specs],
+    )
+    entry = _calls.get(signature)
+    if entry is None or not _same(entry[0], specs, target_spec):
+        setup, items = checked_items(sources, target, item_pitch, recipe)
+        if len(_calls) >= 256:
+            _calls.clear()
+        _calls[signature] = (
+            [*specs, target_spec],
+            setup,
+            [values[3:] for values, _ in items],  # each item's values after its three plane pointers
+            [plain for _, plain in items],
+        )
+        return pack_launches(setup, items, target.ptr, item_pitch, recipe)
+    _, setup, rests, unresized = entry
+    check_target(setup, target.ptr)
+    alignment = sources[0].planes[0].spec.itemsize
+    repeated: list[tuple[tuple[float | int, ...], bool]] = []
+    for source, rest, plain in zip(sources, rests, unresized, strict=True):
+        pointers = [plane.ptr for plane in source.planes]
+        if alignment > 1 and any(ptr % alignment for ptr in pointers):
+            checked_items(sources, target, item_pitch, recipe)  # raises, naming the plane
+        repeated.append(((*pointers, 0, 0)[:3] + rest, plain))
+    return pack_launches(setup, repeated, target.ptr, item_pitch, recipe)
+
+
+def _same(held: list[ImageSpec], specs: list[ImageSpec], target_spec: ImageSpec) -> bool:
+    """The held specs are these very objects (an id can be reused once its object is gone)."""
+    return held[-1] is target_spec and all(a is b for a, b in zip(held, specs, strict=False))
