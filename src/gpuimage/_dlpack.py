@@ -325,7 +325,7 @@ def _announced_device(dlpack_device: Callable[[], object], producer: str, *, whe
             f"{type(exc).__name__}: {exc}. Report it to the producer's authors."
         ) from exc
     if len(items) != 2 or len(values) != 2:
-        shown = _shown(cast(object, pair))
+        shown = _shown(pair)  # pyright: ignore[reportUnknownArgumentType]
         raise InteropError(
             f"{where}: expected {producer}.__dlpack_device__() to return a (device_type, device_id) pair "
             f"of ints, got {shown}. Report it to the producer's authors."
