@@ -107,3 +107,37 @@ def test_refusals() -> None:
     out = np.zeros((1, 3, 2, 2), np.float64)
     with pytest.raises(SpecError, match="dtype float32"):
         gi.normalize_batch([frame], 0.0, 1.0, size=(2, 2), resize="bilinear", out=out)
+
+
+def test_decoded_h264_frames_batch_alike_from_their_i420_and_nv12_planes() -> None:
+    # real decoder output (issue 13): libx264 encodes, PyAV decodes on the CPU, both plane layouts
+    av = pytest.importorskip("av")
+    import io
+
+    buffer = io.BytesIO()
+    rows, columns = np.mgrid[0:64, 0:96]
+    with av.open(buffer, "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=24)
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+        for index in range(3):
+            rgb = np.stack([(columns * 2 + index * 9) % 220, rows * 3 % 200, (columns + rows) % 180], -1)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb.astype(np.uint8), format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    buffer.seek(0)
+    rois = [(0, 0, 96, 64), (5, 3, 41, 27)]
+    options: dict[str, Any] = {"rois": rois, "size": (20, 24), "resize": "bilinear", "like": "numpy"}
+    with av.open(buffer) as container:
+        decoded = list(container.decode(video=0))
+    assert decoded
+    for frame in decoded:
+        i420 = frame.to_ndarray(format="yuv420p")  # (1.5H, W): Y, then U and V in half rows
+        nv12 = frame.to_ndarray(format="nv12")
+        from_i420 = GpuFrame.from_dlpack(i420, format="I420", colour=BT709)
+        from_nv12 = GpuFrame.from_dlpack(nv12, format="NV12", colour=BT709)
+        ours = gi.normalize_batch([from_i420] * 2, MEAN, STD, **options)
+        theirs = gi.normalize_batch([from_nv12] * 2, MEAN, STD, **options)
+        np.testing.assert_array_equal(ours, theirs)
+        rgb = yuv_to_rgb([nv12[:64], nv12[64:].reshape(32, 48, 2)], "NV12", BT709, dtype="float32")
+        np.testing.assert_allclose(ours[1], _expected(rgb, rois[1], (20, 24)), atol=2e-5)

@@ -386,6 +386,31 @@ def test_normalize_batch_of_nvdec_frames_matches_the_host_reference(
     nvdec_frames(nvc, clip, check, stream=stream)
 
 
+def test_pyavs_i420_planes_on_the_gpu_give_the_batch_of_nvdecs_nv12_frame(nvc: Any, h264_clip: Clip) -> None:
+    """The same decoded codes as I420 (PyAV's yuv420p planes, uploaded) and as NV12 (NVDEC's frame)
+    give the same batch: the I420 path reads its U and V planes where NV12 reads them interleaved."""
+    clip = h264_clip
+    options: dict[str, Any] = {"rois": ROIS, "size": (64, 64), "resize": "bilinear", "keep_aspect": True}
+    checked: list[int] = []
+
+    def check(index: int, decoded: Any) -> None:
+        if index % 8:
+            return
+        nv12 = wrap(decoded, "dlpack", clip)
+        y, uv = clip.planes[index]
+        planes = [torch.from_numpy(np.ascontiguousarray(p)).cuda() for p in (y, uv[..., 0], uv[..., 1])]
+        i420 = gi.GpuFrame.from_planes(planes, format="I420", colour=clip.colour)
+        assert i420.planes[1].ptr == planes[1].data_ptr()  # zero copy of the uploaded planes
+        ours = gi.normalize_batch([i420] * len(ROIS), MEAN, STD, **options)
+        theirs = gi.normalize_batch([nv12] * len(ROIS), MEAN, STD, **options)
+        torch.cuda.synchronize()
+        assert torch.equal(ours, theirs), differences(host(ours), host(theirs))
+        checked.append(index)
+
+    nvdec_frames(nvc, clip, check)
+    assert checked, "no frame was compared"
+
+
 def test_a_default_stream_decoders_planes_wrap_although_their_cai_says_stream_0(
     nvc: Any, h264_clip: Clip
 ) -> None:
