@@ -22,7 +22,7 @@ from ._geometry import byte_extent
 from ._image_batch import GpuBatch
 from ._layout import Layout
 from ._plan import batch_size, ranges_overlap
-from ._sampling import OUTPUT_DTYPES, ResizeMode
+from ._sampling import OUTPUT_DTYPES, FrameSource, ResizeMode
 from ._spec import trusted_spec
 
 if TYPE_CHECKING:
@@ -64,10 +64,11 @@ def _output_order(
 
 
 def _slot_size(
-    regions: list[tuple[int, int]], size: tuple[int, int] | None, resize: ResizeMode | None, where: str
+    sources: list[FrameSource], size: tuple[int, int] | None, resize: ResizeMode | None, where: str
 ) -> tuple[int, int]:
     """``(height, width)`` of every slot: ``size``; without ``resize``, every region must be it."""
     if resize is None:
+        regions = [(source.region[3], source.region[2]) for source in sources]
         slot = batch_size(regions, size, where=where)
         if any(region != slot for region in regions):
             raise SpecError(
@@ -117,9 +118,7 @@ def normalize_frames_batch(
     device = first.planes[0].spec.device
     order_out = _output_order(items[0], first.planes[0].spec.channels, order, reverse_channels, where)
     channels = len(order_out.value)
-    slot_hw = _slot_size(
-        [(region[3], region[2]) for region in (s.region for s in sources)], size, resize, where
-    )
+    slot_hw = _slot_size(sources, size, resize, where)
     target = parse_dtype(Float32 if dtype is None else dtype, where=where)
     if target not in OUTPUT_DTYPES:
         raise SpecError(f"{where}: expected dtype float32, float16, bfloat16 or uint8, got dtype={target}.")
@@ -154,14 +153,14 @@ def normalize_frames_batch(
         raise SpecError(f"{where}: out overlaps an input; write into separate memory.")
     slot = Buffer(batch.ptr, trusted_spec(geometry, target, Layout.CHW, batch.device), batch.array)
     if not device.is_cuda:
-        convert_frames_into(sources, slot, batch.item_pitch, recipe, 0, where=where)
+        convert_frames_into(sources, slot, batch.item_pitch, recipe, 0, where=where, planes=planes)
     elif batch.spoke is not None:  # queued where out's library queues its own work: its current stream
         stream = batch.spoke.current_stream(device.index)
-        convert_frames_into(sources, slot, batch.item_pitch, recipe, stream, where=where)
+        convert_frames_into(sources, slot, batch.item_pitch, recipe, stream, where=where, planes=planes)
     else:  # a GpuBatch: on its ready stream (else the executor's), after its pending uses
         gpu_batch = cast(GpuBatch, out)
         ready, keep = gpu_batch.stream, None
         stream, keep = executor.stream_for(device.index) if ready is None else (ready, None)
         with gpu_batch.writing(stream if keep is None else keep):
-            convert_frames_into(sources, slot, batch.item_pitch, recipe, stream, where=where)
+            convert_frames_into(sources, slot, batch.item_pitch, recipe, stream, where=where, planes=planes)
     return out

@@ -109,7 +109,8 @@ def _source_of(whole: _Whole, region: object, where: str) -> FrameSource:
         raise SpecError(
             f"{where}: expected each roi as an (x, y, width, height) tuple of ints, got {region!r}."
         )
-    x, y, region_width, region_height = cast("tuple[int, int, int, int]", region)
+    box = cast("tuple[int, int, int, int]", region)  # a 4-tuple: its items are checked next
+    x, y, region_width, region_height = box
     if not (type(x) is int and type(y) is int and type(region_width) is int and type(region_height) is int):
         raise SpecError(
             f"{where}: expected each roi as an (x, y, width, height) tuple of ints, got {region!r}."
@@ -121,7 +122,7 @@ def _source_of(whole: _Whole, region: object, where: str) -> FrameSource:
             f"{where}: expected a non-empty roi inside the {width}x{height} source, got roi={region!r}. "
             "Clip it to the frame first."
         )
-    return FrameSource(whole.format, whole.planes, whole.colour, cast("tuple[int, int, int, int]", region))
+    return FrameSource(whole.format, whole.planes, whole.colour, box)
 
 
 def batch_sources(
@@ -171,16 +172,20 @@ def convert_frames_into(
     stream: int,
     *,
     where: str,
+    planes: list[GpuImage[Any, Any]] | None = None,
 ) -> None:
-    """Queue the conversion on ``stream`` after every plane's data, and record the reads on the planes.
-    The caller orders the target (a new image is ready on ``stream``; ``out=`` is written there)."""
-    unique = {id(plane): plane for source in sources for plane in source.planes}  # regions share planes
-    planes = [cast("GpuImage[Any, Any]", plane) for plane in unique.values()]
-    executor = executor_for(planes[0].device, where)
-    if not planes[0].device.is_cuda:
+    """Queue the conversion on ``stream`` after every plane's data, and record the reads on the planes
+    (``planes``: the sources' distinct planes, where the caller has them already). The caller orders
+    the target (a new image is ready on ``stream``; ``out=`` is written there)."""
+    if planes is None:  # regions of one frame share its planes
+        unique = {id(plane): plane for source in sources for plane in source.planes}
+        planes = [cast("GpuImage[Any, Any]", plane) for plane in unique.values()]
+    distinct: list[GpuImage[Any, Any]] = planes
+    executor = executor_for(distinct[0].device, where)
+    if not distinct[0].device.is_cuda:
         executor.convert_frames(sources, target, item_pitch, recipe, 0)
         return
-    with type(planes[0]).reading_all(planes, stream):
+    with type(distinct[0]).reading_all(distinct, stream):
         executor.convert_frames(sources, target, item_pitch, recipe, stream)
 
 

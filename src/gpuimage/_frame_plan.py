@@ -123,20 +123,24 @@ def planned(
     if not sources:
         return []
     target_spec = target.spec
-    specs = [plane.spec for source in sources for plane in source.planes]
-    signature = (
-        id(target_spec),
-        item_pitch,
-        recipe,
-        *[(source.format, source.colour, source.region, len(source.planes)) for source in sources],
-        *[id(spec) for spec in specs],
-    )
-    entry = _calls.get(signature)
+    specs: list[ImageSpec] = []
+    known: dict[int, tuple[object, ...]] = {}  # regions of one frame share its planes: read them once
+    signature: list[object] = [id(target_spec), item_pitch, recipe]
+    for source in sources:
+        planes = source.planes
+        described = known.get(id(planes))
+        if described is None:
+            plane_specs = [plane.spec for plane in planes]
+            specs += plane_specs
+            described = known[id(planes)] = (*[id(spec) for spec in plane_specs],)
+        signature += (source.format, source.colour, source.region, described)
+    key = tuple(signature)
+    entry = _calls.get(key)
     if entry is None or not _same(entry[0], specs, target_spec):
         setup, items = checked_items(sources, target, item_pitch, recipe)
         if len(_calls) >= 256:
             _calls.clear()
-        _calls[signature] = (
+        _calls[key] = (
             [*specs, target_spec],
             setup,
             [values[3:] for values, _ in items],  # each item's values after its three plane pointers
