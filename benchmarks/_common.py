@@ -143,3 +143,14 @@ def print_checks(checks: Sequence[dict[str, Any]]) -> None:
 def write_json(path: Path | None, results: dict[str, Any]) -> None:
     if path is not None:
         path.write_text(json.dumps(results, indent=2) + "\n")
+
+
+def shared_stream(cv: Any) -> tuple[torch.cuda.Stream, Any, str]:
+    """One stream for the three libraries (the CV-CUDA stream is held until the process ends)."""
+    if cv is not None:
+        try:
+            cv_stream = cv.Stream()
+            return torch.cuda.ExternalStream(cv_stream.handle), cv_stream, "a CV-CUDA stream, torch's current"
+        except Exception as exc:
+            return torch.cuda.Stream(), None, f"a torch side stream (cvcuda.Stream() failed: {describe(exc)})"
+    return torch.cuda.Stream(), None, "a torch side stream"

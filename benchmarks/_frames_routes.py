@@ -328,17 +328,6 @@ def cvcuda_routes(
         return None, f"CV-CUDA setup failed: {describe(exc)}"
 
 
-def shared_stream(cv: Any) -> tuple[torch.cuda.Stream, Any, str]:
-    """One stream for the three libraries (the CV-CUDA stream is held until the process ends)."""
-    if cv is not None:
-        try:
-            cv_stream = cv.Stream()
-            return torch.cuda.ExternalStream(cv_stream.handle), cv_stream, "a CV-CUDA stream, torch's current"
-        except Exception as exc:
-            return torch.cuda.Stream(), None, f"a torch side stream (cvcuda.Stream() failed: {describe(exc)})"
-    return torch.cuda.Stream(), None, "a torch side stream"
-
-
 ROUTES: dict[str, Callable[[CvcudaRoutes], Op]] = {
     "cvtcolor+rccr x N+normalize (NCHW planes)": CvcudaRoutes.per_roi_nchw,
     "cvtcolor+rccr var-shape+normalize (NCHW planes)": CvcudaRoutes.varshape_nchw,

@@ -50,6 +50,7 @@ from _common import (
     parse_args,
     print_checks,
     ratio_check,
+    shared_stream,
     write_json,
 )
 from _cvcuda_ops import Routes
@@ -317,17 +318,6 @@ def print_lines(lines: list[list[str]]) -> None:
             c.rjust(w) if 0 < i < 7 else c.ljust(w) for i, (c, w) in enumerate(zip(line, widths, strict=True))
         )
         print("  ".join(cells).rstrip())
-
-
-def shared_stream(cv: Any) -> tuple[torch.cuda.Stream, Any, str]:
-    """One stream for the three libraries (the CV-CUDA stream is held until the process ends)."""
-    if cv is not None:
-        try:
-            cv_stream = cv.Stream()
-            return torch.cuda.ExternalStream(cv_stream.handle), cv_stream, "a CV-CUDA stream, torch's current"
-        except Exception as exc:
-            return torch.cuda.Stream(), None, f"a torch side stream (cvcuda.Stream() failed: {describe(exc)})"
-    return torch.cuda.Stream(), None, "a torch side stream"
 
 
 def run_cases(cv: Any, loop: Loop) -> list[Case]:

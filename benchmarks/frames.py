@@ -62,6 +62,7 @@ from _common import (
     parse_args,
     print_checks,
     ratio_check,
+    shared_stream,
     write_json,
 )
 from _frames_routes import (
@@ -76,7 +77,6 @@ from _frames_routes import (
     max_abs_diff,
     nv12_frame,
     person_rois,
-    shared_stream,
 )
 from _timing import Loop, Spread, gpu_per_call, wall_per_call
 
