@@ -59,6 +59,4 @@ nitpick_ignore_regex = [
     (r"py:.*", r"(torch|cupy|cv2|numpy|np|npt|pydantic|hypothesis|st|typing_extensions)(\..+)?"),
     # The standard library's types, for the same reason (PyCapsule: typing_extensions.CapsuleType).
     (r"py:.*", r"(collections\.abc|typing)\..+|PyCapsule"),
-    # GpuBatch's layout= alias (BatchLayout | "NCHW" | "NHWC") is not exported, so it has no entry.
-    (r"py:.*", r"BatchLayoutLike"),
 ]

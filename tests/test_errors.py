@@ -86,6 +86,7 @@ def test_exported_names_are_pinned() -> None:
             "Float64",
             "GpuBatch",
             "BatchLayout",
+            "BatchLayoutLike",
             "GpuFrame",
             "GpuImage",
             "GpuImageError",

@@ -61,7 +61,7 @@ from ._frame import GpuFrame
 from ._frame_layout import FrameLayout, PlaneLayout, frame_layout
 from ._image import GpuImage
 from ._image_batch import GpuBatch
-from ._image_batch_spec import BatchLayout
+from ._image_batch_spec import BatchLayout, BatchLayoutLike
 from ._layout import CHW, HWC, AnyLayout, CHWLike, HWCLike, Layout, LayoutLike
 from ._lifetime import pending_releases
 from ._normalize import denormalize, normalize
@@ -113,6 +113,7 @@ __all__ = [
     "Float64",
     "GpuBatch",
     "BatchLayout",
+    "BatchLayoutLike",
     "GpuFrame",
     "GpuImage",
     "GpuImageError",
