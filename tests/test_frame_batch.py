@@ -104,6 +104,13 @@ def test_refusals() -> None:
         gi.normalize_batch([frame], 0.0, 1.0, size=(2, 2), resize="bilinear", dtype="int16", like="numpy")
     with pytest.raises(SpecError, match="one format and dtype"):
         gi.normalize_batch([frame, image], 0.0, 1.0, size=(2, 2), resize="bilinear", like="numpy")
+    rgba = GpuImage.from_numpy(np.zeros((4, 4, 4), np.uint8), layout="HWC")
+    with pytest.raises(SpecError, match="reverse_channels=False for 4-channel images"):
+        gi.normalize_batch(
+            [rgba], 0.0, 1.0, size=(2, 2), resize="nearest", reverse_channels=True, like="numpy"
+        )
+    with pytest.raises(SpecError, match="with keep_aspect=True, got resize=None"):
+        gi.normalize_batch([image], 0.0, 1.0, keep_aspect=True, like="numpy")
     out = np.zeros((1, 3, 2, 2), np.float64)
     with pytest.raises(SpecError, match="dtype float32"):
         gi.normalize_batch([frame], 0.0, 1.0, size=(2, 2), resize="bilinear", out=out)

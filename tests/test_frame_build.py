@@ -54,6 +54,17 @@ def test_planes_pending_on_two_streams_are_refused(runtime: Runtime) -> None:
         GpuFrame.from_planes(planes, format="NV12")
 
 
+def test_planes_with_writes_recorded_on_one_stream_make_a_frame(runtime: Runtime) -> None:
+    # review finding: two events recorded on one stream were refused as "streams 0x7 and 0x7"
+    luma, chroma = _device_plane(0, 4, 8, 1, 7), _device_plane(4096, 2, 4, 2, 7)
+    luma.record_write(7)
+    chroma.record_write(7)
+    frame = GpuFrame.from_planes([luma, chroma], format="NV12")
+    assert frame.stream == 7
+    frame.planes[1].record_write(8)
+    assert frame.planes[0].stream == 8, "the planes share one ready state"
+
+
 def test_stream_given_orders_each_plane_onto_it(runtime: Runtime) -> None:
     planes = [_device_plane(0, 4, 8, 1, 7), _device_plane(4096, 2, 4, 2, 9)]
     frame = GpuFrame.from_planes(planes, format="NV12", stream=5)

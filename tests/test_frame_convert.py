@@ -145,3 +145,36 @@ def test_a_host_frame_converts_as_the_reference_defines(dtype: str, layout: str)
     else:
         np.testing.assert_allclose(found, expected, atol=1e-6)
     assert image.ptr == frame.planes[0].ptr  # the source is untouched
+
+
+def test_out_that_is_read_only_or_overlaps_the_frame_is_refused() -> None:
+    # review findings: normalize(frame, out=) wrote into read-only memory and into the frame itself
+    frame, _ = _nv12()
+    frozen = np.zeros((3, 4, 6), np.float32)
+    frozen.flags.writeable = False
+    with pytest.raises(gi.ReadOnlyError, match="writable out"):
+        gi.normalize(frame, 0.5, 0.25, out=GpuImage.from_numpy(frozen, layout="CHW"))
+    assert not frozen.any()
+    memory = np.zeros(4 * 6 * 4 * 3, np.uint8)
+    over = GpuFrame.from_planes(
+        [memory[:24].reshape(4, 6, 1), memory[24:36].reshape(2, 3, 2)], format="NV12", colour=BT601
+    )
+    inside = GpuImage.from_numpy(memory.view(np.float32).reshape(3, 4, 6), layout="CHW")
+    with pytest.raises(SpecError, match="overlaps the frame's planes"):
+        gi.normalize(over, 0.5, 0.25, out=inside)
+
+
+def test_frames_of_different_colours_are_batched_apart() -> None:
+    frame, _ = _nv12()
+    other = frame.with_colour(ColorSpec(matrix="BT709", range="FULL"))
+    with pytest.raises(SpecError, match="one colour description"):
+        batch_sources([frame, other], None, "test")
+    assert len(batch_sources([frame, frame.with_colour(BT601)], None, "test")) == 2
+
+
+def test_reverse_channels_of_a_frame_is_refused_and_order_is_not_guessed() -> None:
+    frame, _ = _nv12()
+    with override_executor(Recorder([])):
+        gi.normalize(frame, 0.5, 0.25, reverse_channels=np.False_)  # type: ignore[call-overload]  # pyright: ignore[reportCallIssue, reportArgumentType]
+    with pytest.raises(SpecError):
+        gi.normalize(frame, 0.5, 0.25, order="")  # type: ignore[call-overload]  # pyright: ignore[reportCallIssue, reportArgumentType]

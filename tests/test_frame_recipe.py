@@ -67,3 +67,14 @@ def test_refusals(change: dict[str, Any], message: str) -> None:
     with pytest.raises(SpecError, match="non-zero scale"):
         frame_recipe(source, scale=0.0, is_image=True, **COMMON)
     assert PixelFormat.RGB is source.format
+
+
+def test_the_cache_does_not_skip_checks() -> None:
+    # review findings: unhashable arguments raised TypeError; a cached True let keep_aspect=1 through
+    image = GpuImage.from_numpy(np.zeros((4, 4, 3), np.uint8), layout="HWC")
+    (source,) = batch_sources([image], None, "test")
+    frame_recipe(source, scale=None, is_image=True, **{**COMMON, "keep_aspect": True})
+    with pytest.raises(SpecError, match="keep_aspect True or False"):
+        frame_recipe(source, scale=None, is_image=True, **{**COMMON, "keep_aspect": 1})
+    with pytest.raises(SpecError, match="resize='bilinear' or 'nearest'"):
+        frame_recipe(source, scale=None, is_image=True, **{**COMMON, "resize": ["bilinear"]})

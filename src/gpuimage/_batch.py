@@ -184,7 +184,11 @@ def normalize_batch(
         pending writes and recorded reads, and is ready there afterwards (``batch.writing``).
     """
     where = "normalize_batch()"
-    if resize is not None or keep_aspect is not False or order is not None or _has_frames(images):
+    if keep_aspect and resize is None:
+        raise SpecError(
+            f"{where}: expected resize='bilinear' or 'nearest' with keep_aspect=True, got resize=None."
+        )
+    if resize is not None or order is not None or _has_frames(images):
         return normalize_frames_batch(
             _listed(images, "images", "a sequence of GpuImages or GpuFrames", where),
             mean,

@@ -30,12 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = ["normalize_frames_batch"]
 
-_IMAGE_ORDERS = {
-    (3, False): ChannelOrder.RGB,
-    (3, True): ChannelOrder.BGR,
-    (4, False): ChannelOrder.RGBA,
-    (4, True): ChannelOrder.BGRA,
-}
+_IMAGE_ORDERS = {(3, False): ChannelOrder.RGB, (3, True): ChannelOrder.BGR, (4, False): ChannelOrder.RGBA}
 
 
 def _output_order(
@@ -44,8 +39,10 @@ def _output_order(
     """The batch's channel order: a frame's ``order`` (default RGB); an image's own channels, read in
     reverse with ``reverse_channels`` (images record no order, so ``order`` is refused for them)."""
     if is_frame(first):
-        if reverse_channels is not False:
-            raise SpecError(f"{where}: expected order='BGR' for frames, got reverse_channels=True.")
+        if reverse_channels:
+            raise SpecError(
+                f"{where}: expected order='BGR' for frames, got reverse_channels={reverse_channels!r}."
+            )
         return parse_channel_order("RGB" if order is None else order, where=where)
     if order is not None:
         raise SpecError(
@@ -54,6 +51,12 @@ def _output_order(
         )
     if type(reverse_channels) is not bool:
         raise SpecError(f"{where}: expected reverse_channels True or False, got {reverse_channels!r}.")
+    if channels == 4 and reverse_channels:  # (3, 2, 1, 0) is no channel order: BGRA would keep alpha last
+        raise SpecError(
+            f"{where}: expected reverse_channels=False for 4-channel images with resize=, got True "
+            "(normalize reads them as (3, 2, 1, 0)). Convert the image to 3 channels, or batch it "
+            "without resize=."
+        )
     found = _IMAGE_ORDERS.get((channels, reverse_channels))
     if found is None:
         raise SpecError(

@@ -1,7 +1,6 @@
-"""How ``GpuFrame``'s constructors read their sources, as planes that are ``GpuImage``s built through the
-hub's own constructors (``_import``, ``_wrap``): a frame's planes order their streams and keep their
-owners exactly as images do. No GPU calls. Offsets, pitches and extents in BYTES; sizes in elements.
-"""
+"""How ``GpuFrame``'s constructors read their sources: planes are ``GpuImage``s built by the hub's own
+constructors (``_import``, ``_wrap``), so they order streams and keep owners as images do. No GPU calls.
+Offsets, pitches and extents in BYTES; sizes in elements."""
 
 from __future__ import annotations
 
@@ -250,20 +249,21 @@ def check_disjoint(planes: Sequence[Image], *, where: str) -> None:
 
 
 def frame_ready(planes: Sequence[Image], stream_given: bool, *, where: str) -> ReadyState:
-    """The one ready state the frame's planes will share: theirs when they already share one, else
-    where the one pending write is (None: nothing pending)."""
+    """The one ready state the frame's planes will share: theirs if shared, else the pending write's."""
     states = list({id(state): state for state in (plane._ready for plane in planes)}.values())  # pyright: ignore[reportPrivateUsage]
     if len(states) == 1:
         return states[0]
     pending = [state for state in states if state.stream is not None]
     first = pending[0] if pending else None
     for state in pending[1:]:
-        if first is not None and (state.stream != first.stream or state.event is not first.event):
+        if first is not None and state.stream != first.stream:
             hint = "" if stream_given else " Pass stream= (the stream on which every plane is ready), or"
             raise SpecError(
                 f"{where}: expected planes ready on one stream, got writes pending on streams "
                 f"{first.stream:#x} and {cast(int, state.stream):#x}.{hint} synchronize() the planes first."
             )
+    if first is not None and any(state.event is not first.event for state in pending):
+        first.event = None  # one stream, several recorded writes: waiting on the stream covers them all
     shared = states[0] if first is None else first  # the planes that already have it stay as they are
     for state in states:
         if state is not shared:

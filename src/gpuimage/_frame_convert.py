@@ -16,13 +16,14 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, cast
 from ._affine import ChannelValues
 from ._conversions import executor_for
 from ._dtypes import DTypeLike, DTypeName, Float32, parse_dtype
-from ._errors import DeviceError, InteropError, LayoutError, SpecError
+from ._errors import DeviceError, InteropError, LayoutError, ReadOnlyError, SpecError
 from ._executor import Operand
 from ._exports import ImageExports
 from ._formats import FORMATS, ChannelOrder, ColorSpec, PixelFormat, parse_channel_order
 from ._frame_recipe import frame_recipe
 from ._layout import Layout, parse_layout
 from ._ordering import begin_write, end_write, ready_stream
+from ._plan import ranges_overlap
 from ._sampling import OUTPUT_DTYPES, FrameSource, SampleRecipe
 from ._spec import ImageSpec
 
@@ -162,6 +163,11 @@ def _check_alike(first: _Whole, other: _Whole, where: str) -> None:
         raise DeviceError(
             f"{where}: expected items on one device, got {spec.device} and {other_spec.device}."
         )
+    if other.colour != first.colour:
+        raise SpecError(
+            f"{where}: expected items of one colour description (one launch converts them alike), got "
+            f"{first.colour} and {other.colour}. Batch frames of different colours in separate calls."
+        )
 
 
 def convert_frames_into(
@@ -244,6 +250,10 @@ def _check_out(
     if not isinstance(out, ImageExports):
         raise InteropError(f"{where}: expected out to be a GpuImage or None, got {type(out).__name__}.")
     image = cast("GpuImage[Any, Any]", out)
+    if image.readonly:
+        raise ReadOnlyError(f"{where}: expected a writable out, got a read-only image (its source said so).")
+    if any(ranges_overlap((image.ptr, image.nbytes), (plane.ptr, plane.nbytes)) for plane in frame.planes):
+        raise SpecError(f"{where}: out overlaps the frame's planes; write into separate memory.")
     wanted = (frame.height, frame.width, channels, dtype, layout, frame.planes[0].device)
     found = (image.height, image.width, image.channels, image.dtype, image.layout, image.device)
     if found != wanted:

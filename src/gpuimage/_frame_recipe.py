@@ -53,7 +53,13 @@ def frame_recipe(
         pad_value,
         is_image,
     )
-    if None not in key[6:8] and type(scale) in (float, int, type(None)) and type(pad_value) in (float, int):
+    plain = type(resize) is str and type(keep_aspect) is bool and type(order) is ChannelOrder
+    if (
+        plain
+        and None not in key[6:8]
+        and type(scale) in (float, int, type(None))
+        and type(pad_value) in (float, int)
+    ):
         recipe = _recipes.get(key)
         if recipe is None:
             recipe = _recipe(

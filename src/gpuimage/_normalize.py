@@ -141,10 +141,13 @@ def normalize(
     """
     where = "normalize()"
     if is_frame(image):
-        if reverse_channels is not False:
-            raise SpecError(f"{where}: expected order='BGR' for a frame, got reverse_channels=True.")
+        if reverse_channels:
+            raise SpecError(
+                f"{where}: expected order='BGR' for a frame, got reverse_channels={reverse_channels!r}."
+            )
         frame = cast("GpuFrame", image)
-        return normalize_frame(frame, mean, std, dtype=dtype, scale=scale, order=order or "RGB", out=out)
+        channel_order = "RGB" if order is None else order
+        return normalize_frame(frame, mean, std, dtype=dtype, scale=scale, order=channel_order, out=out)
     if order is not None:
         raise SpecError(
             f"{where}: expected order=None for an image (its channel order is not recorded), got "
