@@ -10,7 +10,7 @@ import weakref
 import pytest
 
 from fake_runtime import Runtime, runtime
-from gpuimage import GpuImage, ImageSpec, _lifetime
+from gpuimage import GpuImage, ImageSpec, _lifetime, _runtime
 
 __all__ = ["runtime"]  # the fixture
 
@@ -133,6 +133,26 @@ def test_a_release_that_cannot_be_ordered_holds_the_owner_forever(runtime: Runti
     assert owner_ref() is not None, "freeing it could hand in-use memory back to the allocator"
     assert len(_lifetime._unreleasable) == held + 1
     _lifetime._unreleasable.pop()
+
+
+def test_a_release_on_a_stream_being_captured_waits_for_the_capture_to_end(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # issue 12 review finding: the release queried the capturing stream, which invalidates the graph
+    capturing = {9}
+    monkeypatch.setattr(_runtime, "is_capturing", lambda stream: stream in capturing)
+    owner = Owner()
+    owner_ref = weakref.ref(owner)
+    image = _image(owner)
+    image.as_cupy(stream=9)
+    del owner, image
+    assert not _released(owner_ref), "held while the stream captures"
+    assert runtime.recorded == [], "nothing recorded or queried on a capturing stream"
+    capturing.clear()  # the capture ended
+    _lifetime.collect()
+    assert runtime.recorded == [(9, 0)], "ordered as any release, once the capture has ended"
+    runtime.complete_all()
+    assert _released(owner_ref)
 
 
 def test_without_a_runtime_nothing_is_tracked() -> None:

@@ -36,6 +36,7 @@ BASE = frozenset(
         "_ordering",
         "_spokes",
         "_runtime",
+        "_driver",  # the CUDA driver calls no array library offers (ctypes)
         "_pointers",
         "_ops",
         "_spec",

@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
-__all__ = ["Lifetime", "ReleaseEvent", "collect", "pending_releases", "set_recorder"]
+__all__ = ["Lifetime", "ReleaseEvent", "StreamCapturing", "collect", "pending_releases", "set_recorder"]
 
 
 class ReleaseEvent(Protocol):
@@ -47,6 +47,15 @@ class ReleaseEvent(Protocol):
 # this module imports no CUDA binding. None: no runtime, so no GPU work can be pending.
 _recorder: list[Callable[[int, int], ReleaseEvent | None] | None] = [None]
 _pending: deque[tuple[tuple[ReleaseEvent, ...], object]] = deque()
+_captured: list[tuple[tuple[int, ...], int, object]] = []
+"""Releases whose streams were being captured into a CUDA graph (no query is allowed there): retried
+by ``collect`` once the capture has ended."""
+
+
+class StreamCapturing(Exception):  # noqa: N818  # a signal between the recorder and _defer, never raised to users
+    """The recorder's answer for a stream that is being captured."""
+
+
 _poll_lock = threading.Lock()
 
 
@@ -77,7 +86,7 @@ class Lifetime:
         self.tracked = cuda and owner is not None
         # handle -> the stream object kept alive for it (None: a raw handle, the caller's to keep)
         self.uses: dict[int, object] | None = None
-        if _pending:
+        if _pending or _captured:
             collect()
 
     def note(self, stream: int, keep: object) -> None:
@@ -106,6 +115,9 @@ def _defer(streams: tuple[int, ...], device: int, owner: object) -> None:
         return  # no runtime was ever picked, so gpuimage queued nothing: release now
     try:
         events = tuple(event for stream in streams if (event := recorder(stream, device)) is not None)
+    except StreamCapturing:  # released after the capture ends, when its events can be recorded
+        _captured.append((streams, device, owner))
+        return
     except Exception:  # a CUDA error (a destroyed raw handle, a lost context): hold the owner forever
         _unreleasable.append(owner)
         return
@@ -127,6 +139,12 @@ def collect(*, limit: int = 8) -> int:
     if not _poll_lock.acquire(blocking=False):
         return len(_pending)  # another thread (or a finalizer inside a poll) is polling
     try:
+        if _captured:
+            waiting = list(_captured)
+            _captured.clear()
+            for streams, device, owner in waiting:
+                _defer(streams, device, owner)  # goes back to _captured while still capturing
+            del waiting
         busy: list[tuple[tuple[ReleaseEvent, ...], object]] = []
         while _pending and len(busy) < limit:
             entry = _pending.popleft()
@@ -139,7 +157,7 @@ def collect(*, limit: int = 8) -> int:
                 busy.append(entry)
             del entry  # the owner goes here, when done
         _pending.extendleft(reversed(busy))
-        return len(_pending) + len(_unreleasable)
+        return len(_pending) + len(_unreleasable) + len(_captured)
     finally:
         _poll_lock.release()
 
@@ -156,7 +174,7 @@ def pending_releases() -> int:
 
 
 def _poll_after_collection(phase: str, info: dict[str, int]) -> None:
-    if phase == "stop" and _pending:
+    if phase == "stop" and (_pending or _captured):
         collect()
 
 

@@ -31,8 +31,9 @@ from typing_extensions import get_protocol_members
 
 from ._backends import is_installed
 from ._device import Device
+from ._driver import is_capturing
 from ._errors import CudaError, InteropError, MissingBackendError
-from ._lifetime import set_recorder
+from ._lifetime import StreamCapturing, set_recorder
 from ._spec import ImageSpec
 from ._spokes import spoke
 from ._streams import Event
@@ -388,6 +389,8 @@ def _release_event_recorder(chosen: Runtime) -> Callable[[int, int], Event | Non
     record, idle = chosen.record, chosen.stream_idle
 
     def release_event(stream: int, device: int) -> Event | None:
+        if is_capturing(stream):  # a query would invalidate the graph being captured: wait for its end
+            raise StreamCapturing(stream)
         return None if idle(stream, device) else record(stream, device)
 
     return release_event

@@ -245,3 +245,62 @@ def test_ten_thousand_view_cycles_leave_memory_unchanged() -> None:
     assert report["peak_mats"] <= report["start_mats"] + 1, report
     assert report["images_sampled"] == 10
     assert report["images_alive_after_gc"] == 0, report
+
+
+_CAPTURE_SCENARIO = """
+import gc, json, weakref
+import torch
+import gpuimage as gi
+from gpuimage import _lifetime
+
+class Owner:
+    def __init__(self, tensor):
+        self.tensor = tensor
+
+owner = Owner(torch.zeros(64, 64, 3, dtype=torch.uint8, device="cuda"))
+owner_ref = weakref.ref(owner)
+image = gi.GpuImage.from_pointer(
+    owner.tensor.data_ptr(), gi.ImageSpec(height=64, width=64, channels=3, device="cuda:0"),
+    owner=owner, stream=torch.cuda.current_stream(),
+)
+del owner
+torch.cuda.synchronize()
+side = torch.cuda.Stream()
+graph = torch.cuda.CUDAGraph()
+with torch.cuda.graph(graph, stream=side):
+    view = image.as_torch()  # noted: the capturing stream uses the memory
+    result = view + 1
+    del image, view  # the family dies while its stream captures
+    gc.collect()
+    held_during_capture = owner_ref() is not None
+graph.replay()
+torch.cuda.synchronize()
+gc.collect()
+_lifetime.pending_releases()
+torch.cuda.synchronize()
+print(json.dumps({
+    "held_during_capture": held_during_capture,
+    "replayed": int(result.sum().item()),
+    "released_after": owner_ref() is None,
+}))
+"""
+
+
+def test_an_image_that_dies_during_graph_capture_does_not_invalidate_it() -> None:
+    # issue 12 review finding: the release queried the capturing stream (cudaErrorStreamCaptureInvalidated)
+    source_root = str(Path(gpuimage.__file__).resolve().parents[1])
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (source_root, env.get("PYTHONPATH")) if p)
+    done = subprocess.run(
+        [sys.executable, "-c", _CAPTURE_SCENARIO],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, f"capture failed (exit {done.returncode}):\n{done.stderr[-4000:]}"
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["replayed"] == 64 * 64 * 3, report
+    assert report["held_during_capture"], report
+    assert report["released_after"], report
