@@ -264,7 +264,7 @@ image = gi.GpuImage.from_pointer(
     owner=owner, stream=torch.cuda.current_stream(),
 )
 del owner
-torch.cuda.synchronize()
+image.synchronize()  # nothing pending: a capture may not wait on uncaptured work
 side = torch.cuda.Stream()
 graph = torch.cuda.CUDAGraph()
 with torch.cuda.graph(graph, stream=side):
