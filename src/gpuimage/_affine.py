@@ -20,6 +20,7 @@ from ._dtypes import Accumulator, DTypeName, accumulator, integer_range, is_inte
 from ._errors import SpecError
 
 __all__ = [
+    "channel_key",
     "Affine",
     "ChannelValues",
     "MapOrigin",
@@ -82,6 +83,18 @@ def _unwrapped(value: object) -> object:
         number: object = array.item()
         return number
     return array
+
+
+def channel_key(values: object) -> float | tuple[float, ...] | None:
+    """``mean``/``std`` as a cache key: a plain number, or a list or tuple of them, as given (None:
+    anything else, which its caller parses every call)."""
+    if type(values) is float or type(values) is int:
+        return cast(float, values)
+    if type(values) in (list, tuple) and all(
+        type(value) is float or type(value) is int for value in cast("Sequence[object]", values)
+    ):
+        return tuple(cast("Sequence[float]", values))
+    return None
 
 
 def short_repr(value: object) -> str:

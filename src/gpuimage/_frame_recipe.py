@@ -4,10 +4,7 @@ cached (a frame loop passes the same constants every call). Pure: no GPU, no for
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import cast
-
-from ._affine import ChannelValues, finite_number, normalize_affine
+from ._affine import ChannelValues, channel_key, finite_number, normalize_affine
 from ._dtypes import DTypeName
 from ._errors import SpecError
 from ._formats import ChannelOrder
@@ -47,44 +44,34 @@ def frame_recipe(
         resize,
         keep_aspect,
         order,
-        _hashable(mean),
-        _hashable(std),
+        channel_key(mean),
+        channel_key(std),
         scale,
         pad_value,
         is_image,
     )
-    plain = type(resize) is str and type(keep_aspect) is bool and type(order) is ChannelOrder
-    if (
-        plain
+    plain = (  # only plain arguments are keys: others are checked and parsed every call
+        type(resize) is str
+        and type(keep_aspect) is bool
+        and type(order) is ChannelOrder
         and None not in key[6:8]
         and type(scale) in (float, int, type(None))
         and type(pad_value) in (float, int)
-    ):
+    )
+    if plain:
         recipe = _recipes.get(key)
-        if recipe is None:
-            recipe = _recipe(
-                source, size, resize, keep_aspect, order, mean, std, scale, pad_value, is_image, where
-            )
-            if len(_recipes) >= 256:
-                _recipes.clear()
-            _recipes[key] = recipe
-        return recipe
-    return _recipe(source, size, resize, keep_aspect, order, mean, std, scale, pad_value, is_image, where)
+        if recipe is not None:
+            return recipe
+    recipe = _recipe(source, size, resize, keep_aspect, order, mean, std, scale, pad_value, is_image, where)
+    if plain:
+        if len(_recipes) >= 256:
+            _recipes.clear()
+        _recipes[key] = recipe
+    return recipe
 
 
 _recipes: dict[tuple[object, ...], SampleRecipe] = {}
 """Recipes by their arguments: a frame loop passes the same constants every call."""
-
-
-def _hashable(values: object) -> float | tuple[float, ...] | None:
-    """Plain numbers and tuples or lists of them as a cache key (None: anything else)."""
-    if type(values) is float or type(values) is int:
-        return float(cast(float, values))
-    if type(values) is tuple or type(values) is list:
-        items = cast("Sequence[object]", values)
-        if all(type(value) is float or type(value) is int for value in items):
-            return tuple(float(cast(float, value)) for value in items)
-    return None
 
 
 def _recipe(

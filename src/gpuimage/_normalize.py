@@ -8,12 +8,12 @@ them are the cache keys; anything else is parsed every call).
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
 from ._affine import (
     Affine,
     ChannelValues,
+    channel_key,
     check_finite_map,
     denormalize_affine,
     input_scale,
@@ -52,17 +52,6 @@ def _normalize_map(
 
 
 _cached_normalize_map = functools.lru_cache(maxsize=256)(_normalize_map)
-
-
-def _hashable(values: object) -> float | tuple[float, ...] | None:
-    """``mean``/``std`` as a cache key (plain floats only: anything else is parsed every call)."""
-    if type(values) is float or type(values) is int:
-        return cast(float, values)
-    if type(values) in (list, tuple) and all(
-        type(value) is float or type(value) is int for value in cast("Sequence[object]", values)
-    ):
-        return tuple(cast("Sequence[float]", values))
-    return None
 
 
 # -- normalization ----------------------------------------------------------------------------------
@@ -156,7 +145,7 @@ def normalize(
     image = cast("GpuImage[Any, Any]", image)
     check_is_image(image, where=where)
     target = parse_dtype(Float32 if dtype is None else dtype, where=where)
-    key = (_hashable(mean), _hashable(std), scale, reverse_channels)
+    key = (channel_key(mean), channel_key(std), scale, reverse_channels)
     plain_scale = scale is None or type(scale) is float or type(scale) is int  # never True for 1
     if None in key[:2] or not plain_scale or type(reverse_channels) is not bool:
         affine = _normalize_map(image.dtype, image.channels, target, mean, std, scale, reverse_channels)
