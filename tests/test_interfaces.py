@@ -193,3 +193,17 @@ def test_a_host_view_keeps_the_owner_alive_while_it_lives() -> None:
     del derived
     gc.collect()
     assert alive() is None
+
+
+def test_array_request_answers_numpys_dtype_and_copy() -> None:
+    from gpuimage import ExportError
+    from gpuimage._interfaces import array_request
+
+    array = np.arange(6, dtype=np.uint8).reshape(2, 3)
+    assert array_request(array, None, None, "image") is array
+    copied = array_request(array, None, True, "image")
+    assert copied is not array
+    np.testing.assert_array_equal(copied, array)
+    assert array_request(array, np.float32, None, "image").dtype == np.float32
+    with pytest.raises(ExportError, match=r"numpy.asarray\(batch, dtype=..., copy=False\)"):
+        array_request(array, np.float32, False, "batch")

@@ -13,7 +13,7 @@ from typing_extensions import CapsuleType
 
 from ._device import CPU
 from ._errors import DeviceError, ExportError, HostMemoryError, ReadOnlyError
-from ._interfaces import cuda_array_interface
+from ._interfaces import array_request, cuda_array_interface
 from ._lifetime import Lifetime
 from ._ordering import BY_HANDLE, StreamOrdering
 from ._runtime import runtime
@@ -122,12 +122,7 @@ class ImageExports(StreamOrdering):
                 f"numpy.asarray(image): the image is on {self._spec.device}. Call image.cpu().as_numpy() "
                 "for a host copy."
             )
-        array = self.as_numpy()
-        if dtype is not None and array.dtype != dtype:
-            if copy is False:
-                raise ExportError("numpy.asarray(image, dtype=..., copy=False): a dtype change copies.")
-            return array.astype(dtype)  # type: ignore[call-overload, no-any-return]  # dtype is numpy's
-        return array.copy() if copy else array
+        return array_request(self.as_numpy(), dtype, copy, "image")
 
     # -- protocols ------------------------------------------------------------------------------
 

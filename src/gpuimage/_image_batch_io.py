@@ -30,7 +30,7 @@ from ._errors import (
     MissingBackendError,
     ReadOnlyError,
 )
-from ._interfaces import ArrayExport, CudaArrayExport
+from ._interfaces import ArrayExport, CudaArrayExport, array_request
 from ._ordering import BY_HANDLE, StreamOrdering
 from ._runtime import runtime
 from ._spokes import spoke
@@ -284,12 +284,7 @@ class BatchExports(StreamOrdering):
                 f"numpy.asarray(batch): expected a host batch, got one on {self._spec.device}. Copy it to "
                 "the host through as_torch() or as_cupy()."
             )
-        array = self.as_numpy()
-        if dtype is not None and array.dtype != dtype:
-            if copy is False:
-                raise ExportError("numpy.asarray(batch, dtype=..., copy=False): a dtype change copies.")
-            return array.astype(dtype)  # type: ignore[call-overload, no-any-return]  # dtype is numpy's
-        return array.copy() if copy else array
+        return array_request(self.as_numpy(), dtype, copy, "batch")
 
     @property
     def __cuda_array_interface__(self) -> dict[str, Any]:

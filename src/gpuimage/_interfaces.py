@@ -10,11 +10,18 @@ import numpy as np
 import numpy.typing as npt
 
 from ._dtypes import DTypeName, dtype_info
-from ._errors import DTypeError
+from ._errors import DTypeError, ExportError
 from ._spec import ImageSpec
 from ._streams import to_protocol
 
-__all__ = ["ArrayExport", "CudaArrayExport", "cuda_array_interface", "host_array_interface", "host_view"]
+__all__ = [
+    "ArrayExport",
+    "CudaArrayExport",
+    "array_request",
+    "cuda_array_interface",
+    "host_array_interface",
+    "host_view",
+]
 
 
 def _typestr(dtype: DTypeName, *, where: str) -> str:
@@ -84,3 +91,13 @@ def host_view(
     return np.asarray(
         ArrayExport(host_array_interface(ptr, spec, readonly=readonly, as_dtype=as_dtype), owner)
     )
+
+
+def array_request(array: npt.NDArray[Any], dtype: object, copy: bool | None, what: str) -> npt.NDArray[Any]:
+    """NumPy's ``__array__(dtype, copy)`` answered over ``array`` (a host view): itself, a copy, or a
+    converted copy; ``copy=False`` with another dtype is refused (it would copy)."""
+    if dtype is not None and array.dtype != dtype:
+        if copy is False:
+            raise ExportError(f"numpy.asarray({what}, dtype=..., copy=False): a dtype change copies.")
+        return array.astype(dtype)  # type: ignore[call-overload, no-any-return]  # dtype is numpy's
+    return array.copy() if copy else array
