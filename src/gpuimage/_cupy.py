@@ -379,4 +379,5 @@ SPOKE = Spoke(
     current_stream_object=current_stream_object,
     describe_out=_describe_out,
     gpu_runtime=gpu_runtime,
+    parses_as_dlpack=True,
 )
