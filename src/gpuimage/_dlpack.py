@@ -209,7 +209,7 @@ def parse(
         capsule: object = obj
     else:
         native = spoke_of(obj) if device is None else None
-        if native is not None and native.parses_as_dlpack:  # ready on the consumer's own stream:
+        if native is not None and native.parses_as_dlpack(obj):  # ready on the consumer's own stream:
             imported = native.parse(obj, layout=layout, device=None, stream=None, where=where)
             if imported.stream == (from_protocol(consumer) if imported.spec.device.is_cuda else None):
                 return imported  # __dlpack__ would queue nothing and give the same tensor
