@@ -38,6 +38,7 @@ def test_every_error_is_under_the_root_and_exported(error: type[Exception]) -> N
         (gpuimage.ExportError, ValueError),
         (gpuimage.MissingBackendError, ImportError),
         (gpuimage.OpenCVStubsError, RuntimeError),
+        (gpuimage.WaitTimeoutError, TimeoutError),
     ],
 )
 def test_errors_are_also_their_natural_builtin(error: type[Exception], builtin: type[Exception]) -> None:
@@ -115,6 +116,11 @@ def test_exported_names_are_pinned() -> None:
             "UInt16",
             "UInt32",
             "pending_releases",
+            "SharedRing",
+            "WaitTimeoutError",
+            "collect_shared",
+            "set_unopened_timeout",
+            "unopened_timeout",
             "__version__",
             "denormalize",
             "normalize",

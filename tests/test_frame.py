@@ -8,6 +8,7 @@ import copy
 import gc
 import pickle
 import weakref
+from types import SimpleNamespace
 from typing import Any, cast
 
 import numpy as np
@@ -446,14 +447,17 @@ def test_from_dlpack_keeps_the_producer_alive() -> None:
 def test_to_image_hands_the_frame_to_the_conversion(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[object, dict[str, object]]] = []
 
-    def record(frame: object, **arguments: object) -> str:
+    def record(frame: object, **arguments: object) -> SimpleNamespace:
         calls.append((frame, arguments))
-        return "converted"
+        return SimpleNamespace(converted=True)
 
     monkeypatch.setattr(_frame_convert, "frame_to_image", record)
     frame = GpuFrame.empty(8, 4, format="NV12", device="cpu", colour=BT709)
-    assert frame.to_image(layout="CHW", dtype="float32", order="BGR") == "converted"  # type: ignore[comparison-overlap]
-    assert frame.to_image() == "converted"  # type: ignore[comparison-overlap]
+    bgr = cast(Any, frame.to_image(layout="CHW", dtype="float32", order="BGR"))
+    rgb = cast(Any, frame.to_image())
+    assert bgr.converted
+    assert rgb.converted
+    assert (bgr._channel_order, rgb._channel_order) == ("BGR", "RGB")  # the order written is recorded
     assert calls == [
         (frame, {"layout": "CHW", "dtype": "float32", "order": "BGR"}),
         (frame, {"layout": "HWC", "dtype": "uint8", "order": "RGB"}),
@@ -471,8 +475,8 @@ def test_a_frame_is_not_built_directly_nor_pickled_and_copies_are_itself() -> No
         GpuFrame()
     frame = GpuFrame.empty(8, 4, format="NV12", device="cpu")
     assert copy.copy(frame) is frame
-    with pytest.raises(InteropError, match="valid in this process only"):
-        pickle.dumps(frame)
+    with pytest.raises(InteropError, match="expected a frame in device memory"):
+        pickle.dumps(frame)  # device frames pickle to CUDA IPC descriptions (tests/test_ipc.py)
     assert not isinstance(frame, GpuImage)
 
 

@@ -11,7 +11,7 @@ import numpy.typing as npt
 import pytest
 
 import gpuimage as gi
-from gpuimage import ColorSpec, GpuFrame, GpuImage, SpecError
+from gpuimage import ColorSpec, GpuFrame, GpuImage, LayoutError, SpecError
 from gpuimage._colour import yuv_to_rgb
 
 BT709 = ColorSpec(matrix="BT709", range="LIMITED")
@@ -94,7 +94,7 @@ def test_refusals() -> None:
         gi.normalize_batch([frame], 0.0, 1.0, resize="nearest", like="numpy")
     with pytest.raises(SpecError, match="tuple of positive ints"):
         gi.normalize_batch([frame], 0.0, 1.0, resize="nearest", size=(0, 4), like="numpy")
-    with pytest.raises(SpecError, match="order=None for images"):
+    with pytest.raises(LayoutError, match="channel order is recorded"):  # image: none is recorded
         gi.normalize_batch([image], 0.0, 1.0, order="BGR", like="numpy")
     with pytest.raises(SpecError, match="order='BGR' for frames"):
         gi.normalize_batch([frame], 0.0, 1.0, reverse_channels=True, like="numpy")

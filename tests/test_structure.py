@@ -74,6 +74,15 @@ BASE = frozenset(
         "_frame_recipe",
         "_frame_batch",  # normalize_batch over frames (and with resize=)
         "_batch_out",  # where a batch conversion writes
+        "_ipc",  # issue 15: pickling device images to CUDA IPC descriptions (the producer)
+        "_ipc_open",  # and unpickling them (the consumer)
+        "_ipc_description",  # what a description carries, checked (pure)
+        "_ipc_driver",  # the CUDA driver's IPC calls (ctypes)
+        "_ipc_lease",  # leases: files and flock, the producer's registry
+        "_ipc_ring",  # SharedRing: reusable slots between two processes
+        "_ipc_ring_open",
+        "_ipc_ring_control",  # its control block and description (pure)
+        "_channel_order",  # what images' and batches' channel orders are, and the conversions that keep them
         "__init__",
         "__main__",
     }

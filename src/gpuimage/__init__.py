@@ -41,6 +41,7 @@ from ._errors import (
     ReadOnlyError,
     SpecError,
     StrideError,
+    WaitTimeoutError,
 )
 from ._formats import (
     ChannelOrder,
@@ -62,6 +63,8 @@ from ._frame_layout import FrameLayout, PlaneLayout, frame_layout
 from ._image import GpuImage
 from ._image_batch import GpuBatch
 from ._image_batch_spec import BatchLayout, BatchLayoutLike
+from ._ipc_lease import collect_shared, set_unopened_timeout, unopened_timeout
+from ._ipc_ring import SharedRing
 from ._layout import CHW, HWC, AnyLayout, CHWLike, HWCLike, Layout, LayoutLike
 from ._lifetime import pending_releases
 from ._normalize import denormalize, normalize
@@ -137,6 +140,11 @@ __all__ = [
     "SpecError",
     "StreamLike",
     "StrideError",
+    "SharedRing",
+    "WaitTimeoutError",
+    "collect_shared",
+    "set_unopened_timeout",
+    "unopened_timeout",
     "UInt8",
     "pending_releases",
     "UInt16",

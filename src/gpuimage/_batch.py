@@ -20,9 +20,10 @@ from ._affine import (
     short_repr,
 )
 from ._batch_out import allocate_batch, parse_batch_out
+from ._channel_order import batch_plan
 from ._conversions import convert_batch_into, executor_for
 from ._dtypes import DTypeLike, Float32, dtype_info, parse_dtype
-from ._errors import DeviceError, InteropError, SpecError
+from ._errors import DeviceError, InteropError, LayoutError, SpecError
 from ._executor import Buffer
 from ._exports import ImageExports
 from ._formats import ChannelOrderLike
@@ -171,7 +172,10 @@ def normalize_batch(
             channels, or frames). The exact definition is on the "Video frames" page.
         keep_aspect: with ``resize``, scale each region to fit ``size`` with its aspect ratio kept,
             centred, and fill the rest of its slot with ``pad_value`` (letterbox).
-        order: frames only: the batch's channel order, "RGB" (default), "BGR", "RGBA" or "BGRA".
+        order: the batch's channel order, "RGB", "BGR", "RGBA" or "BGRA": a frame's (default RGB);
+            images are reordered to it from the one order they all record (as ``normalize`` does;
+            4-channel images with ``resize`` only). A ``GpuBatch`` ``out`` recording another order
+            than the batch's is refused.
         out: an NCHW torch tensor, CuPy array or (host images) NumPy array to write into, any strides;
             or a ``GpuBatch`` (NCHW or NHWC, any item pitch).
         like: the library of the new array when ``out`` is None: "torch", "cupy" or "numpy" (host).
@@ -188,7 +192,7 @@ def normalize_batch(
         raise SpecError(
             f"{where}: expected resize='bilinear' or 'nearest' with keep_aspect=True, got resize=None."
         )
-    if resize is not None or order is not None or _has_frames(images):
+    if resize is not None or _has_frames(images):
         return normalize_frames_batch(
             _listed(images, "images", "a sequence of GpuImages or GpuFrames", where),
             mean,
@@ -213,10 +217,17 @@ def normalize_batch(
     sources = _checked_images(images, where)
     regions = _regions(sources, rois, where)
     first = sources[0]
+    reverse, swap_colour = batch_plan(sources, order, reverse_channels, out, where=where)
+    if swap_colour:  # the batch kernel reverses all channels or none: (2, 1, 0, 3) needs the frame path
+        raise LayoutError(
+            f"{where}: expected resize= to swap red and blue of 4-channel images (alpha kept), got "
+            f"order={order!r} for {first.channel_order} images without it. Reorder them first "
+            f"(image.to_channel_order({order!r})), or pass resize= (HWC images, in one launch)."
+        )
     target = parse_dtype(Float32 if dtype is None else dtype, where=where)
     batch_hw = batch_size([(item.height, item.width) for item in regions], size, where=where)
     factor = input_scale(first.dtype, scale, where=where)
-    affine = normalize_affine(first.channels, mean, std, factor, reverse=reverse_channels, where=where)
+    affine = normalize_affine(first.channels, mean, std, factor, reverse=reverse, where=where)
     check_finite_map(affine, first.dtype, target, origin="normalize", where=where)
     executor_for(first.device, where)  # no GPU library: say so before allocating anything
     if out is None:

@@ -17,6 +17,7 @@ against torch or NumPy conventions (``except ValueError``) keeps working::
     ├── ExportError (BufferError, ValueError)  an export that cannot be made as asked
     ├── LifetimeError (RuntimeError)        memory whose owner is gone or was already consumed
     ├── CudaError (RuntimeError)            a CUDA runtime call (event, stream wait, sync) that failed
+    ├── WaitTimeoutError (TimeoutError)     a wait on another process (a ring's slot) past its timeout
     ├── MissingBackendError (ImportError)   an optional library that is not installed or lacks CUDA
     └── OpenCVStubsError (RuntimeError)     OpenCV's type stubs cannot be extended (``gpuimage stubs``)
 
@@ -42,6 +43,7 @@ __all__ = [
     "ReadOnlyError",
     "SpecError",
     "StrideError",
+    "WaitTimeoutError",
 ]
 
 
@@ -104,6 +106,10 @@ class LifetimeError(GpuImageError, RuntimeError):
 
 class CudaError(GpuImageError, RuntimeError):
     """A CUDA runtime call that failed (recording an event, a stream wait, a synchronize)."""
+
+
+class WaitTimeoutError(GpuImageError, TimeoutError):
+    """A wait on another process (a ``SharedRing`` slot) that did not end within its ``timeout``."""
 
 
 class MissingBackendError(GpuImageError, ImportError):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal, TypeVar, overload
 
+from ._channel_order import known_order, recorded
 from ._device import Device, DeviceLike
 from ._dtypes import AnyDType, DTypeLike, UInt8
 from ._formats import ChannelOrderLike, ColorSpec, PixelFormat, PixelFormatLike
@@ -367,8 +368,10 @@ class GpuFrame(FrameExports):
         """The frame as an R'G'B' image in new memory (one launch; see ``gpuimage._sampling``).
 
         ``layout`` HWC or CHW, ``dtype`` uint8 (``rint(255 v)``) or a float type (``v`` in [0, 1]),
-        ``order`` RGB, BGR, RGBA or BGRA. A YUV frame needs its ``colour``.
+        ``order`` RGB, BGR, RGBA or BGRA, which the image records (``channel_order``). A YUV frame
+        needs its ``colour``.
         """
         from ._frame_convert import frame_to_image  # it reads frames: imported on use
 
-        return frame_to_image(self, layout=layout, dtype=dtype, order=order)
+        image = frame_to_image(self, layout=layout, dtype=dtype, order=order)
+        return recorded(image, known_order(order, where="GpuFrame.to_image()"))

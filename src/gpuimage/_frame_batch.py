@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from ._affine import ChannelValues
 from ._batch_out import allocate_batch, parse_batch_out
+from ._channel_order import batch_plan, check_out_order
 from ._conversions import executor_for
 from ._dtypes import DTypeLike, Float32, dtype_info, parse_dtype
 from ._errors import DeviceError, SpecError
@@ -30,40 +31,52 @@ if TYPE_CHECKING:
 
 __all__ = ["normalize_frames_batch"]
 
-_IMAGE_ORDERS = {(3, False): ChannelOrder.RGB, (3, True): ChannelOrder.BGR, (4, False): ChannelOrder.RGBA}
+_IMAGE_ORDERS = {
+    (3, False): ChannelOrder.RGB,
+    (3, True): ChannelOrder.BGR,
+    (4, False): ChannelOrder.RGBA,
+    (4, True): ChannelOrder.BGRA,
+}
+"""The order an image batch writes, for images read as RGB(A) (``_frame_convert``): red and blue
+swapped or not."""
 
 
 def _output_order(
-    first: object, channels: int, order: ChannelOrderLike | None, reverse_channels: bool, where: str
+    items: Sequence[object],
+    channels: int,
+    order: ChannelOrderLike | None,
+    reverse_channels: bool,
+    out: object,
+    where: str,
 ) -> ChannelOrder:
-    """The batch's channel order: a frame's ``order`` (default RGB); an image's own channels, read in
-    reverse with ``reverse_channels`` (images record no order, so ``order`` is refused for them)."""
-    if is_frame(first):
+    """The batch's channel order, relative to the source's: a frame's ``order`` (default RGB); an
+    image's own channels, read in reverse with ``reverse_channels``, or reordered from their recorded
+    order to ``order``. A ``GpuBatch`` ``out`` recording another order is refused."""
+    if is_frame(items[0]):
         if reverse_channels:
             raise SpecError(
                 f"{where}: expected order='BGR' for frames, got reverse_channels={reverse_channels!r}."
             )
-        return parse_channel_order("RGB" if order is None else order, where=where)
-    if order is not None:
-        raise SpecError(
-            f"{where}: expected order=None for images (their channel order is not recorded), got "
-            f"order={order!r}. Pass reverse_channels=True to turn BGR into RGB."
-        )
+        written = parse_channel_order("RGB" if order is None else order, where=where)
+        check_out_order(out, None if written is ChannelOrder.UNKNOWN else written, where=where)
+        return written
     if type(reverse_channels) is not bool:
         raise SpecError(f"{where}: expected reverse_channels True or False, got {reverse_channels!r}.")
     if channels == 4 and reverse_channels:  # (3, 2, 1, 0) is no channel order: BGRA would keep alpha last
         raise SpecError(
             f"{where}: expected reverse_channels=False for 4-channel images with resize=, got True "
-            "(normalize reads them as (3, 2, 1, 0)). Convert the image to 3 channels, or batch it "
+            "(normalize reads them as (3, 2, 1, 0)). Record their order and pass order= instead "
+            "(image.with_channel_order('BGRA'), order='RGBA': alpha stays last), or batch them "
             "without resize=."
         )
-    found = _IMAGE_ORDERS.get((channels, reverse_channels))
-    if found is None:
+    if channels not in (3, 4):
         raise SpecError(
             f"{where}: expected 3- or 4-channel images for resize=, got channels={channels}. Resize "
             "gray images as 3-channel ones, or batch them without resize= (regions are then not scaled)."
         )
-    return found
+    images = cast("Sequence[GpuImage[Any, Any]]", items)
+    reverse, swap_colour = batch_plan(images, order, reverse_channels, out, where=where)
+    return _IMAGE_ORDERS[channels, reverse or swap_colour]
 
 
 def _slot_size(
@@ -119,7 +132,7 @@ def normalize_frames_batch(
     sources = batch_sources(list(items), None if rois is None else list(rois), where)
     first = sources[0]
     device = first.planes[0].spec.device
-    order_out = _output_order(items[0], first.planes[0].spec.channels, order, reverse_channels, where)
+    order_out = _output_order(items, first.planes[0].spec.channels, order, reverse_channels, out, where)
     channels = len(order_out.value)
     slot_hw = _slot_size(sources, size, resize, where)
     target = parse_dtype(Float32 if dtype is None else dtype, where=where)

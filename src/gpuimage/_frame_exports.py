@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, Self, SupportsIndex, cast
 
 from typing_extensions import CapsuleType
 
-from ._errors import InteropError, LayoutError
+from ._errors import LayoutError
 from ._formats import PixelFormat
 from ._frame_layout import FrameLayout
 from ._image import GpuImage
@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     import cupy
     import numpy.typing as npt
     import torch
+
+    from ._frame import GpuFrame
 
 __all__ = ["FrameExports", "block_rows"]
 
@@ -150,17 +152,16 @@ class FrameExports:
         """``copy.copy(frame)`` is the frame itself: a handle whose planes a copy would share anyway."""
         return self
 
-    def __reduce_ex__(self, protocol: SupportsIndex) -> NoReturn:
-        """Refuse pickling: the planes' pointers are valid in this process only."""
-        raise InteropError(
-            f"pickle.dumps(frame): expected an object that can leave this process, got a GpuFrame on "
-            f"{self._planes[0].device} (its pointers are valid in this process only). Pickle a host copy "
-            "of each plane instead (frame.planes[i].cpu().as_numpy())."
-        )
+    def __reduce_ex__(self, protocol: SupportsIndex) -> tuple[object, ...]:
+        """Pickle a device frame to a CUDA IPC description (see ``GpuImage.__reduce_ex__``): its planes
+        as they lie in memory. Host frames are refused."""
+        from ._ipc import reduce_frame  # pickling is rare: imported on use
 
-    def __reduce__(self) -> NoReturn:
-        """Refuse pickling, as ``__reduce_ex__`` does."""
-        self.__reduce_ex__(2)
+        return reduce_frame(cast("GpuFrame", self))
+
+    def __reduce__(self) -> tuple[object, ...]:
+        """As ``__reduce_ex__``."""
+        return self.__reduce_ex__(2)
 
 
 def block_rows(layout: FrameLayout) -> int | None:

@@ -7,13 +7,13 @@ spoke's ``view``; the hub itself never imports torch, CuPy or OpenCV.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Generic, NoReturn, Self, SupportsIndex, cast, overload
+from typing import TYPE_CHECKING, Any, Generic, Self, SupportsIndex, cast, overload
 
 from typing_extensions import TypeVar
 
 from . import _ops
 from ._affine import identity_affine, scaled_affine
-from ._conversions import converted
+from ._channel_order import ChannelOrdered, ordered, recorded, reordered
 from ._device import CPU, Device, DeviceLike, parse_device
 from ._dtypes import AnyDType, DTypeLike, DTypeName, parse_dtype, parse_dtype_marker
 from ._errors import (
@@ -23,6 +23,7 @@ from ._errors import (
     LayoutError,
 )
 from ._exports import ImageExports
+from ._formats import ChannelOrder, ChannelOrderLike
 from ._geometry import crop_offset
 from ._layout import CHW, HWC, AnyLayout, CHWLike, HWCLike, Layout, LayoutLike, parse_layout
 from ._lifetime import Lifetime
@@ -53,7 +54,7 @@ objects take the validation every time)."""
 _empty_specs: dict[tuple[object, ...], ImageSpec] = {}
 
 
-class GpuImage(ImageExports, Generic[L, D]):
+class GpuImage(ImageExports, ChannelOrdered, Generic[L, D]):
     """An image in GPU (or host) memory, shared without copying between torch, CuPy and OpenCV.
 
     ``GpuImage[HWC, UInt8]`` is an interleaved uint8 image; ``GpuImage[CHW]`` a planar image of any
@@ -73,7 +74,8 @@ class GpuImage(ImageExports, Generic[L, D]):
         with ``record_write(stream)`` or ``with image.writing(stream):``.
     """
 
-    __slots__ = ("__weakref__", "_device_index", "_life", "_ptr", "_readonly", "_ready", "_spec", "_views")
+    __slots__ = ("__weakref__", "_channel_order", "_device_index", "_life", "_ptr", "_readonly", "_ready",
+                 "_spec", "_views")  # fmt: skip
 
     _ptr: int
     _spec: ImageSpec
@@ -90,9 +92,8 @@ class GpuImage(ImageExports, Generic[L, D]):
         )
 
     @classmethod
-    def _wrap(
-        cls, ptr: int, spec: ImageSpec, life: Lifetime, ready: ReadyState, readonly: bool
-    ) -> GpuImage[Any, Any]:
+    def _wrap(cls, ptr: int, spec: ImageSpec, life: Lifetime, ready: ReadyState, readonly: bool,
+              order: ChannelOrder | None = None) -> GpuImage[Any, Any]:  # fmt: skip
         """The one construction path: no checks here, every caller passes checked values."""
         image: GpuImage[Any, Any] = object.__new__(GpuImage)
         image._ptr = ptr
@@ -102,7 +103,11 @@ class GpuImage(ImageExports, Generic[L, D]):
         image._device_index = spec.device.index
         image._readonly = readonly
         image._views = {}
+        image._channel_order = order
         return image
+
+    def _relabelled(self, order: ChannelOrder | None) -> Self:
+        return cast(Self, self._wrap(self._ptr, self._spec, self._life, self._ready, self._readonly, order))
 
     @classmethod
     def _family(
@@ -258,10 +263,11 @@ class GpuImage(ImageExports, Generic[L, D]):
         """
         where = "GpuImage.from_dlpack()"
         layout_value = _source_layout(obj, layout, where=where)
-        # an image exported and imported again keeps what was known of its device
-        exported: object = obj
-        located = exported._life.located if isinstance(exported, GpuImage) else None
-        return cls._import("dlpack", obj, layout_value, None, stream, where, located)
+        # an image exported and imported again keeps what was known of its device and channel order
+        source = cast("GpuImage[Any, Any]", obj) if isinstance(obj, ImageExports) else None
+        located = None if source is None else source._life.located
+        image = cls._import("dlpack", obj, layout_value, None, stream, where, located)
+        return image if source is None else recorded(image, source._channel_order)
 
     @overload
     @classmethod
@@ -542,7 +548,8 @@ class GpuImage(ImageExports, Generic[L, D]):
     def __repr__(self) -> str:
         spec = self._spec
         return (
-            f"GpuImage({spec.height}x{spec.width}x{spec.channels} {spec.dtype} {spec.layout.value}, "
+            f"GpuImage({spec.height}x{spec.width}x{spec.channels} {spec.dtype} {spec.layout.value}"
+            f"{'' if self._channel_order is None else ' ' + self._channel_order.value}, "
             f"{spec.device}, row_pitch={spec.row_pitch}, strides={spec.strides}, ptr={self._ptr:#x})"
         )
 
@@ -576,7 +583,8 @@ class GpuImage(ImageExports, Generic[L, D]):
         spec = trusted_spec(geometry, self._spec.dtype, self._spec.layout, self._spec.device)
         check_address_range(self._ptr + offset, spec.nbytes, where="crop()")
         # A crop shares its parent's ready state: a write recorded on either is seen by both.
-        return cast(Self, self._wrap(self._ptr + offset, spec, self._life, self._ready, self._readonly))
+        ptr, order = self._ptr + offset, self._channel_order
+        return cast(Self, self._wrap(ptr, spec, self._life, self._ready, self._readonly, order))
 
     @overload
     def expect(self, layout: HWCLike) -> GpuImage[HWC, D]: ...
@@ -623,6 +631,12 @@ class GpuImage(ImageExports, Generic[L, D]):
         """This image if it is already packed, else a packed copy (like ``torch.Tensor.contiguous``)."""
         return self if self._spec.is_contiguous else self.copy()
 
+    def to_channel_order(self, order: ChannelOrderLike) -> Self:
+        """This image if it records ``order``, else a packed copy (same layout and dtype) with red and
+        blue swapped (RGB <-> BGR, RGBA <-> BGRA: alpha stays last), queued as ``copy`` is. Raises
+        ``LayoutError`` for an image whose order is not recorded (``with_channel_order`` says it)."""
+        return cast(Self, reordered(self, order))
+
     @overload
     def to_layout(self, layout: HWCLike, *, out: GpuImage[Any, Any] | None = None) -> GpuImage[HWC, D]: ...
     @overload
@@ -641,8 +655,7 @@ class GpuImage(ImageExports, Generic[L, D]):
         spec = self._spec
         if target is spec.layout and out is None:
             return self
-        affine = identity_affine(spec.channels)
-        result = converted(self, dtype=spec.dtype, layout=target, affine=affine, where="to_layout()", out=out)
+        result = self._converted(spec.dtype, target, 1, "to_layout()", out)
         return cast("GpuImage[Any, D]", result)
 
     @overload
@@ -683,16 +696,22 @@ class GpuImage(ImageExports, Generic[L, D]):
         """
         target = parse_dtype(dtype, where="astype()")
         affine = scaled_affine(self._spec.channels, scale, offset, where="astype()")
-        return converted(
-            self, dtype=target, layout=self._spec.layout, affine=affine, where="astype()", out=out
-        )
+        layout, order = self._spec.layout, self._channel_order
+        return ordered(self, order, dtype=target, layout=layout, affine=affine, where="astype()", out=out)
 
     def _converted(
         self, dtype: DTypeName, layout: Layout, row_alignment: int, where: str, out: GpuImage[Any, Any] | None
     ) -> GpuImage[Any, Any]:
-        affine = identity_affine(self._spec.channels)
-        return converted(
-            self, dtype=dtype, layout=layout, affine=affine, row_alignment=row_alignment, where=where, out=out
+        affine, order = identity_affine(self._spec.channels), self._channel_order
+        return ordered(
+            self,
+            order,
+            dtype=dtype,
+            layout=layout,
+            affine=affine,
+            row_alignment=row_alignment,
+            where=where,
+            out=out,
         )
 
     def cuda(self, device: DeviceLike | None = None) -> Self:
@@ -706,13 +725,13 @@ class GpuImage(ImageExports, Generic[L, D]):
                 raise DeviceError(f"cuda(): expected a CUDA device, got device={device!r}; use cpu().")
         if target == self._spec.device:
             return self
-        return cast(Self, _ops.transfer(self, target))
+        return cast(Self, recorded(_ops.transfer(self, target), self._channel_order))
 
     def cpu(self) -> Self:
         """This image if it is in host memory, else a packed host copy (waits for the copy)."""
         if not self._spec.device.is_cuda:
             return self
-        return cast(Self, _ops.transfer(self, CPU))
+        return cast(Self, recorded(_ops.transfer(self, CPU), self._channel_order))
 
     # -- copy and pickle ------------------------------------------------------------------------
 
@@ -729,19 +748,17 @@ class GpuImage(ImageExports, Generic[L, D]):
         memo[id(self)] = copied
         return copied
 
-    def __reduce_ex__(self, protocol: SupportsIndex) -> NoReturn:
-        """Refuse pickling (every protocol): the bytes would carry a pointer into this process."""
-        raise InteropError(
-            f"pickle.dumps(image): expected an object that can leave this process, got a GpuImage on "
-            f"{self._spec.device} (its pointer is valid in this process only: unpickled elsewhere it would "
-            "point at nothing, and here it would share memory without keeping its owner alive). Pickle a "
-            "host copy instead (image.cpu().as_numpy()), or share device memory with torch.multiprocessing; "
-            "transfer of images between processes comes in a later release."
-        )
+    def __reduce_ex__(self, protocol: SupportsIndex) -> tuple[object, ...]:
+        """Pickle a device image (every protocol) to a CUDA IPC description: unpickled in another
+        process of this host it is the same memory, zero-copy (``docs/processes.md``). Host images are
+        refused (``InteropError``)."""
+        from ._ipc import reduce_image  # pickling is rare: imported on use
 
-    def __reduce__(self) -> NoReturn:
-        """Refuse pickling, as ``__reduce_ex__`` does."""
-        self.__reduce_ex__(2)
+        return reduce_image(self)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        """As ``__reduce_ex__``."""
+        return self.__reduce_ex__(2)
 
 
 def _source_layout(obj: object, layout: LayoutLike | None, *, where: str) -> Layout | None:

@@ -13,11 +13,13 @@ Array Interface the items are 3-D interface dicts cut from the batch's one (``ca
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, SupportsIndex, cast
+from typing import TYPE_CHECKING, Any, Self, SupportsIndex, cast
 
+from ._channel_order import ChannelOrdered
 from ._device import Device, DeviceLike, parse_device
 from ._dtypes import DTypeLike, DTypeName
 from ._errors import BoundsError, DeviceError, InteropError, LayoutError
+from ._formats import ChannelOrder
 from ._image import GpuImage
 from ._image_batch_io import BatchExports, consume_dlpack
 from ._image_batch_spec import (
@@ -47,7 +49,7 @@ if TYPE_CHECKING:
 __all__ = ["BatchLayout", "BatchLayoutLike", "GpuBatch"]
 
 
-class GpuBatch(BatchExports):
+class GpuBatch(BatchExports, ChannelOrdered):
     """N images of one size, dtype and layout in one allocation: an ``NCHW`` or ``NHWC`` batch.
 
     Item ``i`` starts at ``ptr + i * item_pitch`` (bytes); ``item_pitch`` may exceed an item's extent
@@ -63,19 +65,8 @@ class GpuBatch(BatchExports):
         items. Every view makes its consumer stream wait for the data, on the GPU, as image views do.
     """
 
-    __slots__ = (
-        "__weakref__",
-        "_device_index",
-        "_item_pitch",
-        "_layout",
-        "_life",
-        "_ptr",
-        "_readonly",
-        "_ready",
-        "_size",
-        "_spec",
-        "_views",
-    )
+    __slots__ = ("__weakref__", "_channel_order", "_device_index", "_item_pitch", "_layout", "_life", "_ptr",
+                 "_readonly", "_ready", "_size", "_spec", "_views")  # fmt: skip
 
     _layout: BatchLayout
 
@@ -94,8 +85,14 @@ class GpuBatch(BatchExports):
         batch._layout = BY_ITEM_LAYOUT[spec.layout]
         batch._life, batch._ready, batch._readonly = life, ready, readonly
         batch._device_index = spec.device.index
-        batch._views = {}
+        batch._views, batch._channel_order = {}, None
         return batch
+
+    def _relabelled(self, order: ChannelOrder | None) -> Self:
+        batch = self._wrap(self._ptr, self._size, self._item_pitch, self._spec, self._life, self._ready,
+                           self._readonly)  # fmt: skip
+        batch._channel_order = order
+        return cast(Self, batch)
 
     @classmethod
     def _family(
@@ -364,7 +361,8 @@ class GpuBatch(BatchExports):
         spec = self._spec
         return (
             f"GpuBatch({self._size}x{spec.height}x{spec.width}x{spec.channels} {spec.dtype} "
-            f"{self._layout.value}, {spec.device}, item_pitch={self._item_pitch}, strides={self.strides}, "
+            f"{self._layout.value}{'' if self._channel_order is None else ' ' + self._channel_order.value}, "
+            f"{spec.device}, item_pitch={self._item_pitch}, strides={self.strides}, "
             f"ptr={self._ptr:#x})"
         )
 
@@ -372,7 +370,7 @@ class GpuBatch(BatchExports):
 
     def __getitem__(self, index: SupportsIndex) -> GpuImage:
         """Item ``index`` (negative counts from the end) as a ``GpuImage`` view: same owner, same
-        ready state. Raises ``BoundsError`` outside ``[-N, N)``."""
+        ready state, same channel order. Raises ``BoundsError`` outside ``[-N, N)``."""
         kind = type(index)
         if kind is not int and (kind is bool or not hasattr(kind, "__index__")):  # NumPy ints are fine
             raise InteropError(f"GpuBatch[index]: expected an int index, got {kind.__name__}.")
@@ -387,7 +385,8 @@ class GpuBatch(BatchExports):
         item = self._views.get(position)
         if item is None:
             ptr = self._ptr + position * self._item_pitch
-            made = GpuImage._wrap(ptr, self._spec, self._life, self._ready, self._readonly)  # pyright: ignore[reportPrivateUsage]
+            wrap = GpuImage._wrap  # pyright: ignore[reportPrivateUsage]
+            made = wrap(ptr, self._spec, self._life, self._ready, self._readonly, self._channel_order)
             item = self._views.setdefault(position, made)
         return cast(GpuImage, item)
 

@@ -12,7 +12,7 @@ its first view is made; the batch caches its views.
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, Self, SupportsIndex, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, Self, SupportsIndex, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -39,6 +39,8 @@ from ._streams import LEGACY_DEFAULT, StreamLike, from_protocol, to_protocol
 if TYPE_CHECKING:
     import cupy
     import torch
+
+    from ._image_batch import GpuBatch
 
 __all__ = [
     "BatchExports",
@@ -228,12 +230,12 @@ class BatchExports(StreamOrdering):
         """True when packed in batch layout order, without padding between or inside items."""
         return self._spec.is_contiguous and (self._size == 1 or self._item_pitch == self._spec.nbytes)
 
-    def __reduce_ex__(self, protocol: SupportsIndex) -> NoReturn:
-        """Refuse pickling: the bytes would carry a pointer into this process."""
-        raise InteropError(
-            "pickle.dumps(batch): expected an object that can leave this process, got a GpuBatch (its "
-            "pointer is valid in this process only). Pickle a host copy of its as_numpy() view instead."
-        )
+    def __reduce_ex__(self, protocol: SupportsIndex) -> tuple[object, ...]:
+        """Pickle a device batch to a CUDA IPC description (see ``GpuImage.__reduce_ex__``). Host
+        batches are refused."""
+        from ._ipc import reduce_batch  # pickling is rare: imported on use
+
+        return reduce_batch(cast("GpuBatch", self))
 
     def __copy__(self) -> Self:
         """The batch itself: a handle that a shallow copy would share in full."""

@@ -28,7 +28,15 @@ from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
-__all__ = ["Lifetime", "ReleaseEvent", "StreamCapturing", "collect", "pending_releases", "set_recorder"]
+__all__ = [
+    "Lifetime",
+    "ReleaseEvent",
+    "StreamCapturing",
+    "add_collector",
+    "collect",
+    "pending_releases",
+    "set_recorder",
+]
 
 
 class ReleaseEvent(Protocol):
@@ -162,6 +170,26 @@ def collect(*, limit: int = 8) -> int:
         _poll_lock.release()
 
 
+_collectors: list[Callable[[], object]] = []
+"""Polls of other deferred releases, run with this one's (``_ipc_lease`` adds the memory that other
+processes let go of); each is cheap, never blocks and never raises."""
+
+
+def add_collector(collector: Callable[[], object]) -> None:
+    """Run ``collector`` whenever deferred releases are polled (after garbage collections, and in
+    ``pending_releases``)."""
+    if collector not in _collectors:
+        _collectors.append(collector)
+
+
+def _poll_collectors() -> None:
+    for collector in _collectors:
+        try:
+            collector()
+        except Exception:  # a poll must never break a garbage collection
+            continue
+
+
 def pending_releases() -> int:
     """Release the memory whose last uses have finished; return how many owners still wait.
 
@@ -170,12 +198,17 @@ def pending_releases() -> int:
     memory is released on the next poll: when an image is made, after each garbage collection, or
     here. Call it after a synchronize to see the allocator's figures settle; it never blocks.
     """
+    _poll_collectors()
     return collect(limit=len(_pending) + 1)
 
 
 def _poll_after_collection(phase: str, info: dict[str, int]) -> None:
-    if phase == "stop" and (_pending or _captured):
+    if phase != "stop":
+        return
+    if _pending or _captured:
         collect()
+    if _collectors and not sys.is_finalizing():
+        _poll_collectors()
 
 
 gc.callbacks.append(_poll_after_collection)

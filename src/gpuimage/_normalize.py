@@ -19,7 +19,17 @@ from ._affine import (
     input_scale,
     normalize_affine,
 )
-from ._conversions import check_is_image, converted
+from ._channel_order import (
+    check_out_order,
+    known_order,
+    ordered,
+    plan_order,
+    recorded,
+    reversed_order,
+    swap_inputs,
+    swapped,
+)
+from ._conversions import check_is_image
 from ._dtypes import AnyDType, DTypeLike, DTypeName, Float32, UInt8, parse_dtype
 from ._errors import SpecError
 from ._formats import ChannelOrderLike
@@ -113,7 +123,10 @@ def normalize(
         scale: brings raw values to the units of mean and std; default 1/255 for uint8 and 1/65535
             for uint16 (torchvision's convention), else 1.
         reverse_channels: read channels in reverse order (BGR in, RGB out). Images only.
-        order: frames only: the output's channel order, "RGB" (default), "BGR", "RGBA" or "BGRA".
+        order: the output's channel order, "RGB", "BGR", "RGBA" or "BGRA". A frame's (default RGB).
+            An image's recorded order (``image.channel_order``) is reordered to it: red and blue swap
+            places where they differ (alpha stays last); an image whose order is not recorded is
+            refused (``image.with_channel_order`` records it). Not with ``reverse_channels``.
         out: a CHW image to write into, for example ``GpuImage.from_torch(batch[i], layout="CHW")``.
 
     A ``GpuFrame`` (NV12, P010, ...) is converted to R'G'B' values in [0, 1], scaled, normalized and
@@ -121,11 +134,15 @@ def normalize(
     and defaults to 1, so ``mean`` and ``std`` are in [0, 1] units either way.
 
     Returns:
-        ``out``, or a new packed CHW image on the image's device, ready on the image's stream.
+        ``out``, or a new packed CHW image on the image's device, ready on the image's stream. A new
+        image records its channel order: ``order``, else the image's (reversed with
+        ``reverse_channels`` where that is an order). ``out`` keeps its own record, and is refused
+        when it records another order than the result's.
 
     Raises:
         SpecError: mean or std of the wrong length, a zero std, a destination of another size.
         LayoutError, DeviceError, ReadOnlyError: a destination that cannot take the result.
+        LayoutError: ``order`` for an image whose order is not recorded or has another channel count.
         InteropError: an image or ``out`` that is not a GpuImage.
     """
     where = "normalize()"
@@ -136,14 +153,18 @@ def normalize(
             )
         frame = cast("GpuFrame", image)
         channel_order = "RGB" if order is None else order
-        return normalize_frame(frame, mean, std, dtype=dtype, scale=scale, order=channel_order, out=out)
-    if order is not None:
-        raise SpecError(
-            f"{where}: expected order=None for an image (its channel order is not recorded), got "
-            f"order={order!r}. Pass reverse_channels=True to turn BGR into RGB."
-        )
+        written = known_order(channel_order, where=where)  # UNKNOWN: normalize_frame refuses it
+        check_out_order(out, written, where=where)
+        result = normalize_frame(frame, mean, std, dtype=dtype, scale=scale, order=channel_order, out=out)
+        return result if out is not None else recorded(result, written)
     image = cast("GpuImage[Any, Any]", image)
     check_is_image(image, where=where)
+    source_order = result_order = image.channel_order
+    swap_colour = False
+    if order is not None:
+        result_order, reverse_channels, swap_colour = plan_order(
+            source_order, order, image.channels, reverse_channels, where=where
+        )
     target = parse_dtype(Float32 if dtype is None else dtype, where=where)
     key = (channel_key(mean), channel_key(std), scale, reverse_channels)
     plain_scale = scale is None or type(scale) is float or type(scale) is int  # never True for 1
@@ -151,8 +172,18 @@ def normalize(
         affine = _normalize_map(image.dtype, image.channels, target, mean, std, scale, reverse_channels)
     else:  # a frame loop passes the same constants every call: parse and check them once
         affine = _cached_normalize_map(image.dtype, image.channels, target, *key)
-    return converted(
-        image, dtype=target, layout=Layout.CHW, affine=affine, where=where, out=out, map_checked=True
+    if order is None and affine.reverse:  # the image's order, reversed where that is an order
+        result_order = reversed_order(source_order, image.channels)
+    convert = swapped if swap_colour else ordered
+    return convert(
+        image,
+        result_order,
+        dtype=target,
+        layout=Layout.CHW,
+        affine=affine,
+        where=where,
+        out=out,
+        map_checked=True,
     )
 
 
@@ -165,6 +196,7 @@ def denormalize(
     dtype: type[DT],
     scale: float | None = None,
     reverse_channels: bool = False,
+    order: ChannelOrderLike | None = None,
     out: GpuImage[HWC, Any] | None = None,
 ) -> GpuImage[HWC, DT]: ...
 @overload
@@ -176,6 +208,7 @@ def denormalize(
     dtype: None = None,
     scale: float | None = None,
     reverse_channels: bool = False,
+    order: ChannelOrderLike | None = None,
     out: GpuImage[HWC, Any] | None = None,
 ) -> GpuImage[HWC, UInt8]: ...
 @overload
@@ -187,6 +220,7 @@ def denormalize(
     dtype: DTypeLike,
     scale: float | None = None,
     reverse_channels: bool = False,
+    order: ChannelOrderLike | None = None,
     out: GpuImage[HWC, Any] | None = None,
 ) -> GpuImage[HWC]: ...
 def denormalize(
@@ -197,6 +231,7 @@ def denormalize(
     dtype: DTypeLike | None = None,
     scale: float | None = None,
     reverse_channels: bool = False,
+    order: ChannelOrderLike | None = None,
     out: GpuImage[HWC, Any] | None = None,
 ) -> GpuImage[HWC, Any]:
     """The inverse of ``normalize``, for drawing and encoding: ``(x * std[c] + mean[c]) / scale``,
@@ -204,14 +239,34 @@ def denormalize(
 
     ``mean`` and ``std`` are in the input's channel order, and ``scale`` defaults by the output dtype
     (1/255 for uint8), so ``denormalize(normalize(img, m, s), m, s)`` gives ``img`` back, and
-    ``reverse_channels=True`` undoes a reversal. Parameters and errors as for ``normalize``.
+    ``reverse_channels=True`` undoes a reversal. ``order`` is the output's channel order, reordered
+    from the image's recorded one (``order="BGR"`` for OpenCV). Parameters, errors and the recorded
+    order of the result as for ``normalize``.
     """
     where = "denormalize()"
     check_is_image(image, where=where)
+    source_order = result_order = image.channel_order
+    swap_colour = False
+    if order is not None:
+        result_order, reverse_channels, swap_colour = plan_order(
+            source_order, order, image.channels, reverse_channels, where=where
+        )
     target = parse_dtype(UInt8 if dtype is None else dtype, where=where)
     factor = input_scale(target, scale, where=where)
     affine = denormalize_affine(image.channels, mean, std, factor, reverse=reverse_channels, where=where)
     check_finite_map(affine, image.dtype, target, origin="denormalize", where=where)
-    return converted(
-        image, dtype=target, layout=Layout.HWC, affine=affine, where=where, out=out, map_checked=True
+    if order is None and affine.reverse:
+        result_order = reversed_order(source_order, image.channels)
+    if swap_colour:  # its constants follow the input's channels: make them follow the output's
+        affine = swap_inputs(affine)
+    convert = swapped if swap_colour else ordered
+    return convert(
+        image,
+        result_order,
+        dtype=target,
+        layout=Layout.HWC,
+        affine=affine,
+        where=where,
+        out=out,
+        map_checked=True,
     )

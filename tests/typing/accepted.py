@@ -19,8 +19,10 @@ from gpuimage import (
     AnyDType,
     AnyLayout,
     BFloat16,
+    ChannelOrder,
     Float16,
     Float32,
+    GpuBatch,
     GpuFrame,
     GpuImage,
     ImageSpec,
@@ -117,6 +119,19 @@ def frames_convert_to_typed_images(frame: GpuFrame, tensor: torch.Tensor, layout
     assert_type(frame.planes[1].as_gpumat(), cv2.cuda.GpuMat)  # planes are HWC images
     assert_type(GpuFrame.from_dlpack(tensor, format="NV12").as_torch(), torch.Tensor)
     assert_type(GpuFrame.empty(64, 32, format=PixelFormat.P010, colour=None), GpuFrame)
+
+
+def channel_orders_keep_the_image_type(image: GpuImage[HWC, UInt8], batch: GpuBatch) -> None:
+    assert_type(image.channel_order, ChannelOrder | None)
+    assert_type(image.with_channel_order("BGR"), GpuImage[HWC, UInt8])
+    assert_type(image.with_channel_order(None), GpuImage[HWC, UInt8])
+    assert_type(image.with_channel_order(ChannelOrder.BGR).to_channel_order("RGB"), GpuImage[HWC, UInt8])
+    assert_type(image.with_channel_order("BGR").as_gpumat(), cv2.cuda.GpuMat)  # still an HWC image
+    assert_type(
+        denormalize(normalize(image, 0.5, 0.5, order="RGB"), 0.5, 0.5, order="BGR"), GpuImage[HWC, UInt8]
+    )
+    assert_type(batch.with_channel_order("RGB"), GpuBatch)
+    assert_type(batch.channel_order, ChannelOrder | None)
 
 
 # A typed three-stage pipeline: decode -> preprocess -> infer.

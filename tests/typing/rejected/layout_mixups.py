@@ -46,3 +46,7 @@ def conversion_changes_the_dtype(image: GpuImage[HWC, UInt8]) -> None:
 
 def normalized_images_are_planar(image: GpuImage[HWC, UInt8]) -> None:
     normalize(image, 0.5, 0.25).as_gpumat()  # mypy: misc  # pyright: reportAttributeAccessIssue
+
+
+def an_order_that_is_no_channel_order(image: GpuImage[HWC, UInt8]) -> None:
+    image.with_channel_order("ARGB")  # mypy: arg-type  # pyright: reportArgumentType
