@@ -24,6 +24,7 @@ from gpuimage import (
     GpuImageError,
     ImageSpec,
     InteropError,
+    Layout,
     LifetimeError,
     _dlpack_abi,
 )
@@ -512,3 +513,44 @@ def test_hostile_producers_raise_only_gpuimage_errors(
     if not image.device.is_cuda:
         del image
         assert crafted.calls == 1, "the deleter of a consumed capsule ran other than once"
+
+
+@pytest.mark.parametrize("layout", [Layout.HWC, Layout.CHW])
+def test_a_torch_tensor_is_read_without_a_capsule_and_as_its_capsule_would_give_it(
+    layout: Layout, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tensor = torch.arange(4 * 6 * 3, dtype=torch.int16).reshape(4, 6, 3)[1:, 2:]  # strided
+    through_capsule = GpuImage.from_dlpack(tensor.__dlpack__(), layout=layout)  # the capsule route
+    asked: list[object] = []
+    real = torch.Tensor.__dlpack__
+
+    def counted(self: torch.Tensor, *args: Any, **kwargs: Any) -> object:
+        asked.append(self)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, "__dlpack__", counted)
+    image = GpuImage.from_dlpack(tensor, layout=layout)
+    assert asked == []  # the torch spoke read it: no capsule, no ctypes
+    assert image.spec == through_capsule.spec
+    assert image.ptr == through_capsule.ptr == tensor.data_ptr()
+    assert np.array_equal(image.as_numpy(), through_capsule.as_numpy())
+    del through_capsule
+    tensor.fill_(7)  # the same memory, kept alive by the image
+    assert (image.as_numpy() == 7).all()
+
+
+def test_objects_of_no_native_spoke_still_go_through_their_capsule() -> None:
+    array = np.arange(12, dtype=np.uint8).reshape(3, 4)
+
+    class Producer:  # a library gpuimage has no spoke for
+        def __dlpack__(self, **kwargs: Any) -> object:
+            calls.append(kwargs)
+            return array.__dlpack__(**kwargs)
+
+        def __dlpack_device__(self) -> tuple[int, int]:
+            return array.__dlpack_device__()
+
+    calls: list[dict[str, Any]] = []
+    image = GpuImage.from_dlpack(Producer())
+    assert len(calls) == 1
+    assert np.array_equal(image.as_numpy()[..., 0], array)

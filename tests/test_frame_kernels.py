@@ -166,6 +166,8 @@ static Dim3 blockIdx, threadIdx, blockDim = {32, 8, 1};
 using std::min;
 static inline unsigned __float_as_uint(float f) { unsigned u; memcpy(&u, &f, 4); return u; }
 static inline float __uint_as_float(unsigned u) { float f; memcpy(&f, &u, 4); return f; }
+struct float4 { float x, y, z, w; };
+struct uint2 { unsigned x, y; };
 """
 _RUN = """
 extern "C" void run(const Params* params, unsigned gx, unsigned gy, unsigned gz) {
@@ -183,6 +185,20 @@ _PTX = {  # the kernel's inline PTX conversions, as C++ (_Float16 rounds to near
         "{ _Float16 h; memcpy(&h, &bits, 2); value = (float)h; }"
     ),
 }
+_PTX.update(  # the vector stores (.cs: a cache hint, nothing to emulate)
+    {
+        r'asm volatile("st.global.cs.v4.f32 [%0], {%1, %2, %3, %4};" ::"l"(at), "f"(value[0]), "f"(value[1]),'
+        '\n               "f"(value[2]), "f"(value[3]) : "memory");': (
+            "{ const float quad[4] = {value[0], value[1], value[2], value[3]}; memcpy(at, quad, 16); }"
+        ),
+        r'asm volatile("st.global.cs.u32 [%0], %1;" ::"l"(at), "r"(word) : "memory");': (
+            "memcpy(at, &word, 4);"
+        ),
+        r'asm volatile("st.global.cs.v2.u32 [%0], {%1, %2};" ::"l"(at), "r"(low), "r"(high) : "memory");': (
+            "{ const unsigned pair[2] = {low, high}; memcpy(at, pair, 8); }"
+        ),
+    }
+)
 _compiler = shutil.which("g++")
 
 
@@ -256,15 +272,22 @@ def _as_values(stored: Array, dtype: str) -> Array:
     return stored.astype(np.float64)
 
 
-def _plane(rng: np.random.Generator, shape: tuple[int, int, int], dtype: str) -> Array:
-    """Random samples in a pitched array (5 elements of padding a row)."""
+def _plane(
+    rng: np.random.Generator, shape: tuple[int, int, int], dtype: str, *, aligned: bool = False
+) -> Array:
+    """Random samples in a pitched array: 5 elements of padding a row, or (``aligned``) the fewest
+    that start every row at a 16-byte boundary, where the kernel may take its vector loads."""
     if dtype in ("uint8", "uint16"):
         samples = rng.integers(0, np.iinfo(dtype).max + 1, shape).astype(dtype)
     elif dtype == "bfloat16":
         samples = (rng.uniform(-0.1, 1.1, shape).astype(np.float32).view(np.uint32) >> 16).astype(np.uint16)
     else:
         samples = rng.uniform(-0.1, 1.1, shape).astype(dtype)
-    wide = np.zeros((shape[0], shape[1] + 5, shape[2]), samples.dtype)
+    pad = 5
+    if aligned:
+        pad = next(p for p in range(1, 17) if (shape[1] + p) * shape[2] * samples.itemsize % 16 == 0)
+    wide = np.zeros((shape[0], shape[1] + pad, shape[2]), samples.dtype)
+    assert not aligned or wide.ctypes.data % 16 == 0
     wide[:, : shape[1]] = samples
     return wide[:, : shape[1]]
 
@@ -288,6 +311,13 @@ CASES: list[tuple[Any, ...]] = [  # format, samples, order, output, layout, resi
     ("RGB", "bfloat16", "BGRA", "float32", "CHW", "bilinear", False, (12, 18)),
     ("NV12", "uint8", "BGR", "float32", "CHW", "unresized", False, (12, 18)),  # the identity variant
     ("P016", "uint16", "RGBA", "uint8", "HWC", "unresized", False, (12, 18)),
+    # planar slots whose rows start at 4-element boundaries: the vector stores, and a scalar tail
+    ("NV12", "uint8", "RGB", "float32", "CHW", "unresized", False, (6, 20)),
+    ("I420", "uint8", "BGR", "float16", "CHW", "unresized", False, (6, 12)),
+    ("NV12", "uint8", "RGB", "bfloat16", "CHW", "unresized", False, (4, 60)),
+    ("YUV444", "uint8", "RGB", "uint8", "CHW", "unresized", False, (6, 36)),
+    ("P010", "uint16", "BGR", "float32", "CHW", "unresized", False, (6, 24)),
+    ("NV16", "uint8", "RGBA", "float16", "CHW", "unresized", False, (6, 16)),
 ]
 TOLERANCE = {"float32": 1e-5, "float16": 2e-3, "bfloat16": 1e-2, "uint8": 1.0}
 
@@ -320,20 +350,28 @@ def test_the_kernel_source_computes_the_definition(
         ]
     recipe = SampleRecipe(height, width, resize, keep_aspect, order, factors, shifts, pad)
     rng = np.random.default_rng(13)
+    vector = layout == "CHW" and case[5] == "unresized" and width % 4 == 0  # the kernel's vector path
     frames = [
         [
-            _plane(rng, (46 // plane.subsample_y, 74 // plane.subsample_x, plane.channels), source_dtype)
+            _plane(
+                rng,
+                (46 // plane.subsample_y, 74 // plane.subsample_x, plane.channels),
+                source_dtype,
+                aligned=vector,
+            )
             for plane in info.planes
         ]
         for _ in regions
     ]
     carrier = np.uint16 if dtype == "bfloat16" else np.dtype(dtype)
+    # 3 elements of padding a row, never written; 4 where a planar slot's rows can then start at
+    # 4-element boundaries, so the kernel takes its vector stores
+    row = width + (4 if vector else 3)
     shape = (
-        (len(regions), channels, height, width + 3)
-        if layout == "CHW"
-        else (len(regions), height, width + 3, channels)
+        (len(regions), channels, height, row) if layout == "CHW" else (len(regions), height, row, channels)
     )
-    batch = np.full(shape, 77, carrier)  # 3 elements of padding a row: never written
+    batch = np.full(shape, 77, carrier)
+    assert not vector or batch.ctypes.data % (4 * batch.itemsize) == 0
     slots = batch[..., :width] if layout == "CHW" else batch[:, :, :width]
     sources = [
         FrameSource(

@@ -228,7 +228,7 @@ def _new_like(
     if entry is None or entry[0] is not spec:
         device = spec.device
         index = device.index if device.kind == "cuda" else -1
-        result = _packed_spec(spec.height, spec.width, spec.channels, dtype, layout, index, row_alignment)
+        result = packed_spec(spec.height, spec.width, spec.channels, dtype, layout, index, row_alignment)
         if len(_results) >= 256:
             _results.clear()
         entry = _results[key] = (spec, result)
@@ -239,7 +239,7 @@ _results: dict[tuple[int, DTypeName, Layout, int], tuple[ImageSpec, ImageSpec]] 
 
 
 @functools.lru_cache(maxsize=256)
-def _packed_spec(
+def packed_spec(
     height: int,
     width: int,
     channels: int,

@@ -371,6 +371,10 @@ def _describe_out(out: object, /, *, where: str) -> OutArray:
     return OutArray(*strided_parts(out, where=where))
 
 
+def _always(array: object, /) -> bool:
+    return True  # CuPy's __dlpack__ exports every array parse reads
+
+
 SPOKE = Spoke(
     name="cupy",
     parse=parse,
@@ -379,4 +383,5 @@ SPOKE = Spoke(
     current_stream_object=current_stream_object,
     describe_out=_describe_out,
     gpu_runtime=gpu_runtime,
+    parses_as_dlpack=_always,
 )

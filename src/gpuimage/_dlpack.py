@@ -64,7 +64,7 @@ from ._layout import Layout
 from ._runtime import runtime
 from ._source import Imported, refuse_lazy_negation, spec_from_strided
 from ._spec import ImageSpec
-from ._spokes import Spoke
+from ._spokes import Spoke, spoke_of
 from ._streams import LEGACY_DEFAULT, from_protocol, to_protocol
 
 __all__ = ["export_capsule", "live_exports", "parse"]
@@ -201,14 +201,18 @@ def parse(
         InteropError: a producer that raises, returns something else than a DLPack capsule, or
             describes a tensor that is malformed (NULL shape, ndim out of range, a bad device).
     """
-    # none asked for: the legacy default stream (DLPack's 1), where the image is then ready
-    consumer = to_protocol(LEGACY_DEFAULT if stream is None else stream)
+    consumer = to_protocol(LEGACY_DEFAULT if stream is None else stream)  # None: DLPack's 1, then ready there
     bare = type(obj) is CapsuleType
     producer = "a DLPack capsule" if bare else _name_of(obj)
     announced = None
     if bare:
         capsule: object = obj
     else:
+        native = spoke_of(obj) if device is None else None
+        if native is not None and native.parses_as_dlpack(obj):  # ready on the consumer's own stream:
+            imported = native.parse(obj, layout=layout, device=None, stream=None, where=where)
+            if imported.stream == (from_protocol(consumer) if imported.spec.device.is_cuda else None):
+                return imported  # __dlpack__ would queue nothing and give the same tensor
         capsule, announced = _request_capsule(obj, stream=consumer, producer=producer, where=where)
         if type(capsule) is not CapsuleType:
             raise InteropError(
@@ -306,13 +310,6 @@ def _request_capsule(obj: object, *, stream: int, producer: str, where: str) -> 
         ) from exc
 
 
-def _shown(value: object) -> str:
-    try:  # only for a refusal: a repr on every import would cost more than the import
-        return reprlib.repr(value)
-    except Exception:  # a hostile __repr__
-        return f"a {type(value).__name__}"
-
-
 def _announced_device(dlpack_device: Callable[[], object], producer: str, *, where: str) -> Device | None:
     """The device of ``__dlpack_device__()``; None for kinds that the capsule's own check refuses."""
     try:
@@ -325,7 +322,10 @@ def _announced_device(dlpack_device: Callable[[], object], producer: str, *, whe
             f"{type(exc).__name__}: {exc}. Report it to the producer's authors."
         ) from exc
     if len(items) != 2 or len(values) != 2:
-        shown = _shown(pair)  # pyright: ignore[reportUnknownArgumentType]
+        try:  # only for a refusal: a repr on every import would cost more than the import
+            shown = reprlib.repr(pair)  # pyright: ignore[reportUnknownArgumentType]
+        except Exception:  # a hostile __repr__
+            shown = f"a {type(pair).__name__}"  # pyright: ignore[reportUnknownArgumentType]
         raise InteropError(
             f"{where}: expected {producer}.__dlpack_device__() to return a (device_type, device_id) pair "
             f"of ints, got {shown}. Report it to the producer's authors."
@@ -385,8 +385,8 @@ def _spec_of(tensor: DLTensor, layout: Layout | None, producer: str, *, where: s
         raise InteropError(f"{where}: expected a 2-D or 3-D tensor from {producer}, got ndim={ndim}.")
     if not tensor.shape:
         raise InteropError(
-            f"{where}: expected a shape array in {producer}'s tensor, got a NULL shape pointer "
-            f"(ndim={ndim}). Report it to the producer's authors."
+            f"{where}: expected a shape array in {producer}'s tensor, got a NULL shape "
+            f"pointer (ndim={ndim}). Report it to the producer's authors."
         )
     shape = tuple(tensor.shape[index] for index in range(ndim))
     if tensor.strides:

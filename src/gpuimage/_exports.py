@@ -46,6 +46,10 @@ __all__ = ["ImageExports", "view_refusal"]
 
 _TORCH, _CUPY, _NUMPY, _OPENCV = "torch", "cupy", "numpy", "opencv"
 
+# spoke name -> its current-stream getter, filled when the spoke's first view is made: the cached
+# views' fast path reads it without asking the registry
+_current_stream: dict[str, Callable[[int], int]] = {}
+
 
 class ImageExports(StreamOrdering):
     """The view and export side of ``GpuImage`` (see ``GpuImage`` for lifetime and streams)."""
@@ -74,6 +78,9 @@ class ImageExports(StreamOrdering):
             on: that is also how the memory learns not to go back to its allocator before the
             work queued there has finished.
         """
+        view = self._views.get(_TORCH)
+        if view is not None and stream is None and self._settled_for(_current_stream[_TORCH]):
+            return cast("torch.Tensor", view)
         return cast("torch.Tensor", self._view(_TORCH, "as_torch()", stream))
 
     def as_cupy(self, *, stream: StreamLike = None) -> cupy.ndarray:
@@ -88,7 +95,23 @@ class ImageExports(StreamOrdering):
             MissingBackendError: CuPy is not installed. The first error names every fix the call
                 needs, whatever is installed.
         """
+        view = self._views.get(_CUPY)
+        if view is not None and stream is None and self._settled_for(_current_stream[_CUPY]):
+            return cast("cupy.ndarray", view)
         return cast("cupy.ndarray", self._view(_CUPY, "as_cupy()", stream))
+
+    def _settled_for(self, current_stream: Callable[[int], int]) -> bool:
+        """The cached view's fast path (a frame loop asks for it every frame): True when nothing is
+        pending for the consumer ``current_stream`` gives and it is the memory's home or already
+        noted. False sends the call down ``_view``, which decides the same thing slowly and orders."""
+        ready, life = self._ready, self._life
+        if ready.event is not None or not life.tracked:
+            return False
+        consumer = current_stream(self._device_index)
+        producer = ready.stream
+        return (producer is None or consumer == producer) and (
+            consumer == life.home or (life.uses is not None and consumer in life.uses)
+        )
 
     def _view(self, name: str, where: str, stream: StreamLike, *, by_current: bool = True) -> object:
         """The one path of every device view: spoke ``name``'s view, made once and cached (writable
@@ -97,6 +120,7 @@ class ImageExports(StreamOrdering):
         view = self._views.get(name)
         if view is None:
             view = self._views.setdefault(name, self._new_view(name, where))
+            _current_stream.setdefault(name, spoke(name).current_stream)
         ready, life = self._ready, self._life
         producer = ready.stream
         if producer is None and not life.tracked:

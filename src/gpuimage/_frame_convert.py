@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, cast
 
 from ._affine import ChannelValues
-from ._conversions import executor_for
+from ._conversions import executor_for, packed_spec
 from ._dtypes import DTypeLike, DTypeName, Float32, parse_dtype
 from ._errors import DeviceError, InteropError, LayoutError, ReadOnlyError, SpecError
 from ._executor import Operand
@@ -197,14 +197,15 @@ def convert_frames_into(
 
 def _single(
     frame: FrameLike,
+    source: FrameSource,
     recipe: SampleRecipe,
     dtype: DTypeName,
     layout: Layout,
     out: GpuImage[Any, Any] | None,
     where: str,
 ) -> GpuImage[Any, Any]:
-    """One frame converted whole into a new image (ready on the frame's stream) or into ``out``."""
-    source = _source_of(_whole(frame, where), None, where)
+    """One frame (``source``: all of it) converted into a new image (ready on the frame's stream) or
+    into ``out``."""
     first = frame.planes[0]
     device = first.device
     executor = executor_for(device, where)
@@ -232,16 +233,11 @@ def _single(
 
 
 def _spec(frame: FrameLike, channels: int, dtype: DTypeName, layout: Layout) -> ImageSpec:
-    """The packed result of converting ``frame`` whole (one per call: cheap next to the launch)."""
+    """The packed result of converting ``frame`` whole (made once per geometry: a frame loop asks
+    for the same one every call, and pydantic would cost more than the launch)."""
     device = frame.planes[0].device
-    return ImageSpec.packed(
-        height=frame.height,
-        width=frame.width,
-        channels=channels,
-        dtype=dtype,
-        layout=layout,
-        device="cpu" if not device.is_cuda else device.index,
-    )
+    index = device.index if device.is_cuda else -1
+    return packed_spec(frame.height, frame.width, channels, dtype, layout, index, 1)
 
 
 def _check_out(
@@ -290,7 +286,7 @@ def frame_to_image(frame: FrameLike, *, layout: object, dtype: object, order: ob
         is_image=False,
         where=where,
     )
-    return _single(frame, recipe, target, target_layout, None, where)
+    return _single(frame, source, recipe, target, target_layout, None, where)
 
 
 def normalize_frame(
@@ -323,4 +319,4 @@ def normalize_frame(
         is_image=False,
         where=where,
     )
-    return _single(frame, recipe, target, Layout.CHW, out, where)
+    return _single(frame, source, recipe, target, Layout.CHW, out, where)

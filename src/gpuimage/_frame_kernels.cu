@@ -74,21 +74,44 @@ __device__ __forceinline__ unsigned short float_to_bfloat(float value) {
   return (unsigned short)(bits >> 16);
 }
 
-__device__ __forceinline__ void store(unsigned char* at, float value) {
+// The output's stored type and the encoding of one value into it.
 #if DST == DST_FLOAT32
-  *(float*)at = value;
+typedef float dst_t;
+__device__ __forceinline__ float encode(float value) { return value; }
 #elif DST == DST_FLOAT16
-  *(unsigned short*)at = float_to_half(value);
+typedef unsigned short dst_t;
+__device__ __forceinline__ unsigned short encode(float value) { return float_to_half(value); }
 #elif DST == DST_BFLOAT16
-  *(unsigned short*)at = float_to_bfloat(value);
+typedef unsigned short dst_t;
+__device__ __forceinline__ unsigned short encode(float value) { return float_to_bfloat(value); }
 #else
-  // round half to even, saturate, NaN -> 0 (as _kernels.cu's saturate_float)
-  unsigned char code = 0;
-  if (value == value) {
-    const float rounded = rintf(value);
-    code = rounded <= 0.0f ? 0 : (rounded >= 255.0f ? 255 : (unsigned char)rounded);
-  }
-  *at = code;
+typedef unsigned char dst_t;
+// round half to even, saturate, NaN -> 0 (as _kernels.cu's saturate_float)
+__device__ __forceinline__ unsigned char encode(float value) {
+  if (value != value) return 0;
+  const float rounded = rintf(value);
+  return rounded <= 0.0f ? 0 : (rounded >= 255.0f ? 255 : (unsigned char)rounded);
+}
+#endif
+
+__device__ __forceinline__ void store(unsigned char* at, float value) { *(dst_t*)at = encode(value); }
+
+// Four consecutive elements in one vector store (``at`` aligned to 4 elements), a quarter of the
+// store instructions, marked streaming (.cs: written once, not read back here), which keeps the
+// output from evicting the frame's lines: both together take the unresized 4K path from 0.70 to 0.92
+// of a device copy's bandwidth on an H200.
+__device__ __forceinline__ void store4(unsigned char* at, const float value[4]) {
+#if DST == DST_FLOAT32
+  asm volatile("st.global.cs.v4.f32 [%0], {%1, %2, %3, %4};" ::"l"(at), "f"(value[0]), "f"(value[1]),
+               "f"(value[2]), "f"(value[3]) : "memory");
+#elif DST == DST_UINT8
+  const unsigned int word = (unsigned int)encode(value[0]) | ((unsigned int)encode(value[1]) << 8) |
+                            ((unsigned int)encode(value[2]) << 16) | ((unsigned int)encode(value[3]) << 24);
+  asm volatile("st.global.cs.u32 [%0], %1;" ::"l"(at), "r"(word) : "memory");
+#else
+  const unsigned int low = (unsigned int)encode(value[0]) | ((unsigned int)encode(value[1]) << 16);
+  const unsigned int high = (unsigned int)encode(value[2]) | ((unsigned int)encode(value[3]) << 16);
+  asm volatile("st.global.cs.v2.u32 [%0], {%1, %2};" ::"l"(at), "r"(low), "r"(high) : "memory");
 #endif
 }
 
@@ -99,6 +122,20 @@ __device__ __forceinline__ float code_at(const unsigned char* at) {
   return LOAD(*(const SRC_T*)at);
 #endif
 }
+
+#if SRC_KIND != KIND_PACKED
+// Step 1 for one YUV pixel: its three codes (luma, chroma 1, chroma 2) through the matrix, clipped.
+__device__ __forceinline__ void yuv_values(const Shared& s, float luma, float first, float second,
+                                           float value[CHANNELS]) {
+  const float codes[3] = {luma - s.offsets[0], first - s.offsets[1], second - s.offsets[2]};
+#pragma unroll
+  for (int c = 0; c < 3; ++c) {
+    const float v = s.matrix[3 * c] * codes[0] + s.matrix[3 * c + 1] * codes[1] + s.matrix[3 * c + 2] * codes[2];
+    value[c] = fminf(fmaxf(v, 0.0f), 1.0f);  // NaN cannot arise from codes
+  }
+  if (CHANNELS == 4) value[CHANNELS - 1] = 1.0f;
+}
+#endif
 
 // Step 1 of _sampling: the values of pixel (x, y) of the whole frame, in [0, 1] units.
 __device__ __forceinline__ void pixel_values(const Shared& s, const Item& item, int x, int y,
@@ -122,16 +159,46 @@ __device__ __forceinline__ void pixel_values(const Shared& s, const Item& item, 
   const float first = code_at(chroma + (long long)cx * sizeof(SRC_T));
   const float second = code_at(other + (long long)cx * sizeof(SRC_T));
 #endif
-  const float codes[3] = {code_at(luma + (long long)x * sizeof(SRC_T)) - s.offsets[0],
-                          first - s.offsets[1], second - s.offsets[2]};
-#pragma unroll
-  for (int c = 0; c < 3; ++c) {
-    const float v = s.matrix[3 * c] * codes[0] + s.matrix[3 * c + 1] * codes[1] + s.matrix[3 * c + 2] * codes[2];
-    value[c] = fminf(fmaxf(v, 0.0f), 1.0f);  // NaN cannot arise from codes
-  }
-  if (CHANNELS == 4) value[CHANNELS - 1] = 1.0f;
+  yuv_values(s, code_at(luma + (long long)x * sizeof(SRC_T)), first, second, value);
 #endif
 }
+
+#if SRC_KIND == KIND_SEMI_PLANAR && CHROMA_SHIFT_X == 1 && RESIZE == RESIZE_IDENTITY && PIXELS == 4
+// The code in bits [16 * index, 16 * index + 16) (uint16 samples) or [8 * index, ...) (uint8) of ``word``.
+__device__ __forceinline__ float code_in(unsigned long long word, int index) {
+  const SRC_T sample = (SRC_T)(word >> (8 * sizeof(SRC_T) * index));
+#if SRC_SHIFT
+  return LOAD(sample >> SRC_SHIFT);
+#else
+  return LOAD(sample);
+#endif
+}
+
+// Step 1 for the 4 pixels (x .. x + 3, y), x even, of a 2:1-wide semi-planar frame, in two vector
+// loads (4 luma samples, 2 chroma pairs) where both are aligned; false (nothing read) otherwise.
+__device__ __forceinline__ bool four_values(const Shared& s, const Item& item, int x, int y,
+                                            float value[4][CHANNELS]) {
+  const unsigned char* luma = (const unsigned char*)item.plane[0] + (long long)y * item.row_pitch[0] +
+                              (long long)x * sizeof(SRC_T);
+  const unsigned char* chroma = (const unsigned char*)item.plane[1] +
+                                (long long)(y >> CHROMA_SHIFT_Y) * item.row_pitch[1] +
+                                (long long)(x >> 1) * (2 * sizeof(SRC_T));
+  if ((x & 1) || (((unsigned long long)luma | (unsigned long long)chroma) % (4 * sizeof(SRC_T))))
+    return false;
+  unsigned long long samples, pairs;
+  if (sizeof(SRC_T) == 1) {
+    samples = *(const unsigned int*)luma, pairs = *(const unsigned int*)chroma;
+  } else {
+    const uint2 luma_words = *(const uint2*)luma, chroma_words = *(const uint2*)chroma;
+    samples = luma_words.x | ((unsigned long long)luma_words.y << 32);
+    pairs = chroma_words.x | ((unsigned long long)chroma_words.y << 32);
+  }
+#pragma unroll
+  for (int k = 0; k < 4; ++k)
+    yuv_values(s, code_in(samples, k), code_in(pairs, 2 * (k >> 1)), code_in(pairs, 2 * (k >> 1) + 1), value[k]);
+  return true;
+}
+#endif
 
 #if RESIZE == RESIZE_BILINEAR
 // Step 3, one axis: OpenCV's INTER_LINEAR with half-pixel centres, in float64 as the reference.
@@ -158,17 +225,36 @@ extern "C" __global__ void __launch_bounds__(256) gpuimage_frames(const __grid_c
   const int oy = blockIdx.y * blockDim.y + threadIdx.y;
   if (oy >= s.out_height || (int)blockIdx.z >= s.count) return;
   const Item& item = params.items[blockIdx.z];
-  // PIXELS output pixels of this row, blockDim.x apart: a warp writes consecutive elements each time
-  const int first_x = blockIdx.x * blockDim.x * PIXELS + threadIdx.x;
+#if RESIZE == RESIZE_IDENTITY && PIXELS == 4
+  // a planar slot whose rows, planes and items start at 4-element boundaries: each thread's pixels
+  // are consecutive and go out in one vector store per channel
+  const bool vector = s.dst_pixel == (long long)sizeof(dst_t) &&
+                      ((s.dst | (unsigned long long)(s.dst_row | s.dst_channel | s.item_pitch)) %
+                       (4 * sizeof(dst_t))) == 0;
+#else
+  const bool vector = false;
+#endif
+  // else PIXELS output pixels of this row, blockDim.x apart: a warp writes consecutive elements each time
+  const int first_x = vector ? (int)(blockIdx.x * blockDim.x + threadIdx.x) * PIXELS
+                             : (int)(blockIdx.x * blockDim.x * PIXELS + threadIdx.x);
+  const int step = vector ? 1 : (int)blockDim.x;
   unsigned char* row = (unsigned char*)s.dst + (long long)blockIdx.z * s.item_pitch + (long long)oy * s.dst_row;
   const int dy = oy - item.place_y;
   const bool row_inside = dy >= 0 && dy < item.place_height;  // step 4: rows outside are letterbox
   float value[PIXELS][CHANNELS];
   bool inside[PIXELS];
+  bool loaded = false;
+#if SRC_KIND == KIND_SEMI_PLANAR && CHROMA_SHIFT_X == 1 && RESIZE == RESIZE_IDENTITY && PIXELS == 4
+  if (vector && row_inside && first_x - item.place_x >= 0 && first_x + 3 < s.out_width &&
+      first_x + 3 - item.place_x < item.place_width) {
+    loaded = four_values(s, item, item.region_x + first_x - item.place_x, item.region_y + dy, value);
+    for (int k = 0; k < 4; ++k) inside[k] = loaded;
+  }
+#endif
   // every read first, then every store: the loads of all PIXELS pixels are in flight together
 #pragma unroll
-  for (int k = 0; k < PIXELS; ++k) {
-    const int ox = first_x + k * (int)blockDim.x;
+  for (int k = 0; k < PIXELS && !loaded; ++k) {
+    const int ox = first_x + k * step;
     const int dx = ox - item.place_x;
     inside[k] = row_inside && ox < s.out_width && dx >= 0 && dx < item.place_width;
     if (!inside[k]) continue;
@@ -196,9 +282,22 @@ extern "C" __global__ void __launch_bounds__(256) gpuimage_frames(const __grid_c
     }
 #endif
   }
+#if PIXELS == 4
+  if (vector && first_x + 3 < s.out_width) {
+    unsigned char* out = row + (long long)first_x * s.dst_pixel;
+#pragma unroll
+    for (int c = 0; c < CHANNELS; ++c) {
+      float quad[4];
+#pragma unroll
+      for (int k = 0; k < 4; ++k) quad[k] = inside[k] ? value[k][c] * s.factors[c] + s.shifts[c] : s.pad[c];
+      store4(out + c * s.dst_channel, quad);
+    }
+    return;
+  }
+#endif
 #pragma unroll
   for (int k = 0; k < PIXELS; ++k) {
-    const int ox = first_x + k * (int)blockDim.x;
+    const int ox = first_x + k * step;
     if (ox >= s.out_width) continue;
     unsigned char* out = row + (long long)ox * s.dst_pixel;
 #pragma unroll

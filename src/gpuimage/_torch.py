@@ -251,6 +251,12 @@ def _describe_out(out: object, /, *, where: str) -> OutArray:
     return OutArray(*strided_parts(out, where=where))
 
 
+def _exported_as_parsed(tensor: object, /) -> bool:
+    """torch's ``__dlpack__`` exports what ``parse`` reads, except a tensor that requires grad,
+    which it refuses (``from_dlpack`` then says so, as the capsule route does)."""
+    return isinstance(tensor, torch.Tensor) and not tensor.requires_grad
+
+
 SPOKE = Spoke(
     name="torch",
     parse=parse,
@@ -259,4 +265,5 @@ SPOKE = Spoke(
     current_stream_object=current_stream_object,
     describe_out=_describe_out,
     gpu_runtime=gpu_runtime,
+    parses_as_dlpack=_exported_as_parsed,
 )
