@@ -343,11 +343,12 @@ def run_cases(cv: Any, loop: Loop) -> list[Case]:
 
 
 def timings(cases: list[Case]) -> dict[str, dict[str, Any]]:
-    """Every variant's figures for the JSON (``median_us`` only where it ran: the runner reads it)."""
+    """Every variant's figures for the JSON (``median_us`` only where it ran: the runner reads it;
+    ``into``: the call writes into a preallocated output, as ``chart.py`` reads it)."""
     table: dict[str, dict[str, Any]] = {}
     for case in cases:
         for v in case.variants:
-            entry: dict[str, Any] = {"note": v.note} if v.note else {}
+            entry: dict[str, Any] = {"into": v.into} | ({"note": v.note} if v.note else {})
             if v.wall is not None:
                 entry |= {"median_us": v.wall.median_us, "p10_us": v.wall.p10_us, "p90_us": v.wall.p90_us}
             entry |= {"gpu_us": v.gpu} if v.gpu is not None else {}

@@ -1,12 +1,17 @@
 """Run every benchmark in this folder and print one table of their results against their targets.
 
-Usage: ``python benchmarks/run.py [--quick] [--dir DIR] [--reports DIR] [--json PATH]`` (or
-``scripts/dev bench``), from gpuimage's source tree: the benchmarks are not part of the wheel.
+Usage: ``python benchmarks/run.py [--quick] [--dir DIR] [--reports DIR] [--json PATH] [--chart DIR]``
+(or ``scripts/dev bench``), from gpuimage's source tree: the benchmarks are not part of the wheel.
 
 Each ``benchmarks/*.py`` (not the ``_``-prefixed helpers, not this runner) runs in its own process,
 with a progress bar on stderr; the table goes to stdout. On a machine without a GPU it says so and
 runs nothing. Its exit status is ``EXIT_STATUS`` (also printed by ``--help``): a FAIL is a result,
 not an error.
+
+After a run it draws the conversions chart (``chart.py``: wall clock per call of gpuimage, torch
+and CV-CUDA at 1080p and 4K, GPU-only time beside it) into the reports folder or ``--chart DIR``,
+where matplotlib is installed. ``python benchmarks/chart.py RESULT.json --out DIR`` draws it from a
+saved ``--json`` file without running anything.
 """
 
 from __future__ import annotations
@@ -31,8 +36,9 @@ PROG = "benchmarks/run.py"
 EXIT_STATUS = (
     "exit status: 0 when every benchmark finished, even if some targets FAIL (read the table), and\n"
     "when no GPU is reachable (nothing is run); 1 when a benchmark script crashed (an ERROR row) or\n"
-    "the --json file could not be written; 2 for a usage error (an unwritable --reports or --json\n"
-    "path) or when no benchmarks were found."
+    "the --json file could not be written; 2 for a usage error (a --dir that is not a folder, an\n"
+    "unwritable --reports, --json or --chart path) or when no benchmarks were found. A chart that\n"
+    "cannot be drawn (no matplotlib) is reported and changes nothing."
 )
 # The folder this runner sits in: the benchmarks it runs unless --dir names another.
 HERE = Path(__file__).resolve().parent
@@ -181,15 +187,16 @@ class _Progress:
 
 
 def _find_scripts(folder: Path) -> list[Path]:
-    """The benchmarks of ``folder``: its ``*.py`` files but the ``_``-prefixed helpers and this runner.
+    """The benchmarks of ``folder``: its ``*.py`` files but the ``_``-prefixed helpers and the tools
+    (this runner, ``chart.py``).
 
     ``folder`` must hold the benchmarks' shared ``_common.py``; elsewhere there are none.
     """
     if not (folder / "_common.py").is_file():
         return []
-    this = Path(__file__).resolve()
+    tools = {Path(__file__).resolve(), HERE / "chart.py"}
     return sorted(
-        path for path in folder.glob("*.py") if not path.name.startswith("_") and path.resolve() != this
+        path for path in folder.glob("*.py") if not path.name.startswith("_") and path.resolve() not in tools
     )
 
 
@@ -265,8 +272,29 @@ def _results(path: Path) -> dict[str, Any] | None:
     return cast("dict[str, Any]", results) if isinstance(results, dict) else None
 
 
+def _draw(results: Mapping[str, Any], folder: Path) -> None:
+    """Draw the chart of ``results`` into ``folder`` (``chart.py``) and say where, or why not."""
+    added = str(HERE) not in sys.path  # this runner is also imported from its file (the tests)
+    if added:
+        sys.path.insert(0, str(HERE))
+    try:
+        import chart
+    finally:
+        if added:
+            sys.path.remove(str(HERE))
+
+    try:
+        print("Chart: " + ", ".join(str(path) for path in chart.write_chart(results, folder)))
+    except (chart.ChartError, OSError) as exc:  # the table is the result; the chart is a view of it
+        print(f"{PROG}: no chart: {exc}.", file=sys.stderr)
+
+
 def bench(args: argparse.Namespace) -> int:
     """Run the benchmarks; returns the exit status described by ``EXIT_STATUS``."""
+    if args.dir is not None and not args.dir.is_dir():
+        why = "it is a file, not a folder" if args.dir.exists() else "no such folder"
+        print(f"{PROG}: --dir {args.dir}: {why}.", file=sys.stderr)
+        return 2
     folder: Path = args.dir or HERE
     scripts = _find_scripts(folder)
     if not scripts:
@@ -279,6 +307,7 @@ def bench(args: argparse.Namespace) -> int:
     outputs: list[tuple[str, Path | None, bool]] = [
         ("--reports", args.reports, True),
         ("--json", args.json, False),
+        ("--chart", args.chart, True),
     ]
     for option, path, is_folder in outputs:
         reason = None if path is None else _unwritable(path, folder=is_folder)
@@ -322,6 +351,7 @@ def bench(args: argparse.Namespace) -> int:
         except OSError as exc:  # checked up front; this is the folder vanishing during the run
             print(f"{PROG}: could not write --json {args.json}: {exc.strerror or exc}.", file=sys.stderr)
             return 1
+    _draw({"benchmarks": collected}, args.chart or reports)
     return 1 if errors else 0
 
 
@@ -341,6 +371,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--json", type=Path, metavar="PATH", help="also write every result and the table to PATH"
+    )
+    parser.add_argument(
+        "--chart", type=Path, metavar="DIR", help="draw wall-per-call.png/.svg in DIR (default: --reports)"
     )
     return parser
 

@@ -25,6 +25,7 @@ extensions = [
     "sphinx.ext.viewcode",
     "gpuimage_bytemap",
     "gpuimage_api",
+    "gpuimage_pages",
 ]
 source_suffix = {".md": "markdown"}
 root_doc = "index"
@@ -34,6 +35,10 @@ exclude_patterns = ["_build", "_generated", "snippets"]
 
 html_theme = "furo"
 html_title = f"gpuimage {release}"
+# gpuimage.css: wide tables and code blocks scroll with a scrollbar drawn, instead of being cut off
+# at the content's edge with nothing to say there is more.
+html_static_path = ["_static"]
+html_css_files = ["gpuimage.css"]
 
 myst_enable_extensions = ["colon_fence"]
 myst_heading_anchors = 3
@@ -41,12 +46,16 @@ myst_heading_anchors = 3
 autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
 autodoc_preserve_defaults = True
-# Signatures show the public aliases by name rather than spelled out (the package uses postponed
-# annotations, so autodoc sees these names as written).
-autodoc_type_aliases = {
-    name: f"gpuimage.{name}"
-    for name in ("DTypeLike", "DTypeName", "LayoutLike", "HWCLike", "CHWLike", "DeviceLike", "StreamLike")
-}
+# Signatures show the public aliases by name rather than spelled out: the package uses postponed
+# annotations, so autodoc reads each annotation as the text written in the source and swaps a name
+# found here for its entry. Every ``X: TypeAlias = ...`` that gpuimage exports must be listed
+# (tests/test_docs_build.py checks this against the source).
+PUBLIC_TYPE_ALIASES = (
+    *("DTypeLike", "DTypeName", "LayoutLike", "HWCLike", "CHWLike", "DeviceLike", "StreamLike"),
+    *("ChannelValues", "BatchLayoutLike", "PixelFormatLike", "ChannelOrderLike"),
+    *("ColorMatrixLike", "ColorRangeLike"),
+)
+autodoc_type_aliases = {name: f"gpuimage.{name}" for name in PUBLIC_TYPE_ALIASES}
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 napoleon_use_rtype = False

@@ -8,7 +8,9 @@ Where a GPU is reachable (through torch, else CuPy), a 480x640 RGB frame is made
 viewed as a torch tensor, a CuPy array and an OpenCV ``GpuMat``, through DLPack and the CUDA Array
 Interface, and wrapped back. Elsewhere a small host image is viewed through NumPy and torch instead.
 Each row prints the view's pointer, shape and strides (in bytes) and whether the pointer is the
-image's own: "same memory" is the proof that no view copied.
+image's own: "same memory" is the proof that no view copied. The line under each row says what it
+proves, once the pointer has been checked: a view's is the image's own, and a crop's is the image's
+plus ``y * row_pitch + x * pixel_stride`` bytes, worked out from the image's pitch and printed.
 
 Each optional library is checked before it is used. A missing or broken one (torch whose import
 raises OSError, say) skips only the rows that need it, each with the reason, and every other row
@@ -21,6 +23,7 @@ import importlib
 import importlib.util
 import sys
 from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -55,13 +58,42 @@ def unavailable_reason(name: Library) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class CropOffset:
+    """Where a crop at ``(x, y)`` starts inside its parent: ``y`` rows of ``row_pitch`` bytes, then
+    ``x`` pixels of ``pixel_stride`` bytes (both read from the parent image, in bytes)."""
+
+    x: int
+    y: int
+    row_pitch: int
+    pixel_stride: int
+
+    @classmethod
+    def of(cls, image: GpuImage[Any], x: int, y: int) -> CropOffset:
+        return cls(x, y, image.spec.row_pitch, image.spec.pixel_stride)
+
+    @property
+    def nbytes(self) -> int:
+        return self.y * self.row_pitch + self.x * self.pixel_stride
+
+    def arithmetic(self) -> str:
+        return (
+            f"y * row_pitch + x * pixel_stride = {self.y} * {self.row_pitch} + {self.x} * "
+            f"{self.pixel_stride} = {self.nbytes} bytes"
+        )
+
+
 class Table:
     """Prints one row per view: its pointer, shape and strides, and how the pointer compares with
-    the image's own (``base``). A row whose library is unavailable, or whose view raises, prints why
-    instead, and the demo goes on; ``shown`` counts the rows that worked."""
+    the image's own (``base``), then what the row proves. The claim is checked first: the view's
+    pointer must be the image's own (or, for a crop, the image's plus the crop's offset) and its
+    row pitch the image's, else the row says what it found instead. A row whose library is
+    unavailable, or whose view raises, prints why, and the demo goes on; ``shown`` counts the rows
+    that worked."""
 
-    def __init__(self, base: int, unavailable: Mapping[Library, str]) -> None:
-        self.base = base
+    def __init__(self, image: GpuImage[Any], unavailable: Mapping[Library, str]) -> None:
+        self.base = image.ptr
+        self.row_pitch = image.spec.row_pitch
         self.unavailable = unavailable
         self.shown = 0
 
@@ -69,7 +101,17 @@ class Table:
         reasons = [self.unavailable[name] for name in needs if name in self.unavailable]
         return "; ".join(reasons) if reasons else None
 
-    def row(self, name: str, view: Callable[[], View], needs: Collection[Library] = ()) -> None:
+    def row(
+        self,
+        name: str,
+        view: Callable[[], View],
+        needs: Collection[Library] = (),
+        *,
+        proves: str,
+        crop: CropOffset | None = None,
+    ) -> None:
+        """One view: the row, then ``proves`` under it once the pointer says it holds (for a crop,
+        with the arithmetic of its offset)."""
         reason = self.skip_reason(needs)
         if reason is None:
             try:
@@ -77,23 +119,57 @@ class Table:
             except Exception as exc:  # one view failing is a line of the demo, not its end
                 reason = describe(exc)
             else:
-                same = "same memory" if pointer == self.base else f"offset {pointer - self.base:+d} bytes"
+                offset = pointer - self.base
+                same = "same memory" if offset == 0 else f"offset {offset:+d} bytes"
                 where = f"ptr={pointer:#x}  shape={shape!s:<14} strides(bytes)={strides!s:<16}"
                 print(f"  {name:<37} {where} {same}")
+                print(f"      {self.explain(offset, strides[0], proves, crop)}")
                 self.shown += 1
                 return
         print(f"  {name:<37} skipped: {reason}")
 
-    def line(self, text: Callable[[], str], needs: Collection[Library] = ()) -> None:
+    def explain(self, offset: int, row_pitch: int, proves: str, crop: CropOffset | None) -> str:
+        """What the row proves, or, where the pointer or the pitch says otherwise, what it found."""
+        expected = 0 if crop is None else crop.nbytes
+        if offset != expected or row_pitch != self.row_pitch:
+            return (
+                f"NOT as claimed: expected the image's pointer {expected:+d} bytes and its row pitch "
+                f"{self.row_pitch}, got {offset:+d} bytes and {row_pitch}"
+            )
+        if crop is None:
+            return f"proves: same pointer, so no copy: {proves}"
+        return f"proves: ptr - image.ptr = {crop.arithmetic()}: {proves}"
+
+    def line(self, text: Callable[[], str], needs: Collection[Library] = (), *, proves: str) -> None:
         """A line of prose that needs libraries too (a write seen through another view, a copy)."""
         reason = self.skip_reason(needs)
         if reason is None:
             try:
                 print(f"  {text()}")
+                print(f"      proves: {proves}")
                 return
             except Exception as exc:
                 reason = describe(exc)
         print(f"  skipped a line: {reason}")
+
+
+def copy_line(image: GpuImage[Any]) -> str:
+    """A conversion, for contrast with the views: ``to_layout('CHW')`` and where its result lives."""
+    planar = image.to_layout("CHW")
+    if planar.ptr == image.ptr:
+        raise AssertionError("to_layout('CHW') returned the image's own memory, not a copy")
+    return f"to_layout('CHW') copies: ptr={planar.ptr:#x} (new memory), strides(bytes)={planar.strides}"
+
+
+LEGEND = (
+    "Each row: a view's pointer, shape and strides in bytes, compared with the image's own pointer;\n"
+    "under it, what that row proves (checked before it is printed)."
+)
+
+
+def byte_strides(tensor: Any) -> tuple[int, ...]:
+    """A torch tensor's strides in bytes (torch counts them in elements)."""
+    return tuple(stride * tensor.element_size() for stride in tensor.stride())
 
 
 def gpu_via(unavailable: Mapping[Library, str]) -> Library | None:
@@ -134,11 +210,12 @@ def device_demo(via: Library, unavailable: Mapping[Library, str]) -> int:
     """The views of a device image; returns how many could be shown."""
     image = device_image(via)
     print(repr(image))
-    table = Table(image.ptr, unavailable)
+    print(LEGEND)
+    table = Table(image, unavailable)
 
     def torch_view() -> View:
         tensor = image.as_torch()
-        return tensor.data_ptr(), tuple(tensor.shape), image.strides
+        return tensor.data_ptr(), tuple(tensor.shape), byte_strides(tensor)
 
     def cupy_view() -> View:
         array = image.as_cupy()
@@ -153,7 +230,7 @@ def device_demo(via: Library, unavailable: Mapping[Library, str]) -> int:
         import torch.utils.dlpack
 
         tensor = torch.utils.dlpack.from_dlpack(image)
-        return tensor.data_ptr(), tuple(tensor.shape), image.strides
+        return tensor.data_ptr(), tuple(tensor.shape), byte_strides(tensor)
 
     def cupy_cai() -> View:
         import cupy
@@ -161,45 +238,72 @@ def device_demo(via: Library, unavailable: Mapping[Library, str]) -> int:
         array = cupy.asarray(image)
         return array.data.ptr, array.shape, array.strides
 
-    def wrapped(make: Callable[[], GpuImage[Any]]) -> View:
-        source = make()
-        return source.ptr, source.shape, source.strides
+    def wrapped(make: Callable[[], GpuImage[Any]]) -> Callable[[], View]:
+        def view() -> View:
+            source = make()
+            return source.ptr, source.shape, source.strides
 
-    roi = image.crop(100, 50, 224, 224)
-    # Each library's own view of the image: one pointer, the image's strides, no copy.
-    table.row("as_torch()", torch_view, needs=["torch"])
-    table.row("as_cupy()", cupy_view, needs=["cupy"])
-    table.row("as_gpumat()", lambda: gpumat_view(image), needs=["cv2"])
-    # The protocols, consumed by the libraries themselves (gpuimage is the producer here).
-    table.row("torch.utils.dlpack.from_dlpack(image)", torch_dlpack, needs=["torch"])
-    table.row("cupy.asarray(image) (CAI)", cupy_cai, needs=["cupy"])
-    # An ROI is the parent's pointer plus an offset, with the parent's row pitch (GpuMat's step).
-    table.row("crop(100, 50, 224, 224).as_gpumat()", lambda: gpumat_view(roi), needs=["cv2"])
-    # And back: wrapping a view gives an image on the same memory, not a copy of it.
+        return view
+
+    x, y = 100, 50
+    roi = image.crop(x, y, 224, 224)
+    table.row("as_torch()", torch_view, needs=["torch"], proves="torch's tensor is the image's GPU memory")
+    table.row("as_cupy()", cupy_view, needs=["cupy"], proves="CuPy's array is the image's GPU memory")
     table.row(
-        "GpuImage.from_cupy(array)",
-        lambda: wrapped(lambda: GpuImage.from_cupy(image.as_cupy(), layout="HWC")),
-        needs=["cupy"],
-    )
-    table.row(
-        "GpuImage.from_gpumat(mat)",
-        lambda: wrapped(lambda: GpuImage.from_gpumat(image.as_gpumat())),
+        "as_gpumat()",
+        lambda: gpumat_view(image),
         needs=["cv2"],
+        proves="the GpuMat header points at the image, its step is the image's row pitch",
     )
     table.row(
-        "GpuImage.from_dlpack(tensor)",
-        lambda: wrapped(lambda: GpuImage.from_dlpack(image.as_torch(), layout="HWC")),
+        "torch.utils.dlpack.from_dlpack(image)",
+        torch_dlpack,
         needs=["torch"],
+        proves="torch consumed gpuimage's DLPack capsule",
     )
+    table.row(
+        "cupy.asarray(image) (CAI)",
+        cupy_cai,
+        needs=["cupy"],
+        proves="CuPy read __cuda_array_interface__ and wrapped the pointer",
+    )
+    table.row(
+        f"crop({x}, {y}, 224, 224).as_gpumat()",
+        lambda: gpumat_view(roi),
+        needs=["cv2"],
+        proves="a crop is a pointer into its parent, with the parent's row pitch (GpuMat's step): no copy",
+        crop=CropOffset.of(image, x, y),
+    )
+    backs: list[tuple[str, Callable[[], GpuImage[Any]], Library]] = [
+        ("GpuImage.from_cupy(array)", lambda: GpuImage.from_cupy(image.as_cupy(), layout="HWC"), "cupy"),
+        ("GpuImage.from_gpumat(mat)", lambda: GpuImage.from_gpumat(image.as_gpumat()), "cv2"),
+        (
+            "GpuImage.from_dlpack(tensor)",
+            lambda: GpuImage.from_dlpack(image.as_torch(), layout="HWC"),
+            "torch",
+        ),
+    ]
+    for name, make, library in backs:
+        table.row(
+            name,
+            wrapped(make),
+            needs=[library],
+            proves="wrapping a view back gives an image on the same memory",
+        )
 
     def write_through_cupy() -> str:
         image.as_cupy()[0, 0, 0] = 42
         return f"a write through CuPy is seen by torch: tensor[0, 0, 0] = {int(image.as_torch()[0, 0, 0])}"
 
-    # Shared memory, shown by its effect rather than by pointers.
-    table.line(write_through_cupy, needs=["cupy", "torch"])
-    # Views never copy; conversions always do: a new pointer, planar layout, typed GpuImage[CHW].
-    table.line(lambda: f"to_layout('CHW') copies into planar memory: {image.to_layout('CHW')!r}")
+    table.line(
+        write_through_cupy,
+        needs=["cupy", "torch"],
+        proves="one memory, not copies kept in step: what one library writes, the other reads",
+    )
+    table.line(
+        lambda: copy_line(image),
+        proves="views never copy, conversions always do: a new pointer, a packed planar (CHW) image",
+    )
     return table.shown
 
 
@@ -207,8 +311,8 @@ def host_demo(unavailable: Mapping[Library, str]) -> int:
     """The views of a host image; returns how many could be shown."""
     frame = np.arange(4 * 6 * 3, dtype=np.uint8).reshape(4, 6, 3)
     image: GpuImage[Any] = GpuImage.from_numpy(frame, layout="HWC")
-    print(f"Host path (no GPU here):\n{image!r}")
-    table = Table(image.ptr, unavailable)
+    print(f"Host path (no GPU here):\n{image!r}\n{LEGEND}")
+    table = Table(image, unavailable)
 
     def numpy_view() -> View:
         array = image.as_numpy()
@@ -216,37 +320,55 @@ def host_demo(unavailable: Mapping[Library, str]) -> int:
 
     def torch_view() -> View:
         tensor = image.as_torch()
-        return tensor.data_ptr(), tuple(tensor.shape), image.strides
+        return tensor.data_ptr(), tuple(tensor.shape), byte_strides(tensor)
 
     def torch_dlpack() -> View:
         import torch.utils.dlpack
 
         tensor = torch.utils.dlpack.from_dlpack(image)
-        return tensor.data_ptr(), tuple(tensor.shape), image.strides
+        return tensor.data_ptr(), tuple(tensor.shape), byte_strides(tensor)
 
     def numpy_dlpack() -> View:
         array = np.from_dlpack(image)
         return array.ctypes.data, array.shape, array.strides
 
+    x, y = 1, 1
+
     def roi_view() -> View:
-        roi = image.crop(1, 1, 3, 2)
-        return roi.as_numpy().ctypes.data, roi.shape, roi.strides
+        array = image.crop(x, y, 3, 2).as_numpy()
+        return array.ctypes.data, array.shape, array.strides
 
     def write_through_numpy() -> str:
         image.as_numpy()[0, 0, 0] = 42
         return f"a write through NumPy is seen by every view: {int(np.from_dlpack(image)[0, 0, 0])}"
 
-    # The wrapped NumPy array is the image's memory, as it was: same pointer, same byte strides.
-    table.row("as_numpy()", numpy_view)
-    # torch sees the same host bytes (a CPU tensor), without a copy.
-    table.row("as_torch() (CPU tensor)", torch_view, needs=["torch"])
-    # DLPack works both ways on the host too, for torch and for NumPy.
-    table.row("torch.utils.dlpack.from_dlpack(image)", torch_dlpack, needs=["torch"])
-    table.row("numpy.from_dlpack(image)", numpy_dlpack)
-    # An ROI is an offset into the parent (1 row of 18 bytes + 1 pixel of 3 = +21), same row pitch.
-    table.row("crop(1, 1, 3, 2).as_numpy()", roi_view)
-    # Shared memory, shown by its effect rather than by pointers.
-    table.line(write_through_numpy)
+    table.row(
+        "as_numpy()",
+        numpy_view,
+        proves="the wrapped NumPy array is the image's memory, its byte strides as they were",
+    )
+    table.row("as_torch() (CPU tensor)", torch_view, needs=["torch"], proves="torch sees the same host bytes")
+    table.row(
+        "torch.utils.dlpack.from_dlpack(image)",
+        torch_dlpack,
+        needs=["torch"],
+        proves="torch consumed gpuimage's DLPack capsule",
+    )
+    table.row("numpy.from_dlpack(image)", numpy_dlpack, proves="NumPy consumed the same capsule")
+    table.row(
+        f"crop({x}, {y}, 3, 2).as_numpy()",
+        roi_view,
+        proves="a crop is a pointer into its parent, with the parent's row pitch: no copy",
+        crop=CropOffset.of(image, x, y),
+    )
+    table.line(
+        write_through_numpy,
+        proves="one memory, not copies kept in step: a write through one view is read through another",
+    )
+    table.line(
+        lambda: copy_line(image),
+        proves="views never copy, conversions always do: a new pointer, a packed planar (CHW) image",
+    )
     print(
         "  as_cupy(), as_gpumat(), __cuda_array_interface__ and device DLPack need a GPU with a CUDA build\n"
         "  of torch or CuPy; run this demo on such a machine to see them share one device pointer."

@@ -18,6 +18,9 @@ The input JPEG is made here (a synthetic pattern through ``cv2.imencode``). Then
   OpenCV has CUDA, else a CuPy view, else a torch view (GPU), or a NumPy view (host);
 - encode: nvImageCodec on the GPU when it decoded, else ``cv2.imencode`` after ``.cpu()``.
 
+The annotated JPEG goes to ``--output PATH``; without it, to ``pipeline-output.jpg`` in a new
+temporary folder (never the current one). The last line printed says where.
+
 Without a GPU everything runs on the host: the same functions, the same types. A flag this machine
 cannot honour (``--device cuda`` without a GPU, ``--codec nvimgcodec`` without nvImageCodec, an
 ``--output`` that cannot be written) is a usage error, reported before anything runs.
@@ -30,6 +33,7 @@ import importlib
 import importlib.util
 import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -333,14 +337,25 @@ def _output_problem(output: Path) -> str | None:
     return None
 
 
+def default_output() -> Path:
+    """``pipeline-output.jpg`` in a new temporary folder: a run never writes into the current one."""
+    return Path(tempfile.mkdtemp(prefix="gpuimage-pipeline-")) / "pipeline-output.jpg"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the pipeline on a generated JPEG and write the annotated JPEG to ``--output``.
+    """Run the pipeline on a generated JPEG and write the annotated JPEG to ``--output`` (by default
+    into a new temporary folder); the last line printed names the file.
 
     Flags this machine cannot honour end in ``parser.error`` (a usage message and exit status 2)
     before anything runs; a failure to write the output is a message and exit status 1.
     """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--output", type=Path, default=Path("pipeline-output.jpg"), help="the JPEG to write")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        metavar="PATH",
+        help="the JPEG to write (default: pipeline-output.jpg in a new temporary folder)",
+    )
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--codec", choices=["auto", "nvimgcodec", "opencv"], default="auto")
     args = parser.parse_args(argv)
@@ -358,24 +373,24 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "--codec nvimgcodec decodes into GPU memory, which needs a CUDA GPU and --device cuda "
                 "(or auto); use --codec opencv (or auto)"
             )
-    problem = _output_problem(args.output)
-    if problem is not None:
+    if args.output is not None and (problem := _output_problem(args.output)) is not None:
         parser.error(f"--output {args.output} cannot be written: {problem}")
     codec: Codec = "opencv"
     if args.codec == "nvimgcodec" or (args.codec == "auto" and device == "cuda" and nvimgcodec_installed()):
         codec = "nvimgcodec"
     result = run(make_test_jpeg(), device=device, codec=codec)
+    output: Path = args.output if args.output is not None else default_output()  # after any usage error
     try:
-        args.output.write_bytes(result.jpeg)
+        output.write_bytes(result.jpeg)
     except OSError as exc:  # checked above; this is the folder changing while the pipeline ran
-        print(f"pipeline: could not write {args.output}: {exc.strerror or exc}", file=sys.stderr)
+        print(f"pipeline: could not write {output}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     print(
         f"{result.device} path: decoded and encoded with {result.codec}, boxes drawn with {result.drawn_with}"
     )
     for detection in result.detections:
         print(f"  box {tuple(detection.box)} score {detection.score:.3f}")
-    print(f"wrote {args.output} ({result.width}x{result.height}, {len(result.jpeg)} bytes)")
+    print(f"wrote {output} ({result.width}x{result.height}, {len(result.jpeg)} bytes)")
     return 0
 
 

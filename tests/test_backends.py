@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import types
 from collections.abc import Iterator
 from importlib.machinery import ModuleSpec
 from typing import get_args
@@ -12,7 +13,7 @@ from typing import get_args
 import pytest
 
 from gpuimage import GpuImageError, MissingBackendError, _backends
-from gpuimage._backends import Backend, is_installed, missing_backend
+from gpuimage._backends import Backend, imported_version, install_hint, is_installed, missing_backend
 
 BACKENDS: tuple[Backend, ...] = get_args(Backend)
 
@@ -82,3 +83,21 @@ def test_a_missing_backend_names_the_extra_to_install(name: Backend, hint: str) 
 def test_every_backend_has_a_hint() -> None:
     assert set(BACKENDS) == set(_backends._HINTS)
     assert all("gpuimage[" in str(missing_backend(name)) for name in BACKENDS)
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_the_install_hint_is_the_one_the_missing_backend_error_gives(name: Backend) -> None:
+    assert install_hint(name).startswith("pip install 'gpuimage[")
+    assert str(missing_backend(name)).endswith(f": {install_hint(name)}.")
+
+
+def test_an_imported_library_s_version_is_read_without_importing_anything(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake = types.ModuleType("fakelib")
+    fake.__version__ = "1.2.3+cpu"  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "fakelib", fake)
+    assert imported_version("fakelib") == "1.2.3+cpu"
+    monkeypatch.delitem(sys.modules, "fakelib")
+    assert imported_version("fakelib") == "", "not imported: nothing is imported to find out"
+    assert "fakelib" not in sys.modules

@@ -69,6 +69,21 @@ def test_bench_without_the_benchmarks_folder_exits_2(
     assert "beside their _common.py" in err
 
 
+@pytest.mark.parametrize(
+    ("where", "reason"),
+    [("nonexistent", "no such folder"), ("a-file.txt", "it is a file, not a folder")],
+    ids=["missing", "a-file"],
+)
+def test_bench_with_a_dir_that_is_not_a_folder_says_so(
+    run: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str], where: str, reason: str
+) -> None:
+    # issue 14: `--dir /nonexistent` said "no benchmarks found" instead of "no such folder"
+    (tmp_path / "a-file.txt").write_text("not a folder\n")
+    path = tmp_path / where
+    assert run.main(["--dir", str(path)]) == 2
+    assert capsys.readouterr().err == f"benchmarks/run.py: --dir {path}: {reason}.\n"
+
+
 def test_bench_help_documents_the_exit_status(run: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
     assert run.main(["--help"]) == 0
     help_text = " ".join(capsys.readouterr().out.split())
@@ -76,9 +91,10 @@ def test_bench_help_documents_the_exit_status(run: ModuleType, capsys: pytest.Ca
     assert "exit status: 0 when every benchmark finished, even if some targets FAIL" in help_text
     assert "1 when a benchmark script crashed (an ERROR row)" in help_text
     assert (
-        "2 for a usage error (an unwritable --reports or --json path) or when no benchmarks were found"
-        in (help_text)
+        "2 for a usage error (a --dir that is not a folder, an unwritable --reports, --json or --chart "
+        "path) or when no benchmarks were found" in help_text
     )
+    assert "A chart that cannot be drawn (no matplotlib) is reported and changes nothing." in help_text
 
 
 def test_an_unknown_option_exits_2(run: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
@@ -108,12 +124,13 @@ def test_bench_runs_its_own_folders_benchmarks_but_not_itself(
     run: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Without --dir: the folder run.py sits in, whatever the working directory; the helpers and the
-    runner itself are not benchmarks."""
+    tools (the runner itself, chart.py) are not benchmarks."""
     monkeypatch.chdir(tmp_path)
     assert RUNNER.parent == run.HERE
     scripts = {path.name for path in run._find_scripts(run.HERE)}
     assert {"views.py", "streams.py", "conversions.py"} <= scripts
-    assert "run.py" not in scripts
+    assert (run.HERE / "chart.py").is_file()
+    assert not {"run.py", "chart.py"} & scripts
     assert not any(name.startswith("_") for name in scripts)
 
 

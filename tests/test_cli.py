@@ -4,8 +4,10 @@ tests/test_cli_info.py and tests/test_cli_stubs.py."""
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import importlib.metadata
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -14,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import gpuimage
-from gpuimage.cli import main
+from gpuimage.cli import _parser, main
 
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 
@@ -69,6 +71,117 @@ def test_python_m_gpuimage_runs_the_command_line() -> None:
     result = _run_module("--version")
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"gpuimage {gpuimage.__version__}\n"
+
+
+def test_the_gpuimage_console_script_prints_the_version() -> None:
+    # issue 14: `gpuimage --version`, as the installed command (next to this Python, as pip puts it)
+    script = shutil.which("gpuimage", path=str(Path(sys.executable).parent))
+    if script is None:
+        pytest.skip("no gpuimage console script next to this Python (gpuimage is only on PYTHONPATH)")
+    result = subprocess.run([script, "--version"], capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"gpuimage {gpuimage.__version__}\n"
+
+
+# -- usage errors name the command they belong to (issue 14) --------------------------------------
+
+
+def _usage_error(capsys: pytest.CaptureFixture[str], *argv: str) -> list[str]:
+    assert main(list(argv)) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    return captured.err.splitlines()
+
+
+@pytest.mark.parametrize(
+    ("argv", "usage", "error"),
+    [
+        (
+            ["info", "--jsn"],
+            "usage: gpuimage info [-h] [--json]",
+            "gpuimage info: error: unrecognized arguments: --jsn (did you mean --json?)",
+        ),
+        (
+            ["info", "--jsn", "--quiet"],
+            "usage: gpuimage info [-h] [--json]",
+            "gpuimage info: error: unrecognized arguments: --jsn --quiet (--jsn: did you mean --json?)",
+        ),
+        (
+            ["info", "--json", "extra"],
+            "usage: gpuimage info [-h] [--json]",
+            "gpuimage info: error: unrecognized arguments: extra",
+        ),
+        (
+            ["info", "--version"],
+            "usage: gpuimage info [-h] [--json]",
+            "gpuimage info: error: unrecognized arguments: --version "
+            "(--version goes before the command: gpuimage --version)",
+        ),
+        (
+            ["stubs", "opencv", "typings", "--verbose"],
+            "usage: gpuimage stubs [-h] LIBRARY DIR",
+            "gpuimage stubs: error: unrecognized arguments: --verbose",
+        ),
+        (
+            ["--jsn", "info"],
+            "usage: gpuimage [-h] [--version] COMMAND ...",
+            "gpuimage: error: unrecognized arguments: --jsn",
+        ),
+    ],
+    ids=[
+        "info-typo",
+        "info-typo-and-unknown",
+        "info-extra-word",
+        "info-version",
+        "stubs-option",
+        "top-level",
+    ],
+)
+def test_an_unknown_argument_is_refused_by_the_command_it_was_given_to(
+    capsys: pytest.CaptureFixture[str], argv: list[str], usage: str, error: str
+) -> None:
+    assert _usage_error(capsys, *argv) == [usage, error]
+
+
+def _commands() -> dict[str, argparse.ArgumentParser]:
+    action = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
+    commands: dict[str, argparse.ArgumentParser] = action.choices
+    return commands
+
+
+def test_every_command_has_a_description_and_a_help_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    top = capsys.readouterr().out
+    assert list(_commands()) == ["info", "stubs"]
+    for name, command in _commands().items():
+        assert command.description, name
+        assert any(line.split()[:1] == [name] and len(line.split()) > 1 for line in top.splitlines()), name
+        assert main([name, "--help"]) == 0
+        out = capsys.readouterr().out
+        # argparse wraps the description between the usage and the argument sections
+        assert " ".join(command.description.split()[:6]) in " ".join(out.split()), name
+        assert out.index("usage: ") < out.index(command.description.split()[0]) < out.index("options:")
+
+
+def test_stubs_usage_help_and_errors_name_the_same_arguments(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["stubs", "--help"]) == 0
+    help_text = capsys.readouterr().out
+    usage = "usage: gpuimage stubs [-h] LIBRARY DIR"
+    assert help_text.startswith(usage + "\n")
+    arguments = help_text[help_text.index("positional arguments:") : help_text.index("options:")]
+    assert [line.split()[0] for line in arguments.splitlines()[1:] if line.strip()] == ["LIBRARY", "DIR"]
+    assert _usage_error(capsys, "stubs") == [
+        usage,
+        "gpuimage stubs: error: the following arguments are required: LIBRARY, DIR",
+    ]
+    assert _usage_error(capsys, "stubs", "opencv") == [
+        usage,
+        "gpuimage stubs: error: the following arguments are required: DIR",
+    ]
+    assert _usage_error(capsys, "stubs", "numpy", "typings") == [
+        usage,
+        "gpuimage stubs: error: argument LIBRARY: invalid choice: 'numpy' (choose from 'opencv')",
+    ]
 
 
 def test_importing_gpuimage_main_runs_nothing() -> None:

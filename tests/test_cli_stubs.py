@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -335,7 +336,7 @@ def test_stubs_into_a_file_is_a_message_and_exit_1(
     target.write_text("a file, not a folder\n")
     assert main(["stubs", "opencv", str(target)]) == 1
     assert capsys.readouterr().err == (
-        f"gpuimage stubs: cannot write the stubs into {target}: it is a file, not a folder.\n"
+        f"gpuimage stubs opencv: cannot write the stubs into {target}: it is a file, not a folder.\n"
     )
     assert target.read_text() == "a file, not a folder\n"
 
@@ -347,7 +348,7 @@ def test_stubs_under_a_file_is_a_message_and_exit_1(
     target = tmp_path / "stubs.txt" / "typings"
     assert main(["stubs", "opencv", str(target)]) == 1
     err = capsys.readouterr().err
-    assert err.startswith(f"gpuimage stubs: cannot write the stubs into {target}: Not a directory")
+    assert err.startswith(f"gpuimage stubs opencv: cannot write the stubs into {target}: Not a directory")
     assert "Traceback" not in err
 
 
@@ -355,5 +356,62 @@ def test_stubs_refusal_is_a_message_and_exit_1(tmp_path: Path, capsys: pytest.Ca
     (tmp_path / "cv2").mkdir()
     (tmp_path / "cv2" / "__init__.pyi").write_text("# someone else's stubs\n")
     assert main(["stubs", "opencv", str(tmp_path)]) == 1
-    assert capsys.readouterr().err.startswith("gpuimage stubs: ")
+    assert capsys.readouterr().err == (
+        f"gpuimage stubs opencv: {tmp_path / 'cv2'} exists and was not written by gpuimage, so it is "
+        "left alone. Choose another folder, or remove it first.\n"
+    )
     assert (tmp_path / "cv2" / "__init__.pyi").read_text() == "# someone else's stubs\n"
+
+
+def _refuse_no_opencv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, package=None: None if name == "cv2" else real(name, package)
+    )
+    return tmp_path
+
+
+def _refuse_no_stubs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    installed = tmp_path / "site" / "cv2"
+    installed.mkdir(parents=True)
+    (installed / "__init__.py").write_text("")
+    _fake_cv2(monkeypatch, installed)
+    return tmp_path / "typings"
+
+
+def _refuse_old_opencv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    monkeypatch.setattr(cli_stubs, "_runtime_gpumat_methods", lambda: ("4.12.0", frozenset[str]()))
+    return tmp_path
+
+
+def _refuse_the_installed_package(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    return _installed_cv2().parent
+
+
+@pytest.mark.parametrize(
+    ("refusal", "says"),
+    [
+        (_refuse_no_opencv, "OpenCV (cv2) is not installed"),
+        (_refuse_no_stubs, "ships no type stubs"),
+        (_refuse_old_opencv, "neither __dlpack__ nor __dlpack_device__ at run time"),
+        (_refuse_the_installed_package, "is the installed OpenCV itself"),
+    ],
+    ids=["no-opencv", "no-stubs", "opencv-4.12", "into-opencv"],
+)
+def test_a_refusal_names_the_command_not_the_function(
+    cv2_module: ModuleType,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    refusal: Callable[[pytest.MonkeyPatch, Path], Path],
+    says: str,
+) -> None:
+    """issue 14: the user typed `gpuimage stubs opencv DIR`; write_opencv_stubs() is ours to know."""
+    directory = refusal(monkeypatch, tmp_path)
+    with pytest.raises(GpuImageError, match=r"^write_opencv_stubs\(\): ") as raised:
+        write_opencv_stubs(directory)  # called from Python, the message names the function
+    assert main(["stubs", "opencv", str(directory)]) == 1
+    err = capsys.readouterr().err
+    assert err == f"gpuimage stubs opencv: {str(raised.value).removeprefix('write_opencv_stubs(): ')}\n"
+    assert says in err
+    assert "write_opencv_stubs" not in err

@@ -4,8 +4,10 @@ examples/demo.py (``scripts/dev demo``): one image, every view sharing one point
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -71,6 +73,38 @@ def test_host_path(pipeline: ModuleType, tmp_path: Path, capsys: pytest.CaptureF
     assert (result.device, result.codec, result.drawn_with) == ("cpu", "opencv", "NumPy")
     assert output.read_bytes() == result.jpeg  # the same weights and the same pixels every run
     _check_drawn(pipeline, result)
+
+
+def test_without_output_the_jpeg_goes_to_a_new_temporary_folder_never_the_cwd(
+    pipeline: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """issue 14: the example wrote pipeline-output.jpg into the repository (its cwd)."""
+    cwd, temporary = tmp_path / "cwd", tmp_path / "tmp"
+    cwd.mkdir()
+    temporary.mkdir()
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))  # where gettempdir() points
+    assert pipeline.main(["--device", "cpu"]) == 0
+    last = capsys.readouterr().out.splitlines()[-1]
+    written = re.fullmatch(r"wrote (.+) \(640x480, (\d+) bytes\)", last)
+    assert written is not None, last
+    output = Path(written[1])
+    assert list(cwd.iterdir()) == []  # nothing in the working directory
+    assert output.name == "pipeline-output.jpg"
+    assert output.parent.parent == temporary  # a folder of its own, in the temporary folder
+    assert output.read_bytes() == pipeline.run(pipeline.make_test_jpeg(), device="cpu", codec="opencv").jpeg
+    assert int(written[2]) == output.stat().st_size
+    assert pipeline.main(["--device", "cpu"]) == 0  # a second run: a second folder, the first kept
+    assert len(list(temporary.iterdir())) == 2
+
+
+def test_a_usage_error_makes_no_temporary_folder(
+    pipeline: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(pipeline, "nvimgcodec_installed", lambda: False)
+    _usage_error(pipeline, capsys, "--codec", "nvimgcodec")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_nvimgcodec_needs_the_gpu(pipeline: ModuleType) -> None:
@@ -239,13 +273,57 @@ def _broken_packages(tmp_path: Path, errors: dict[str, str]) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
 
 
+def _demo_rows(lines: list[str]) -> dict[str, tuple[str, str]]:
+    """Each printed row of the demo by its name, with the explanation line under it."""
+    return {
+        line[:40].strip(): (line, below)
+        for line, below in zip(lines, [*lines[1:], ""], strict=True)
+        if line.startswith("  ") and not line.startswith("   ") and "ptr=0x" in line
+    }
+
+
+# The crop's explanation: ptr - image.ptr = y * row_pitch + x * pixel_stride = 1 * 18 + 1 * 3 = 21 bytes
+ARITHMETIC = re.compile(
+    r"^      proves: ptr - image\.ptr = y \* row_pitch \+ x \* pixel_stride = "
+    r"(\d+) \* (\d+) \+ (\d+) \* (\d+) = (\d+) bytes: "
+)
+
+
+def _number(pattern: str, text: str, base: int = 10) -> int:
+    found = re.search(pattern, text)
+    assert found is not None, (pattern, text)
+    return int(found[1], base)
+
+
+def _check_crop_arithmetic(lines: list[str]) -> None:
+    """The crop's printed arithmetic adds up, and equals the pointers' real difference (issue 14)."""
+    image = next(line for line in lines if line.startswith("GpuImage("))
+    base = _number(r"ptr=(0x[0-9a-f]+)\)$", image, 16)
+    row_pitch = _number(r"row_pitch=(\d+)", image)
+    (name, (row, explanation)) = next((n, r) for n, r in _demo_rows(lines).items() if n.startswith("crop("))
+    x, y = (int(value) for value in re.findall(r"\d+", name)[:2])  # crop(x, y, width, height)
+    pointer = _number(r"ptr=(0x[0-9a-f]+)", row, 16)
+    arithmetic = ARITHMETIC.match(explanation)
+    assert arithmetic is not None, explanation
+    printed_y, printed_pitch, printed_x, pixel_stride, total = (int(group) for group in arithmetic.groups())
+    assert (printed_y, printed_pitch, printed_x, pixel_stride) == (y, row_pitch, x, 3)  # uint8 RGB: 3 bytes
+    assert printed_y * printed_pitch + printed_x * pixel_stride == total
+    assert pointer - base == total
+    assert row.endswith(f"offset +{total} bytes")
+
+
 def test_demo_runs() -> None:
     result = _run_demo()
     assert result.returncode == 0, result.stderr
-    first = result.stdout.splitlines()[0]
-    assert first.startswith(("Host path (no GPU here):", "GPU path: "))
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(("Host path (no GPU here):", "GPU path: "))
     assert "same memory" in result.stdout
     assert "skipped" not in result.stdout  # torch, CuPy and OpenCV all import here
+    rows = _demo_rows(lines)
+    assert len(rows) >= 5
+    for row, explanation in rows.values():  # every row says what it proves, and it held
+        assert explanation.startswith("      proves: "), (row, explanation)
+    _check_crop_arithmetic(lines)
 
 
 def test_demo_host_path_shows_every_view_sharing_one_pointer(
@@ -255,19 +333,55 @@ def test_demo_host_path_shows_every_view_sharing_one_pointer(
     assert demo.main() == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "Host path (no GPU here):"
-    rows = {line[:40].strip(): line for line in lines[2:8]}
-    for name in (
-        "as_numpy()",
-        "as_torch() (CPU tensor)",
-        "torch.utils.dlpack.from_dlpack(image)",
-        "numpy.from_dlpack(image)",
+    assert lines[2:4] == demo.LEGEND.splitlines()
+    rows = _demo_rows(lines)
+    for name, proves in (
+        ("as_numpy()", "the wrapped NumPy array is the image's memory, its byte strides as they were"),
+        ("as_torch() (CPU tensor)", "torch sees the same host bytes"),
+        ("torch.utils.dlpack.from_dlpack(image)", "torch consumed gpuimage's DLPack capsule"),
+        ("numpy.from_dlpack(image)", "NumPy consumed the same capsule"),
     ):
-        assert rows[name].endswith("same memory"), rows[name]
-        assert "strides(bytes)=(18, 3, 1)" in rows[name]
-    roi = rows["crop(1, 1, 3, 2).as_numpy()"]
-    assert "shape=(2, 3, 3)" in roi
-    assert roi.endswith("offset +21 bytes")  # one row of 18 bytes plus one pixel of 3
-    assert "  a write through NumPy is seen by every view: 42" in lines
+        row, explanation = rows[name]
+        assert row.endswith("same memory"), row
+        assert "strides(bytes)=(18, 3, 1)" in row
+        assert explanation == f"      proves: same pointer, so no copy: {proves}"
+    row, explanation = rows["crop(1, 1, 3, 2).as_numpy()"]
+    assert "shape=(2, 3, 3)" in row
+    assert row.endswith("offset +21 bytes")  # one row of 18 bytes plus one pixel of 3
+    assert explanation == (
+        "      proves: ptr - image.ptr = y * row_pitch + x * pixel_stride = 1 * 18 + 1 * 3 = 21 bytes: "
+        "a crop is a pointer into its parent, with the parent's row pitch: no copy"
+    )
+    _check_crop_arithmetic(lines)
+    write = lines.index("  a write through NumPy is seen by every view: 42")
+    assert lines[write + 1].startswith("      proves: one memory")
+    copy = next(
+        index for index, line in enumerate(lines) if line.startswith("  to_layout('CHW') copies: ptr=")
+    )
+    assert lines[copy + 1].startswith("      proves: views never copy, conversions always do")
+
+
+def test_demo_explains_a_crop_from_the_images_own_pitch(
+    demo: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A pitched image (rows of 24 bytes holding 18 of pixels): the offset is worked out from its
+    pitch, and a pointer that does not match the claim is reported, not explained away."""
+    image = demo.GpuImage.from_numpy(np.zeros((4, 8, 3), np.uint8)[:, :6], layout="HWC")
+    crop = demo.CropOffset.of(image, 2, 1)
+    assert crop.nbytes == 1 * 24 + 2 * 3
+    table = demo.Table(image, {})
+    real = image.crop(2, 1, 3, 2)
+    table.row("real", lambda: (real.ptr, real.shape, real.strides), proves="it holds", crop=crop)
+    table.row("off", lambda: (image.ptr + 21, real.shape, real.strides), proves="it holds", crop=crop)
+    table.row("repitched", lambda: (image.ptr, image.shape, (18, 3, 1)), proves="it holds")
+    assert table.shown == 3
+    explanations = capsys.readouterr().out.splitlines()[1::2]
+    assert [line[:6] for line in explanations] == [" " * 6] * 3  # indented under the row
+    assert [line[6:] for line in explanations] == [
+        "proves: ptr - image.ptr = y * row_pitch + x * pixel_stride = 1 * 24 + 2 * 3 = 30 bytes: it holds",
+        "NOT as claimed: expected the image's pointer +30 bytes and its row pitch 24, got +21 bytes and 24",
+        "NOT as claimed: expected the image's pointer +0 bytes and its row pitch 24, got +0 bytes and 18",
+    ]
 
 
 def test_demo_with_a_broken_torch_shows_the_other_views(tmp_path: Path) -> None:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import gc
 import weakref
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -19,7 +20,21 @@ import pytest
 import torch
 from hypothesis import given
 
-from gpuimage import DeviceError, DTypeError, GpuImage, HostMemoryError, ImageSpec
+from fake_backends import fake_missing
+from gpuimage import (
+    DeviceError,
+    DTypeError,
+    GpuImage,
+    GpuImageError,
+    HostMemoryError,
+    ImageSpec,
+    LayoutError,
+    LayoutLike,
+    MissingBackendError,
+    ReadOnlyError,
+    StrideError,
+)
+from gpuimage._exports import view_refusal
 from gpuimage.strategies import image_specs, images
 
 HOST_SPECS = image_specs(device="cpu")
@@ -165,3 +180,163 @@ def test_views_keep_the_owner_alive() -> None:
     del torch_view
     gc.collect()
     assert alive() is None
+
+
+# -- refusals: one order, the same error whatever is installed --------------------------------------
+
+
+def _host(shape: tuple[int, ...], layout: LayoutLike, *, readonly: bool = False) -> GpuImage:
+    array = np.zeros(shape, np.uint8)
+    array.flags.writeable = not readonly
+    return GpuImage.from_numpy(array, layout=layout)
+
+
+class Misuse(NamedTuple):
+    """A view asked of an image it cannot show: the error, and the one chain of calls that fixes it
+    (None: no chain does), whatever is installed."""
+
+    image: Callable[[], GpuImage]
+    view: str
+    error: type[GpuImageError]
+    fix: str | None
+    library: str  # the library the view needs, faked missing in the second run
+
+
+MISUSES = {
+    "host CHW GpuMat": Misuse(
+        lambda: _host((3, 4, 5), "CHW"),
+        "as_gpumat",
+        LayoutError,
+        "image.to_layout('HWC').cuda().as_gpumat()",
+        "cv2",
+    ),
+    "host HWC GpuMat": Misuse(
+        lambda: _host((4, 5, 3), "HWC"), "as_gpumat", DeviceError, "image.cuda().as_gpumat()", "cv2"
+    ),
+    "host HWC CuPy": Misuse(
+        lambda: _host((4, 5, 3), "HWC"), "as_cupy", DeviceError, "image.cuda().as_cupy()", "cupy"
+    ),
+    "host read-only CuPy": Misuse(
+        lambda: _host((4, 5, 3), "HWC", readonly=True),
+        "as_cupy",
+        DeviceError,
+        "image.cuda().as_cupy()",
+        "cupy",
+    ),
+    "device CHW bfloat16 GpuMat": Misuse(
+        lambda: _fake(ImageSpec(height=2, width=3, channels=3, dtype="bfloat16", layout="CHW")),
+        "as_gpumat",
+        LayoutError,
+        "image.to_layout('HWC').astype('float32').as_gpumat()",
+        "cv2",
+    ),
+    "device bfloat16 CuPy": Misuse(
+        lambda: _fake(ImageSpec(height=2, width=3, dtype="bfloat16")),
+        "as_cupy",
+        DTypeError,
+        "image.astype('float32').as_cupy()",
+        "cupy",
+    ),
+    "device channel slice GpuMat": Misuse(
+        lambda: _fake(ImageSpec(height=2, width=3, channels=2, pixel_stride=3)),
+        "as_gpumat",
+        StrideError,
+        "image.contiguous().as_gpumat()",
+        "cv2",
+    ),
+    "device read-only GpuMat": Misuse(
+        lambda: GpuImage.from_pointer(FAKE, ImageSpec(height=2, width=3, channels=3), readonly=True),
+        "as_gpumat",
+        ReadOnlyError,
+        "image.copy().as_gpumat()",
+        "cv2",
+    ),
+    "host read-only torch": Misuse(
+        lambda: _host((4, 5, 3), "HWC", readonly=True),
+        "as_torch",
+        ReadOnlyError,
+        "image.copy().as_torch()",
+        "torch",
+    ),
+    "device 5 channels GpuMat": Misuse(
+        lambda: _fake(ImageSpec(height=2, width=3, channels=5)), "as_gpumat", LayoutError, None, "cv2"
+    ),
+}
+
+
+def _refused(misuse: Misuse) -> GpuImageError:
+    image = misuse.image()
+    with pytest.raises(GpuImageError) as caught:
+        getattr(image, misuse.view)()
+    return caught.value
+
+
+@pytest.mark.parametrize("case", list(MISUSES))
+def test_a_misuse_raises_one_error_that_names_every_fix(case: str) -> None:
+    misuse = MISUSES[case]
+    error = _refused(misuse)
+    assert type(error) is misuse.error, str(error)
+    message = str(error)
+    assert message.startswith(f"{misuse.view}(): ")
+    if misuse.fix is None:
+        assert "Call image." not in message, "no chain of calls makes this image viewable"
+    else:
+        assert f"Call {misuse.fix}" in message
+    assert "not installed" not in message
+
+
+@pytest.mark.parametrize("case", list(MISUSES))
+def test_a_misuse_raises_the_same_error_where_the_library_is_missing(
+    case: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    misuse = MISUSES[case]
+    installed = str(_refused(misuse))
+    fake_missing(monkeypatch, misuse.library)
+    error = _refused(misuse)
+    assert type(error) is misuse.error, str(error)
+    message = str(error)
+    hint = {"cv2": "gpuimage[opencv]", "cupy": "gpuimage[cupy]", "torch": "gpuimage[torch]"}[misuse.library]
+    assert f"pip install '{hint}'" in message, "the first error also names the library to install"
+    assert isinstance(error.__cause__, ImportError), "the failed import stays the cause"
+    problems = installed.split(". ", 1)[0]  # what was wrong, before what to do
+    assert message.startswith(problems + "; "), "the same problems, in the same order, then the library"
+    if misuse.fix is not None:
+        assert f"then call {misuse.fix}" in message
+
+
+def test_a_good_view_where_the_library_is_missing_names_only_the_library(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake_missing(monkeypatch, "cv2")
+    image = _fake(ImageSpec(height=2, width=3, channels=3)).expect("HWC")
+    with pytest.raises(MissingBackendError) as caught:
+        image.as_gpumat()
+    assert str(caught.value) == (
+        "as_gpumat(): OpenCV is not installed. Install OpenCV: pip install 'gpuimage[opencv]' (one OpenCV "
+        "distribution only)."
+    )
+
+
+def test_host_chw_gpumat_message_is_pinned() -> None:
+    error = _refused(MISUSES["host CHW GpuMat"])
+    assert str(error) == (
+        "as_gpumat(): a GpuMat holds one interleaved plane, got layout=CHW; the image is in host memory, and "
+        "a GpuMat needs device memory. Call image.to_layout('HWC').cuda().as_gpumat(), or use as_numpy() "
+        "with cv2's host functions."
+    )
+
+
+def test_what_no_check_here_refuses_is_left_to_the_spoke() -> None:
+    spec = ImageSpec(height=2, width=3, channels=3)
+    assert view_refusal("opencv", "as_gpumat()", spec, readonly=False) is None
+    assert view_refusal("cupy", "as_cupy()", spec, readonly=False) is None
+    assert view_refusal("torch", "as_torch()", spec.replace(device="cpu"), readonly=False) is None
+
+
+def test_a_refused_view_is_not_cached_and_a_fixed_image_gets_its_view() -> None:
+    planar = _fake(ImageSpec(height=2, width=3, channels=3, layout="CHW"))
+    for _ in range(2):
+        with pytest.raises(LayoutError):
+            planar.as_gpumat()  # type: ignore[misc]  # also a static error: as_gpumat needs GpuImage[HWC]
+    interleaved = _fake(ImageSpec(height=2, width=3, channels=3)).expect("HWC")
+    assert interleaved.as_gpumat().cudaPtr() == FAKE

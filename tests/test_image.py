@@ -16,17 +16,23 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+import gpuimage
 from gpuimage import (
     CPU,
     BoundsError,
     Device,
+    DeviceError,
     DTypeError,
     GpuImage,
     ImageSpec,
     InteropError,
     Layout,
     LayoutError,
+    MissingBackendError,
+    _lifetime,
+    _runtime,
 )
+from gpuimage._runtime import HostRuntime
 from gpuimage.strategies import crops, image_specs, images
 
 FAKE = 0x7F00_0000_0000  # never dereferenced
@@ -111,6 +117,40 @@ def test_copy_and_cpu_return_self_where_nothing_is_needed() -> None:
     assert image.contiguous() is image
     assert image.layout is Layout.HWC
     assert image.device == CPU
+
+
+@given(images(image_specs(device="cpu", dtypes=("uint8", "int16", "float32"))), st.data())
+def test_to_layout_to_the_layout_an_image_has_returns_the_very_image(
+    image: GpuImage, data: st.DataObject
+) -> None:
+    # like torch's contiguous() on a contiguous tensor, or .to() with the dtype it has: a no-op
+    roi = image.crop(*data.draw(crops(image.spec)))
+    assert roi.to_layout(roi.layout) is roi, "pitch and crop included: no copy"
+    assert roi.to_layout(roi.layout.value) is roi
+
+
+@given(images(image_specs(device="cpu", dtypes=("uint8", "int16", "float32"))), st.data())
+def test_to_layout_to_another_layout_is_a_packed_new_allocation(image: GpuImage, data: st.DataObject) -> None:
+    roi = image.crop(*data.draw(crops(image.spec)))
+    other = Layout.CHW if roi.layout is Layout.HWC else Layout.HWC
+    converted = roi.to_layout(other)
+    assert converted is not roi
+    assert converted.layout is other
+    assert converted.is_contiguous
+    assert not set(_span(converted)) & set(_span(image)), "new memory, apart from the source's"
+    source = roi.as_numpy() if roi.layout is Layout.HWC else roi.as_numpy().transpose(1, 2, 0)
+    result = converted.as_numpy() if other is Layout.HWC else converted.as_numpy().transpose(1, 2, 0)
+    np.testing.assert_array_equal(result, source)
+
+
+def test_a_pitched_crop_to_its_own_layout_is_the_crop_itself() -> None:
+    image = GpuImage.empty(6, 8, 3, "uint8", device="cpu", row_alignment=64)
+    roi = image.crop(1, 2, 5, 3)
+    assert roi.to_layout("HWC") is roi
+    assert not roi.is_contiguous, "the result keeps the parent's pitch"
+    packed = roi.contiguous()
+    assert packed is not roi
+    assert (packed.is_contiguous, packed.row_pitch) == (True, 15)
 
 
 # -- copy.copy, copy.deepcopy and pickle -----------------------------------------------------------
@@ -234,3 +274,41 @@ def test_a_gpumat_device_is_not_trusted() -> None:
     cv2 = pytest.importorskip("cv2")
     mat = cv2.cuda.createGpuMatFromCudaMemory(4, 6, cv2.CV_MAKETYPE(cv2.CV_8U, 3), FAKE, 18)
     assert not GpuImage.from_gpumat(mat)._life.located  # pyright: ignore[reportPrivateUsage]
+
+
+# -- cuda() and cpu() without a GPU name the call made ---------------------------------------------
+
+
+@pytest.fixture
+def no_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The runtime of a machine where nothing reaches a GPU, whatever this one has."""
+    monkeypatch.setattr(_runtime, "_chosen", _runtime._chosen)  # put back after
+    monkeypatch.setattr(_lifetime, "_recorder", list(_lifetime._recorder))
+    gpuimage.set_runtime(HostRuntime())
+
+
+@pytest.mark.usefixtures("no_gpu")
+@pytest.mark.parametrize(("device", "call"), [(None, "image.cuda()"), ("cuda:1", "image.cuda('cuda:1')")])
+def test_cuda_without_a_gpu_names_the_call_made(device: str | None, call: str) -> None:
+    image = GpuImage.from_numpy(np.zeros((2, 3), np.uint8))
+    with pytest.raises(MissingBackendError) as caught:
+        image.cuda(device)
+    message = str(caught.value)
+    assert message.startswith(f"{call}: copying the image from cpu to cuda:")
+    assert "needs a CUDA runtime, and none reaches a GPU here" in message
+    assert "GpuImage.empty" not in message, "the user called cuda(), not empty()"
+
+
+@pytest.mark.usefixtures("no_gpu")
+def test_cpu_without_a_gpu_names_the_call_made() -> None:
+    image = GpuImage.from_pointer(FAKE, ImageSpec(height=2, width=3))
+    with pytest.raises(
+        MissingBackendError, match=r"^image\.cpu\(\): copying a GPU image needs a CUDA runtime"
+    ):
+        image.cpu()
+
+
+def test_cuda_to_a_host_device_is_refused_with_the_call_made() -> None:
+    image = GpuImage.from_numpy(np.zeros((2, 3), np.uint8))
+    with pytest.raises(DeviceError, match=r"^image\.cuda\('cpu'\): expected a CUDA device"):
+        image.cuda("cpu")

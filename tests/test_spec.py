@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -338,3 +339,81 @@ def test_packed_raises_spec_errors_too(fields: dict[str, Any], also: type[Except
     with pytest.raises(SpecError, match=r"ImageSpec\.packed\(\)") as caught:
         ImageSpec.packed(height=2, width=2, **fields)
     assert isinstance(caught.value, also)
+
+
+# -- a pitch error names the smallest valid value -------------------------------------------------
+
+_SMALLEST = re.compile(r"Use a (\w+) of at least (\d+) bytes")
+
+
+def _smallest_named(error: PitchError) -> tuple[str, int]:
+    found = _SMALLEST.search(str(error))
+    assert found is not None, f"no smallest valid value in: {error}"
+    return found[1], int(found[2])
+
+
+@given(
+    st.integers(1, 6),
+    st.integers(1, 6),
+    st.integers(1, 4),
+    st.sampled_from(["uint16", "int32", "float32", "float64"]),
+    st.sampled_from(["HWC", "CHW"]),
+    st.integers(1, 200),
+)
+def test_a_pitch_off_the_item_size_names_the_smallest_valid_one(
+    height: int, width: int, channels: int, dtype: DTypeName, layout: str, row_pitch: int
+) -> None:
+    fields: dict[str, Any] = {
+        "height": height,
+        "width": width,
+        "channels": channels,
+        "dtype": dtype,
+        "layout": layout,
+        "device": "cpu",
+    }
+    itemsize = np.dtype(dtype).itemsize
+    row_bytes = width * (channels if layout == "HWC" else 1) * itemsize
+    if height == 1 or row_pitch % itemsize == 0:
+        return  # valid, or (one row) any pitch goes: not this test's case
+    with pytest.raises(PitchError) as caught:
+        ImageSpec(**fields, row_pitch=row_pitch)
+    name, smallest = _smallest_named(caught.value)
+    assert name == "row_pitch"
+    # the smallest multiple of the item size that is at least the row's bytes and the given pitch
+    assert smallest == -(-max(row_bytes, row_pitch) // itemsize) * itemsize
+    assert ImageSpec(**fields, row_pitch=smallest).row_pitch == smallest, "the value named is valid"
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        (
+            {"height": 2, "width": 5, "channels": 3, "dtype": "float32", "row_pitch": 61},
+            "row_pitch=61 bytes is not a multiple of the item size (4 bytes); every element must start on "
+            "an item boundary. Use a row_pitch of at least 64 bytes (the smallest multiple of 4 that is at "
+            "least 61 and spans the 3 channels and 5 pixels it steps over).",
+        ),
+        (
+            {"height": 2, "width": 5, "channels": 3, "dtype": "float32", "row_pitch": 50},
+            "Use a row_pitch of at least 60 bytes (the smallest multiple of 4 that is at least 50 and spans "
+            "the 3 channels and 5 pixels it steps over).",
+        ),
+        (
+            {
+                "height": 4,
+                "width": 5,
+                "channels": 2,
+                "dtype": "uint16",
+                "layout": "CHW",
+                "channel_stride": 41,
+            },
+            "Use a channel_stride of at least 42 bytes (the smallest multiple of 2 that is at least 41 and "
+            "spans the 5 pixels and 4 rows it steps over).",
+        ),
+    ],
+    ids=["above-the-row", "below-the-row", "plane-pitch"],
+)
+def test_pitch_errors_off_the_item_size_are_pinned(fields: dict[str, Any], message: str) -> None:
+    with pytest.raises(PitchError) as caught:
+        ImageSpec(**fields, device="cpu")
+    assert message in str(caught.value)

@@ -11,6 +11,9 @@ re-exported. Three things follow, handled here:
   private type variables of generic signatures (``DT``, ``gpuimage._image.D``) as plain text.
 - Every name in ``gpuimage.__all__`` and ``gpuimage.strategies.__all__`` must have an API entry:
   a warning (an error under ``-W``) names any that has none.
+- viewcode takes the module of an alias's value (``builtins`` for ``StreamLike = object``) and its
+  source index linked to a page it never wrote: ``viewcode-follow-imported`` names the private
+  module that defines the alias, and the build warns on any link of that index without a page.
 - napoleon reads the first line of a property's docstring, ``"X: Y"``, as "of type X: Y", and
   nitpicky mode then fails on a "type" such as ``How YUV codes map to RGB; None``. gpuimage's
   properties take their types from annotations, so their docstrings are parsed as a method's.
@@ -23,6 +26,7 @@ import pkgutil
 import re
 import sys
 from functools import cache
+from pathlib import Path
 from typing import Any, TypeVar
 
 from docutils import nodes
@@ -52,17 +56,40 @@ def public_names() -> list[str]:
 
 
 @cache
-def _private_attribute_docs() -> dict[str, list[str]]:
-    """Attribute docstrings (the string after ``NAME = ...``) of gpuimage's private modules."""
+def _private_module_level() -> tuple[dict[str, list[str]], dict[str, str]]:
+    """Of gpuimage's private modules' module-level names: the attribute docstrings (the string
+    after ``NAME = ...``), and the module that declares each documented or annotated one."""
     docs: dict[str, list[str]] = {}
+    modules: dict[str, str] = {}
     for module in pkgutil.iter_modules(gpuimage.__path__):
         if not module.name.startswith("_"):
             continue
         analyzer = ModuleAnalyzer.for_module(f"gpuimage.{module.name}")
-        for (scope, name), lines in analyzer.find_attr_docs().items():
+        documented = analyzer.find_attr_docs()
+        for scope, name in [*documented, *analyzer.annotations]:
             if scope == "":
-                docs.setdefault(name, list(lines))
-    return docs
+                modules.setdefault(name, f"gpuimage.{module.name}")
+                if (scope, name) in documented:
+                    docs.setdefault(name, list(documented[(scope, name)]))
+    return docs, modules
+
+
+def _private_attribute_docs() -> dict[str, list[str]]:
+    """Attribute docstrings (the string after ``NAME = ...``) of gpuimage's private modules."""
+    return _private_module_level()[0]
+
+
+def _defining_module(app: Sphinx | None, modname: str, fullname: str) -> str | None:
+    """viewcode: the module that defines a public alias (``StreamLike``, ``ChannelValues``, ...).
+
+    viewcode takes an object's ``__module__``; an alias's value is ``object`` or a ``typing`` union,
+    so the source index listed ``builtins`` with a link to a page that does not exist. None: the
+    default (classes and functions know their module).
+    """
+    value = getattr(gpuimage, fullname, None) if modname == "gpuimage" else None
+    if value is None or str(getattr(value, "__module__", "")).startswith("gpuimage."):
+        return None
+    return _private_module_level()[1].get(fullname)
 
 
 def _attribute_docstring(
@@ -150,10 +177,27 @@ def _check_coverage(app: Sphinx, env: BuildEnvironment) -> None:
             )
 
 
+_HREF = re.compile(r'href="(?![a-z]+:)(?P<target>[^"#?]+)')  # a relative link to a file
+
+
+def _check_source_index(app: Sphinx, exception: Exception | None) -> None:
+    """Every link of viewcode's source index (``_modules/index.html``) names a page that exists."""
+    index = Path(app.outdir) / "_modules" / "index.html"
+    if exception is not None or app.builder.format != "html" or not index.is_file():
+        return
+    for match in _HREF.finditer(index.read_text(encoding="utf-8")):
+        if not (index.parent / match["target"]).resolve().is_file():
+            logger.warning(
+                "_modules/index.html links to %s, which was not written", match["target"], type="gpuimage"
+            )
+
+
 def setup(app: Sphinx) -> dict[str, Any]:
     app.connect("autodoc-process-docstring", _attribute_docstring)
     app.connect("autodoc-process-docstring", _property_docstring, priority=600)  # napoleon's is 500
     app.connect("autodoc-process-signature", _alias_names)
     app.connect("missing-reference", _public_reference)
+    app.connect("viewcode-follow-imported", _defining_module)
     app.connect("env-check-consistency", _check_coverage)
+    app.connect("build-finished", _check_source_index)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}

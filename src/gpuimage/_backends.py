@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import sys
 from typing import Literal
 
 from ._errors import MissingBackendError
 
-__all__ = ["Backend", "is_installed", "missing_backend"]
+__all__ = ["Backend", "imported_version", "install_hint", "is_installed", "missing_backend"]
 
 Backend = Literal["torch", "cupy", "cv2"]
 
@@ -22,6 +23,11 @@ _HINTS: dict[Backend, str] = {
     "cupy": "pip install 'gpuimage[cupy]' (or cupy-cuda12x for a CUDA 12 driver)",
     "cv2": "pip install 'gpuimage[opencv]' (one OpenCV distribution only)",
 }
+
+
+def install_hint(name: Backend) -> str:
+    """The command that installs ``name`` as gpuimage's extra (``pip install 'gpuimage[...]'``)."""
+    return _HINTS[name]
 
 
 def missing_backend(name: Backend) -> MissingBackendError:
@@ -34,3 +40,8 @@ def is_installed(name: Backend) -> bool:
     """True if the library can be found (without importing it). Asked once: conversions and
     allocations ask on every call, and installing a library into a running process is not a case."""
     return importlib.util.find_spec(name) is not None
+
+
+def imported_version(name: str) -> str:
+    """The ``__version__`` of library ``name`` if it is imported, else "" (nothing is imported here)."""
+    return str(getattr(sys.modules.get(name), "__version__", ""))

@@ -50,6 +50,8 @@ Roi = tuple[int, int, int, int]
 
 
 BatchT = TypeVar("BatchT", "torch.Tensor", "cupy.ndarray", "npt.NDArray[Any]")
+"""The type of ``normalize_batch``'s array ``out=``: a torch tensor, a CuPy array or a NumPy array,
+returned as it came (the API reference explains it under ``normalize_batch``)."""
 
 
 @overload
@@ -177,7 +179,9 @@ def normalize_batch(
             4-channel images with ``resize`` only). A ``GpuBatch`` ``out`` recording another order
             than the batch's is refused.
         out: an NCHW torch tensor, CuPy array or (host images) NumPy array to write into, any strides;
-            or a ``GpuBatch`` (NCHW or NHWC, any item pitch).
+            or a ``GpuBatch`` (NCHW or NHWC, any item pitch). ``BatchT`` in the signatures above is
+            the type of an array ``out``: ``torch.Tensor``, ``cupy.ndarray`` or a NumPy array, and
+            the call returns that same type (``out`` itself).
         like: the library of the new array when ``out`` is None: "torch", "cupy" or "numpy" (host).
         mean, std, dtype, scale, reverse_channels: as for ``normalize``.
 

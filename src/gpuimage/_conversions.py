@@ -28,6 +28,7 @@ from ._exports import ImageExports
 from ._layout import Layout
 from ._ordering import begin_conversion, end_conversion, ready_stream
 from ._plan import BatchItem, ranges_overlap
+from ._runtime import why_no_gpu
 from ._spec import ImageSpec
 
 if TYPE_CHECKING:
@@ -63,8 +64,8 @@ def executor_for(device: Device, where: str) -> Executor:
         executor = _host_executor() if device.kind == "cpu" else _gpu_executor()
         if executor is None:
             raise MissingBackendError(
-                f"{where}: converting a GPU image needs CuPy (fast kernels: pip install 'gpuimage[cupy]') "
-                "or a CUDA build of torch that sees the GPU."
+                f"{where}: converting a GPU image needs CuPy (its kernels) or torch to reach a GPU, and "
+                f"neither does here: {why_no_gpu()}"
             )
         _chosen[device.kind] = executor
     return executor

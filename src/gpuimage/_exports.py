@@ -7,14 +7,27 @@ regions and conversions. ``as_gpumat`` stays on the hub: its ``self`` type check
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Self, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, Self, cast
 
 from typing_extensions import CapsuleType
 
+from ._backends import Backend, install_hint
 from ._device import CPU
-from ._errors import DeviceError, ExportError, HostMemoryError, ReadOnlyError
+from ._errors import (
+    DeviceError,
+    DTypeError,
+    ExportError,
+    GpuImageError,
+    HostMemoryError,
+    LayoutError,
+    MissingBackendError,
+    ReadOnlyError,
+    StrideError,
+)
 from ._interfaces import array_request, cuda_array_interface
+from ._layout import Layout
 from ._lifetime import Lifetime
 from ._ordering import BY_HANDLE, StreamOrdering
 from ._runtime import runtime
@@ -26,8 +39,10 @@ if TYPE_CHECKING:
     import numpy.typing as npt
     import torch
 
+    from ._dtypes import DTypeName
+    from ._spec import ImageSpec
 
-__all__ = ["ImageExports"]
+__all__ = ["ImageExports", "view_refusal"]
 
 _TORCH, _CUPY, _NUMPY, _OPENCV = "torch", "cupy", "numpy", "opencv"
 
@@ -72,6 +87,13 @@ class ImageExports(StreamOrdering):
         """A ``cupy.ndarray`` header over the image (no CUDA call, no host sync). Cached.
 
         Each call makes ``stream`` (default: CuPy's current stream) wait for the data, on the GPU.
+
+        Raises:
+            DTypeError: bfloat16, which CuPy lacks; checked first, then
+            ReadOnlyError: read-only memory; then
+            DeviceError: a host image (call ``cuda()``); then
+            MissingBackendError: CuPy is not installed. The first error names every fix the call
+                needs, whatever is installed.
         """
         view = self._views.get(_CUPY)
         if view is not None and stream is None and self._settled_for(_current_stream[_CUPY]):
@@ -97,10 +119,8 @@ class ImageExports(StreamOrdering):
         else the spoke's current stream (``by_current``), else the legacy default stream."""
         view = self._views.get(name)
         if view is None:
-            self._refuse_if_readonly(where)
-            maker = spoke(name)
-            view = self._views.setdefault(name, maker.view(self._ptr, self._spec, self._life))
-            _current_stream.setdefault(name, maker.current_stream)
+            view = self._views.setdefault(name, self._new_view(name, where))
+            _current_stream.setdefault(name, spoke(name).current_stream)
         ready, life = self._ready, self._life
         producer = ready.stream
         if producer is None and not life.tracked:
@@ -123,13 +143,21 @@ class ImageExports(StreamOrdering):
         self._consume(stream, source)
         return view
 
-    def _refuse_if_readonly(self, where: str) -> None:
-        if self._readonly:
-            raise ReadOnlyError(
-                f"{where}: the image is read-only (its source said so), and torch, CuPy and OpenCV have no "
-                "read-only arrays: a write through the view would change memory that must not change. Take "
-                "a writable copy with image.copy(), or read it through as_numpy() or DLPack (read-only flag)."
-            )
+    def _new_view(self, name: str, where: str) -> object:
+        """Spoke ``name``'s view of the image, or the refusal of ``view_refusal``: the same error for
+        the same misuse whatever is installed (a spoke checks in its own order, or cannot load)."""
+        try:
+            if self._readonly:  # torch, CuPy and OpenCV have no read-only arrays
+                raise ReadOnlyError(f"{where}: the image is read-only.")  # view_refusal says it in full
+            return spoke(name).view(self._ptr, self._spec, self._life)
+        except GpuImageError:
+            refusal = view_refusal(name, where, self._spec, readonly=self._readonly)
+            if refusal is None:
+                raise
+            try:
+                raise refusal from refusal.__cause__  # a missing library's ImportError, else nothing
+            finally:
+                del refusal  # no cycle through this frame: the image's memory goes when the error does
 
     def as_numpy(self) -> npt.NDArray[Any]:
         """A NumPy array over a host image (read-only if the image is). Cached."""
@@ -228,3 +256,138 @@ def _is_int_pair(value: object) -> bool:
         and len(cast("tuple[object, ...]", value)) == 2
         and all(type(item) is int for item in cast("tuple[object, ...]", value))
     )
+
+
+# -- refusals: one order, whatever is installed --------------------------------------------------------
+
+
+class _Target(NamedTuple):
+    """What a view needs, known without importing its library (checked by ``view_refusal``)."""
+
+    library: str
+    backend: Backend
+    device_only: str  # why host memory will not do ("" where it will)
+    one_plane: bool  # one interleaved (HWC) plane of 1 to 4 channels
+    lacks: Callable[[DTypeName], str]  # why a dtype will not do ("" where it will)
+    host_alternative: str
+    device_alternative: str
+
+
+def _torch_lacks(dtype: DTypeName) -> str:
+    return ""  # torch has every image dtype
+
+
+def _cupy_lacks(dtype: DTypeName) -> str:
+    return "CuPy has no bfloat16 dtype" if dtype == "bfloat16" else ""
+
+
+def _opencv_lacks(dtype: DTypeName) -> str:
+    """No OpenCV has bfloat16; the installed one before 5.0 has no bool, uint32 or int64 either."""
+    if dtype == "bfloat16":
+        return "OpenCV has no bfloat16 depth"
+    version = str(getattr(sys.modules.get("cv2"), "__version__", "5"))  # not installed: ask no more
+    if dtype in ("bool", "uint32", "int64") and int(version.partition(".")[0]) < 5:
+        return f"OpenCV {version} has no {dtype} depth (OpenCV 5 has)"
+    return ""
+
+
+_TARGETS: dict[str, _Target] = {
+    _TORCH: _Target("torch", "torch", "", False, _torch_lacks, "", ""),
+    _CUPY: _Target(
+        "CuPy", "cupy", "CuPy arrays live on a GPU", False, _cupy_lacks, "use as_numpy()", "use as_torch()"
+    ),
+    _OPENCV: _Target(
+        "OpenCV",
+        "cv2",
+        "a GpuMat needs device memory",
+        True,
+        _opencv_lacks,
+        "use as_numpy() with cv2's host functions",
+        "use as_torch()/as_cupy()",
+    ),
+}
+_CONVERTIBLE: dict[str, str] = {
+    "bfloat16": "float32",
+    "bool": "uint8",
+    "uint32": "float64",
+    "int64": "float64",
+}
+"""The dtype a fix converts to, where a library lacks one (exact, but for int64 beyond 2**53)."""
+
+
+def view_refusal(name: str, where: str, spec: ImageSpec, *, readonly: bool) -> GpuImageError | None:
+    """Why spoke ``name`` gives no view of an image of ``spec``, checked in one fixed order whatever
+    is installed: layout and type (layout, channels, dtype, strides, read-only), then the device, then
+    the library. The error is the first problem's class, and its message names every problem and
+    the one chain of calls that fixes them all. None: nothing known here stands in the way."""
+    target = _TARGETS[name]
+    missing = _import_error(name)  # first: what the installed library lacks depends on its version
+    installed = missing is None
+    problems: list[tuple[type[GpuImageError], str]] = []
+    steps: list[str] = []  # each step makes a packed, writable copy, so one fixes the later checks
+    fixable = True
+    hwc = spec.layout is Layout.HWC
+    if target.one_plane and not hwc:
+        problems.append(
+            (LayoutError, f"a GpuMat holds one interleaved plane, got layout={spec.layout.value}")
+        )
+        steps.append("to_layout('HWC')")
+    if target.one_plane and not 1 <= spec.channels <= 4:
+        problems.append((LayoutError, f"a GpuMat has 1 to 4 channels, got channels={spec.channels}"))
+        fixable = False
+    lacking = target.lacks(spec.dtype)
+    if lacking:
+        problems.append((DTypeError, f"{lacking}, got dtype={spec.dtype}"))
+        steps.append(f"astype('{_CONVERTIBLE[spec.dtype]}')")
+    packed_pixel = spec.channels * spec.itemsize
+    if target.one_plane and hwc and (spec.pixel_stride, spec.channel_stride) != (packed_pixel, spec.itemsize):
+        problems.append(
+            (
+                StrideError,
+                f"a GpuMat needs interleaved pixels (pixel_stride={packed_pixel}, channel_stride="
+                f"{spec.itemsize} bytes), got pixel_stride={spec.pixel_stride}, channel_stride="
+                f"{spec.channel_stride} (a permuted or channel-sliced view)",
+            )
+        )
+        if not steps:
+            steps.append("contiguous()")
+    host = target.device_only and not spec.device.is_cuda
+    if readonly and not steps and not host:  # the copies of the other fixes are writable
+        problems.append(
+            (
+                ReadOnlyError,
+                f"the image is read-only (its source said so), and {target.library} has no read-only "
+                "arrays: a write through the view would change memory that must not change",
+            )
+        )
+        steps.append("copy()")
+    if host:
+        problems.append((DeviceError, f"the image is in host memory, and {target.device_only}"))
+        steps.append("cuda()")
+    if not installed:
+        problems.append((MissingBackendError, f"{target.library} is not installed"))
+    if not problems:
+        return None
+    todo = [] if installed else [f"install {target.library}: {install_hint(target.backend)}"]
+    if steps and fixable:
+        todo.append(f"call image.{'.'.join(steps)}.{where}")
+    if readonly and problems[0][0] is ReadOnlyError:
+        alternative = "read it through " + ("as_numpy() or " if not spec.device.is_cuda else "") + "DLPack"
+    else:
+        alternative = target.device_alternative if spec.device.is_cuda else target.host_alternative
+    advice = "; then ".join(todo)
+    if alternative and len(problems) > (not installed):
+        advice = f"{advice}, or {alternative}" if advice else alternative
+    text = "; ".join(problem for _, problem in problems)
+    error = problems[0][0](f"{where}: {text}. {advice[:1].upper()}{advice[1:]}.")
+    error.__cause__ = None if missing is None else missing.__cause__  # the failed import, if any
+    return error
+
+
+def _import_error(name: str) -> MissingBackendError | None:
+    """Why spoke ``name`` does not load (its library is not installed); loads it, as the view would."""
+    try:
+        spoke(name)
+    except MissingBackendError as exc:
+        return exc
+    return None

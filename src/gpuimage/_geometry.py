@@ -96,13 +96,16 @@ _STRIDE_NAMES = ("row_pitch", "pixel_stride", "channel_stride")
 _UNIT_NAMES = ("rows", "pixels", "channels")
 
 
-def check_geometry(geometry: Geometry, itemsize: int, *, where: str = "ImageSpec") -> None:
+def check_geometry(
+    geometry: Geometry, itemsize: int, *, where: str = "ImageSpec", layout: Layout | None = None
+) -> None:
     """Raise ``SpecError``/``PitchError`` unless the geometry describes distinct, addressable elements.
 
     Sizes must be positive; strides positive multiples of the item size below 2**63 (on every
     dimension, size 1 included); and, ignoring dimensions of size 1, each stride must step over
     everything the smaller strides span (so that no two elements share a byte). The extent must stay
-    below 2**63 bytes.
+    below 2**63 bytes. A stride off the item size is refused with its smallest valid value, which
+    spans the dimensions it steps over in ``layout``'s order (when known).
     """
     if _is_plainly_valid(geometry, itemsize):
         return
@@ -112,10 +115,12 @@ def check_geometry(geometry: Geometry, itemsize: int, *, where: str = "ImageSpec
             raise SpecError(f"{where}: expected a positive int {name}, got {name}={size!r}.")
     for name, stride, size in zip(_STRIDE_NAMES, strides, (height, width, channels), strict=True):
         if stride == 0 and size > 1:
+            smallest, spanned = _smallest_stride(name, geometry, itemsize, layout)
             raise PitchError(
                 f"{where}: {name}=0 makes all {size} {_UNIT_NAMES[_STRIDE_NAMES.index(name)]} share one "
                 "address (a broadcast or expanded view), so they would overlap. Make a copy in the "
-                "source library first."
+                f"source library first; the smallest valid {name} here is {smallest} bytes (the "
+                f"{spanned} it steps over)."
             )
         if type(stride) is not int or stride <= 0:
             raise PitchError(f"{where}: expected a positive int {name} in bytes, got {name}={stride!r}.")
@@ -128,9 +133,12 @@ def check_geometry(geometry: Geometry, itemsize: int, *, where: str = "ImageSpec
                 "any multiple of the item size will do."
             )
         if stride % itemsize:
+            smallest, spanned = _smallest_stride(name, geometry, itemsize, layout)
             raise PitchError(
                 f"{where}: {name}={stride} bytes is not a multiple of the item size ({itemsize} bytes); "
-                "every element must start on an item boundary."
+                f"every element must start on an item boundary. Use a {name} of at least {smallest} bytes "
+                f"(the smallest multiple of {itemsize} that is at least {stride} and spans the {spanned} "
+                "it steps over)."
             )
     dims = sorted(
         (stride, size, index)
@@ -153,6 +161,33 @@ def check_geometry(geometry: Geometry, itemsize: int, *, where: str = "ImageSpec
         raise SpecError(
             f"{where}: the image spans {extent} bytes, beyond the 2**63-byte limit of CUDA, DLPack and torch."
         )
+
+
+# interleaved (HWC): a row steps over pixels and channels, a pixel over channels;
+# planar (CHW): a row steps over pixels, a plane over rows and pixels
+_STEPS_OVER: dict[bool, tuple[tuple[int, ...], ...]] = {True: ((1, 2), (2,), ()), False: ((1,), (), (0, 1))}
+"""Interleaved or not -> for each stride (row, pixel, channel), the dimensions it steps over (0 rows,
+1 pixels, 2 channels)."""
+
+
+def _smallest_stride(name: str, geometry: Geometry, itemsize: int, layout: Layout | None) -> tuple[int, str]:
+    """The smallest valid value of stride ``name``: a multiple of ``itemsize``, at least the given
+    stride and the bytes of the dimensions it steps over in ``layout``'s order (unknown: planar
+    where the channel stride is at least the pixel stride); and those dimensions, for people."""
+    index = _STRIDE_NAMES.index(name)
+    sizes, strides = geometry[:3], geometry[3:]
+    pixel, channel = strides[1], strides[2]
+    planar = type(pixel) is int and type(channel) is int and channel >= pixel
+    if layout is not None:
+        planar = layout is Layout.CHW
+    inner = sorted(
+        (strides[position], sizes[position], position)
+        for position in _STEPS_OVER[not planar][index]
+        if sizes[position] > 1 and type(strides[position]) is int and strides[position] > 0
+    )
+    span = itemsize + sum((size - 1) * stride for stride, size, _ in inner)
+    named = " and ".join(f"{size} {_UNIT_NAMES[position]}" for _, size, position in inner)
+    return _round_up(max(strides[index], span), itemsize), named or "element"
 
 
 def _is_plainly_valid(geometry: Geometry, itemsize: int) -> bool:
@@ -233,7 +268,7 @@ def geometry_from_strided(
         _usable(pixel_stride, width, packed.pixel_stride, itemsize),
         _usable(channel_stride, channels, packed.channel_stride, itemsize),
     )
-    check_geometry(geometry, itemsize, where=where)
+    check_geometry(geometry, itemsize, where=where, layout=layout)
     return layout, geometry
 
 

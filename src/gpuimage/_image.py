@@ -29,7 +29,7 @@ from ._layout import CHW, HWC, AnyLayout, CHWLike, HWCLike, Layout, LayoutLike, 
 from ._lifetime import Lifetime
 from ._ordering import BY_HANDLE, keep_for_handle
 from ._pointers import device_of
-from ._runtime import runtime
+from ._runtime import missing_runtime, runtime
 from ._source import Imported, check_address_range, check_pointer, revalidated_spec
 from ._spec import ImageSpec, trusted_spec
 from ._spokes import spoke
@@ -562,6 +562,21 @@ class GpuImage(ImageExports, ChannelOrdered, Generic[L, D]):
         stream-like; default: the legacy default stream, OpenCV's ``Stream::Null()``) wait for the
         data, on the GPU.
 
+        A refused call raises the first error below, checked in this order whatever is installed,
+        and its message names every fix the call needs (for a host CHW image, the call
+        ``image.to_layout('HWC').cuda().as_gpumat()``).
+
+        Raises:
+            LayoutError: a CHW image (call ``to_layout('HWC')``), or not 1 to 4 channels.
+            DTypeError: a dtype this OpenCV has no depth for (bfloat16; bool, uint32 and int64
+                before OpenCV 5).
+            StrideError: an HWC image whose pixels are not interleaved (a permuted or
+                channel-sliced view; call ``contiguous()``).
+            ReadOnlyError: read-only memory (call ``copy()``).
+            DeviceError: a host image (call ``cuda()``), or one on another GPU than OpenCV's current
+                device.
+            MissingBackendError: OpenCV is not installed.
+
         Notes:
             OpenCV keeps no reference to memory it did not allocate. gpuimage registers the mat with
             the memory's owner and releases the owner only once no Python reference to the mat is
@@ -646,10 +661,14 @@ class GpuImage(ImageExports, ChannelOrdered, Generic[L, D]):
         self, layout: LayoutLike, *, out: GpuImage[Any, Any] | None = None
     ) -> GpuImage[AnyLayout, D]: ...
     def to_layout(self, layout: LayoutLike, *, out: GpuImage[Any, Any] | None = None) -> GpuImage[Any, D]:
-        """This image if it already has ``layout``, else a packed copy converted to it (one kernel).
+        """This image itself if it already has ``layout``, else a packed copy in ``layout`` (one kernel).
 
-        With ``out`` (an image of that layout, same size and dtype, any pitch), the result is
-        written there and ``out`` is returned, also when no conversion is needed.
+        Like ``torch.Tensor.contiguous()`` on a contiguous tensor, or ``.to()`` with the dtype a
+        tensor already has, asking for the layout an image has is a no-op that returns the very
+        object, pitch and crop included (``roi.to_layout("HWC") is roi`` for an HWC crop). Use
+        ``copy()`` or ``contiguous()`` for packed memory. With ``out`` (an image of that layout, same
+        size and dtype, any pitch), the result is written there and ``out`` is returned, also when no
+        conversion is needed.
         """
         target = parse_layout(layout, where="to_layout()")
         spec = self._spec
@@ -716,21 +735,34 @@ class GpuImage(ImageExports, ChannelOrdered, Generic[L, D]):
 
     def cuda(self, device: DeviceLike | None = None) -> Self:
         """This image if it is on ``device`` (default: its own GPU, or cuda:0 for host images), else a
-        packed copy there."""
+        packed copy there.
+
+        Raises:
+            MissingBackendError: no CUDA runtime reaches a GPU here (the message says why).
+        """
+        where = "image.cuda()" if device is None else f"image.cuda({device!r})"
         if device is None:
             target = self._spec.device if self._spec.device.is_cuda else Device("cuda", 0)
         else:
-            target = parse_device(device, where="cuda()")
+            target = parse_device(device, where=where)
             if not target.is_cuda:
-                raise DeviceError(f"cuda(): expected a CUDA device, got device={device!r}; use cpu().")
+                raise DeviceError(f"{where}: expected a CUDA device, got device={device!r}; use cpu().")
         if target == self._spec.device:
             return self
+        if not runtime().has_gpu:  # named here: the transfer would name its allocation instead
+            raise missing_runtime(f"{where}: copying the image from {self._spec.device} to {target}")
         return cast(Self, recorded(_ops.transfer(self, target), self._channel_order))
 
     def cpu(self) -> Self:
-        """This image if it is in host memory, else a packed host copy (waits for the copy)."""
+        """This image if it is in host memory, else a packed host copy (waits for the copy).
+
+        Raises:
+            MissingBackendError: no CUDA runtime reaches a GPU here (the message says why).
+        """
         if not self._spec.device.is_cuda:
             return self
+        if not runtime().has_gpu:
+            raise missing_runtime("image.cpu(): copying a GPU image")
         return cast(Self, recorded(_ops.transfer(self, CPU), self._channel_order))
 
     # -- copy and pickle ------------------------------------------------------------------------

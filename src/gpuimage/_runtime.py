@@ -29,7 +29,7 @@ from typing import Literal, NamedTuple, Protocol, runtime_checkable
 
 from typing_extensions import get_protocol_members
 
-from ._backends import is_installed
+from ._backends import imported_version, is_installed
 from ._device import Device
 from ._driver import is_capturing
 from ._errors import CudaError, InteropError, MissingBackendError
@@ -48,6 +48,7 @@ __all__ = [
     "runtime",
     "set_runtime",
     "wait_for_event",
+    "why_no_gpu",
 ]
 
 
@@ -189,14 +190,16 @@ def _probe(library: _Library) -> Runtime | str:
     return "sees no GPU" if found is None else found
 
 
-def _absence() -> str:
+def why_no_gpu() -> str:
     """Why no runtime reaches a GPU, and what to do: the tail of every error for a GPU call then."""
     reasons: dict[_Library, Runtime | str] = {library: _probe(library) for library in EVENTS_ORDER}
-    blind = [_LABELS[library] for library, reason in reasons.items() if reason == "sees no GPU"]
-    if blind:  # installing anything would not help: say so rather than name an extra
+    blind: list[_Library] = [library for library, reason in reasons.items() if reason == "sees no GPU"]
+    if blind:  # installing would not help: say so, and what was found (its version tells its build)
+        found = ", ".join(f"{_LABELS[library]} {imported_version(library)}".strip() for library in blind)
         return (
-            f"no GPU is visible to {' or '.join(blind)}. Run where a GPU is visible (check the driver and "
-            "CUDA_VISIBLE_DEVICES); a CPU-only build of torch sees none."
+            f"no GPU is visible to {' or '.join(_LABELS[library] for library in blind)} (found {found}). Run "
+            "where a GPU is visible (check the driver and CUDA_VISIBLE_DEVICES); a CPU-only build of torch "
+            "(a version ending in +cpu) sees none."
         )
     broken = [
         f"{_LABELS[library]} {reason}" for library, reason in reasons.items() if reason != "not installed"
@@ -208,7 +211,7 @@ def _absence() -> str:
 
 def missing_runtime(action: str) -> MissingBackendError:
     """The error for ``action``, a GPU call that no runtime here can make."""
-    return MissingBackendError(f"{action} needs a CUDA runtime, and none reaches a GPU here: {_absence()}")
+    return MissingBackendError(f"{action} needs a CUDA runtime, and none reaches a GPU here: {why_no_gpu()}")
 
 
 def _first(order: tuple[_Library, ...]) -> Runtime | None:

@@ -186,7 +186,7 @@ class ImageSpec(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> Self:
-        check_geometry(self.geometry, self.itemsize)
+        check_geometry(self.geometry, self.itemsize, layout=self.layout)
         return self
 
     # -- construction helpers -------------------------------------------------------------------

@@ -193,9 +193,16 @@ def _header(spec: ImageSpec) -> tuple[dict[str, Any], torch.device | None, bool]
     if not spec.device.is_cuda:
         return {}, None, bfloat16
     if not cuda_available():
+        built = torch.version.cuda  # None: a CPU-only build, which installing CUDA torch fixes
         raise MissingBackendError(
-            f"as_torch(): the image is on {spec.device}, but this torch build has no CUDA or sees no "
-            "GPU. Install a CUDA build of torch, or call image.cpu() for a host copy."
+            f"as_torch(): the image is on {spec.device}, but torch {torch.__version__} "
+            + (
+                "is a CPU-only build. Install a CUDA build of torch"
+                if built is None
+                else f"(CUDA {built}) sees no GPU. Run where a GPU is visible (check the driver and "
+                "CUDA_VISIBLE_DEVICES)"
+            )
+            + ", or call image.cpu() for a host copy."
         )
     # torch rejects read-only CAI buffers (torch tensors cannot be read-only anyway) and ignores the
     # CAI stream: the hub orders torch's stream itself.

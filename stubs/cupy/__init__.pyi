@@ -1,9 +1,12 @@
 """Partial type stubs for CuPy (written against cupy-cuda13x 14.2).
 
-They cover only the surface that gpuimage uses and exposes: ``cupy.ndarray``, array creation and
-host/device transfer, DLPack exchange, streams/events/devices/memory in ``cupy.cuda``, and
+They cover only the surface that gpuimage uses: ``cupy.ndarray``, array creation and host/device
+transfer, DLPack exchange, streams/events/devices/memory in ``cupy.cuda``, and
 ``RawKernel``/``RawModule``. Anything not declared here is an error for a type checker even though it
 exists at run time; add it here (checked against the real API) when gpuimage starts using it.
+
+Only this repository's own checks read them (stubs/README.md); they are not shipped. Users get
+scverse's ``cupy-stubs`` from PyPI through the ``cupy`` extra.
 """
 
 import sys

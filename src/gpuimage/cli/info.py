@@ -13,10 +13,14 @@ import json
 import platform
 import re
 import sys
+import warnings
 from collections.abc import Callable, Mapping
-from typing import IO, Any, Protocol, cast
+from typing import IO, TYPE_CHECKING, Any, Protocol, cast
 
 from .._errors import GpuImageError
+
+if TYPE_CHECKING:
+    from cupy.cuda.runtime import CUDARuntimeError
 
 __all__ = ["collect_info", "describe_exception", "print_info", "run", "torch_devices"]
 
@@ -64,6 +68,58 @@ def _library(module: str) -> dict[str, Any]:
     return record
 
 
+# cudaError_t values that say why no GPU is reachable (CUDA's driver_types.h).
+_INSUFFICIENT_DRIVER = 35  # cudaErrorInsufficientDriver: no driver, or one older than the runtime
+_NO_DEVICE = 100  # cudaErrorNoDevice
+
+
+def _cuda_version(encoded: int) -> str:
+    """A CUDA version as CUDA encodes it (``cudaDriverGetVersion``: 12040) in words: ``12.4``."""
+    return f"{encoded // 1000}.{encoded % 1000 // 10}"
+
+
+def driver_advice(library: str, runtime: str | None, driver: int | None, older_build: str) -> str:
+    """Why ``library``, built with the CUDA ``runtime``, cannot use this machine's driver; what to do.
+
+    ``driver`` is the CUDA version the driver supports, encoded (12040): 0 where no driver is
+    loaded, None where it could not be read. ``older_build`` names a build of ``library`` for an
+    older CUDA (``{cuda}`` and ``{major}`` are filled in with the driver's).
+    """
+    built = f"the CUDA {runtime} runtime {library} was built with" if runtime else f"{library}'s CUDA runtime"
+    needed = f"CUDA {runtime} or newer" if runtime else "the CUDA version of its build or newer"
+    if driver == 0:
+        return (
+            f"no NVIDIA driver is loaded here, and {built} needs one (a machine without an NVIDIA GPU, "
+            f"or a container started without the driver). Run where `nvidia-smi` shows a GPU, or "
+            f"install an NVIDIA driver for {needed}."
+        )
+    if driver is None:
+        return (
+            f"the NVIDIA driver is missing or older than {built}. Check it with `nvidia-smi`, which "
+            f"shows the CUDA version a driver supports: {library} needs {needed}."
+        )
+    cuda = _cuda_version(driver)
+    alternative = older_build.format(cuda=cuda, major=driver // 1000)
+    return (
+        f"the NVIDIA driver here supports CUDA {cuda}, older than {built}. Update the driver to one "
+        f"for {needed}, or {alternative}."
+    )
+
+
+def _torch_failure(who: str, cuda: str, said: str) -> str:
+    """Why a CUDA build of torch reaches no GPU, from what torch said (a warning or an error)."""
+    old = re.search(r"driver on your system is too old \(found version (\d+)\)", said)
+    if old is None and "Found no NVIDIA driver" not in said:
+        return f"{who} (CUDA {cuda}) sees no GPU" + (f": {said}" if said else "")
+    advice = driver_advice(
+        "torch",
+        cuda,
+        int(old[1]) if old is not None else 0,
+        "install a torch built for CUDA {cuda} or older (pytorch.org names the --index-url of each)",
+    )
+    return f"{who} (CUDA {cuda}) reaches no GPU: {advice}"
+
+
 class _DeviceProperties(Protocol):
     """What torch.cuda.get_device_properties() returns, as far as ``info`` reads it."""
 
@@ -77,17 +133,30 @@ def torch_devices() -> tuple[list[dict[str, Any]], str | None]:
     """The GPUs torch sees, or why it sees none."""
     import torch
 
-    if torch.version.cuda is None:
-        return [], f"torch {torch.__version__} is a CPU-only build"
-    if not torch.cuda.is_available():
-        return [], f"torch {torch.__version__} (CUDA {torch.version.cuda}) sees no GPU"
+    who, cuda = f"torch {torch.__version__}", torch.version.cuda
+    if cuda is None:
+        return [], f"{who} is a CPU-only build"
+    # torch says why it sees no GPU in a warning ("CUDA initialization: The NVIDIA driver on your
+    # system is too old"), the first time it looks, or in the RuntimeError of a later call.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            available = torch.cuda.is_available()
+            count = torch.cuda.device_count() if available else 0
+        except RuntimeError as exc:
+            return [], _torch_failure(who, cuda, " ".join(str(exc).split()))
+    if count == 0:
+        prefix = "CUDA initialization: "  # torch's other warnings say nothing about the GPU
+        said = [" ".join(str(warning.message).split()) for warning in caught]
+        reason = " ".join(text.removeprefix(prefix) for text in said if text.startswith(prefix))
+        return [], _torch_failure(who, cuda, reason)
     # torch leaves the properties object unannotated; these four fields are all this reads of it.
     properties_of = cast(
         "Callable[[int], _DeviceProperties]",
         torch.cuda.get_device_properties,  # pyright: ignore[reportUnknownMemberType]
     )
     devices: list[dict[str, Any]] = []
-    for index in range(torch.cuda.device_count()):
+    for index in range(count):
         properties = properties_of(index)
         devices.append(
             {
@@ -107,7 +176,7 @@ def _cupy_devices() -> tuple[list[dict[str, Any]], str | None]:
     try:
         count = cupy.cuda.runtime.getDeviceCount()
     except cupy.cuda.runtime.CUDARuntimeError as exc:
-        return [], f"CuPy {cupy.__version__}: {exc}"
+        return [], _cupy_failure(exc)
     if count == 0:
         return [], f"CuPy {cupy.__version__} sees no GPU"
     # getDeviceProperties (a dict of cudaDeviceProp's fields) is not in gpuimage's partial CuPy stubs.
@@ -130,6 +199,36 @@ def _cupy_devices() -> tuple[list[dict[str, Any]], str | None]:
     return devices, None
 
 
+def _cupy_failure(exc: CUDARuntimeError) -> str:
+    """Why CuPy could not count the GPUs, in words: what failed, what it means, what to do."""
+    import cupy
+
+    status = exc.status
+    name = str(exc).partition(":")[0]  # "cudaErrorInsufficientDriver"
+    failed = f"CuPy {cupy.__version__} reaches no GPU: counting the GPUs failed with {name}"
+    if status == _NO_DEVICE:
+        return (
+            f"{failed}, the driver finds no CUDA device. Check `nvidia-smi`, and that "
+            "CUDA_VISIBLE_DEVICES does not hide the GPUs."
+        )
+    if status != _INSUFFICIENT_DRIVER:
+        return f"{failed} ({' '.join(str(exc).split())}). Check the driver and the GPU with `nvidia-smi`."
+    versions: list[int | None] = []
+    for read in (cupy.cuda.runtime.runtimeGetVersion, cupy.cuda.runtime.driverGetVersion):
+        try:
+            versions.append(read())
+        except Exception:  # the runtime library itself half-loaded: say what is known
+            versions.append(None)
+    runtime, driver = versions
+    advice = driver_advice(
+        "CuPy",
+        None if runtime is None else _cuda_version(runtime),
+        driver,
+        "install the CuPy for CUDA {major} (pip install cupy-cuda{major}x, in place of this one)",
+    )
+    return f"{failed}: {advice}"
+
+
 def _cuda_devices(libraries: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     """The GPUs reachable through torch, else CuPy; ``via`` names the library that reached them."""
     reasons: dict[str, str] = {}
@@ -141,7 +240,7 @@ def _cuda_devices(libraries: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
         try:
             devices, reason = probe()
         except Exception as exc:  # a driver or runtime that fails in an unexpected way
-            devices, reason = [], describe_exception(exc)
+            devices, reason = [], f"{name} failed while listing the GPUs: {describe_exception(exc)}"
         if devices:
             return {"via": name, "devices": devices, "reasons": reasons}
         reasons[name] = reason or f"{name} sees no GPU"
@@ -260,7 +359,9 @@ def print_info(info: Mapping[str, Any], out: IO[str]) -> None:
             file=out,
         )
     if not cuda["devices"]:
-        print("  none reachable: " + "; ".join(cuda["reasons"].values()), file=out)
+        print("  none reachable:", file=out)
+        for reason in cuda["reasons"].values():  # each a sentence or more: one line each
+            print(f"    {reason}", file=out)
     opencv = info["opencv_cuda"]
     count = "n/a" if opencv["device_count"] is None else opencv["device_count"]
     print(f"\nOpenCV CUDA\n  cv2.cuda.getCudaEnabledDeviceCount() = {count}: {opencv['detail']}", file=out)
