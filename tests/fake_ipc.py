@@ -11,6 +11,7 @@ lease, mappings and stream waits) instead of returning the original object.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 from collections.abc import Iterator
 from typing import Any
@@ -36,7 +37,17 @@ from gpuimage import (
 from gpuimage._errors import ExportError
 from gpuimage._interfaces import host_view
 
-__all__ = ["FakeDriver", "FakeEvent", "IpcRuntime", "elsewhere", "end_every_lease", "filled", "ipc", "values"]
+__all__ = [
+    "FakeDriver",
+    "FakeEvent",
+    "IpcRuntime",
+    "elsewhere",
+    "end_every_lease",
+    "fake_ipc_driver",
+    "filled",
+    "ipc",
+    "values",
+]
 
 
 class IpcRuntime(Runtime):
@@ -147,6 +158,13 @@ class FakeDriver:
 def ipc(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeDriver]:
     """The fake driver over an ``IpcRuntime``, installed for one test; afterwards every description
     made in it has ended and its files are gone."""
+    with fake_ipc_driver(monkeypatch) as driver:
+        yield driver
+
+
+@contextlib.contextmanager
+def fake_ipc_driver(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeDriver]:
+    """``ipc``'s setup and clean-up, for callers that are not tests (the docs-truth table)."""
     fake_runtime = IpcRuntime()
     monkeypatch.setattr(_runtime, "_chosen", _runtime._chosen)
     monkeypatch.setattr(_lifetime, "_recorder", list(_lifetime._recorder))

@@ -15,6 +15,7 @@ needs a row here.
 
 from __future__ import annotations
 
+import pickle
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +26,7 @@ import pytest
 
 import gpuimage
 from fake_backends import fake_missing
+from fake_ipc import fake_ipc_driver
 from gpuimage import (
     BoundsError,
     DeviceError,
@@ -37,10 +39,12 @@ from gpuimage import (
     ImageSpec,
     InteropError,
     LayoutError,
+    LifetimeError,
     MissingBackendError,
     PitchError,
     ReadOnlyError,
     StrideError,
+    WaitTimeoutError,
     _errors,
     _lifetime,
     _runtime,
@@ -182,6 +186,24 @@ def _nv12_frame(monkeypatch: pytest.MonkeyPatch) -> GpuFrame:
 def _odd_stride_array(monkeypatch: pytest.MonkeyPatch) -> object:
     raw = np.zeros(100, np.uint8)
     return GpuImage.from_numpy(np.ndarray((3, 4), dtype=np.uint16, buffer=raw, strides=(20, 3)))
+
+
+def _late_opener(monkeypatch: pytest.MonkeyPatch) -> object:
+    """A description whose lease ended (never opened within the timeout) unpickled afterwards."""
+    with fake_ipc_driver(monkeypatch):
+        data = pickle.dumps(GpuImage.empty(4, 4))
+        gpuimage.set_unopened_timeout(1e-6)
+        gpuimage.collect_shared()
+        return pickle.loads(data)
+
+
+def _ring_timeout(monkeypatch: pytest.MonkeyPatch) -> object:
+    """A reader waiting for a slot that no writer publishes."""
+    with fake_ipc_driver(monkeypatch):
+        writer = gpuimage.SharedRing.from_items([GpuImage.empty(4, 6, 3) for _ in range(2)])
+        reader = pickle.loads(pickle.dumps(writer))
+        with reader.reading(timeout=0.01):
+            return None
 
 
 _CHW_GPUMAT = "a GpuMat of a CHW image raises `LayoutError` pointing to `to_layout('HWC')`"
@@ -480,6 +502,21 @@ CLAIMS: dict[str, Claim] = {
         DTypeError,
         "bfloat16",
         _bfloat16_cai,
+    ),
+    # docs/processes.md
+    "processes-late-opener": Claim(
+        "docs/processes.md",
+        "A consumer that finds the file gone raises `LifetimeError`",
+        LifetimeError,
+        "ended",
+        _late_opener,
+    ),
+    "processes-ring-timeout": Claim(
+        "docs/processes.md",
+        "`timeout=` raises `WaitTimeoutError`",
+        WaitTimeoutError,
+        "timeout=",
+        _ring_timeout,
     ),
 }
 
