@@ -19,6 +19,18 @@ from typing import Any
 HANG_S = 90.0
 
 
+def stop(*processes: Any) -> list[int | None]:
+    """Join each child (kill one that is still alive after 30 s); their exit codes."""
+    codes = []
+    for process in processes:
+        process.join(timeout=30)
+        if process.is_alive():
+            process.kill()
+            process.join(timeout=10)
+        codes.append(process.exitcode)
+    return codes
+
+
 def _start() -> None:
     faulthandler.dump_traceback_later(HANG_S, exit=True)
 

@@ -27,17 +27,6 @@ SLEEP_CYCLES = 1_000_000_000  # about half a second of GPU time: the write is su
 CONTEXT = multiprocessing.get_context("spawn")
 
 
-def _stop(*processes: Any) -> list[int | None]:
-    codes = []
-    for process in processes:
-        process.join(timeout=30)
-        if process.is_alive():
-            process.kill()
-            process.join(timeout=10)
-        codes.append(process.exitcode)
-    return codes
-
-
 @pytest.fixture(scope="module")
 def reports() -> dict[str, dict[str, Any]]:
     """Every case, sent once from a producer child to a consumer child; the reports by case."""
@@ -55,7 +44,7 @@ def reports() -> dict[str, dict[str, Any]]:
             case, report = receive.recv()
             found[case] = report
     finally:
-        codes = _stop(producer, consumer)
+        codes = children.stop(producer, consumer)
     found["exit codes"] = {"producer": codes[0], "consumer": codes[1]}
     return found
 
@@ -131,7 +120,7 @@ def test_a_sigkilled_consumer_frees_the_producer_s_memory() -> None:
         assert (tag, shared) == ("after", 0), "the dead consumer's lease was released by the OS"
         assert held == 0, "device memory is back to the baseline"
     finally:
-        codes = _stop(producer, consumer)
+        codes = children.stop(producer, consumer)
     assert codes[0] == 0, "the producer survives its consumer's death"
 
 
@@ -147,7 +136,7 @@ def test_memory_without_a_legacy_ipc_handle_is_refused_with_what_to_do(
         assert receive.poll(120), "the child never reported"
         name, message = receive.recv()
     finally:
-        _stop(child)
+        children.stop(child)
     assert name == "ExportError", message
     assert "expandable_segments" in message
     assert "GpuImage.empty()" in message

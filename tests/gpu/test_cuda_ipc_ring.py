@@ -21,17 +21,6 @@ pytestmark = pytest.mark.cuda
 CONTEXT = multiprocessing.get_context("spawn")
 
 
-def _stop(*processes: Any) -> list[int | None]:
-    codes = []
-    for process in processes:
-        process.join(timeout=30)
-        if process.is_alive():
-            process.kill()
-            process.join(timeout=10)
-        codes.append(process.exitcode)
-    return codes
-
-
 def _start(frames: int, slots: int, stop_after: int | None) -> tuple[Any, Any, Any, Any]:
     writer_end, reader_end = CONTEXT.Pipe()
     writer_control, writer_child_control = CONTEXT.Pipe()
@@ -58,7 +47,7 @@ def test_fifty_frames_cross_a_ring_of_four_in_order_with_their_values() -> None:
         assert writer_control.recv() == ("done", 50, "")
         writer_control.send("finished")
     finally:
-        codes = _stop(reader, writer)
+        codes = children.stop(reader, writer)
     assert codes == [0, 0]
 
 
@@ -76,5 +65,5 @@ def test_a_writer_whose_reader_is_sigkilled_stops_with_an_error() -> None:
         assert "reader closed its ring, exited or was killed" in message
         writer_control.send("finished")
     finally:
-        codes = _stop(writer, reader)
+        codes = children.stop(writer, reader)
     assert codes[0] == 0, "the writer survives its reader's death"
