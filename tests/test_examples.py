@@ -1,15 +1,17 @@
 """examples/pipeline.py: decode -> preprocess -> infer -> draw -> encode, on the host and on a GPU;
-examples/demo.py (``scripts/dev demo``): one image, every view sharing one pointer."""
+examples/demo.py (``scripts/dev demo``): one image, every view sharing one pointer;
+examples/two_process_pipeline.py: a decoder process and an inference process around a SharedRing."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import re
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import cv2
@@ -22,6 +24,7 @@ from file_modules import load_file
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "pipeline.py"
 DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo.py"
+TWO_PROCESS = Path(__file__).resolve().parents[1] / "examples" / "two_process_pipeline.py"
 
 
 @pytest.fixture(scope="module")
@@ -441,3 +444,161 @@ def test_demo_gpu_path_without_cupy_and_opencv(tmp_path: Path) -> None:
         "skipped: cupy fails to import (ImportError: libcudart.so.13: not found)"
     )
     assert rows["as_gpumat()"].endswith("skipped: cv2 fails to import (ImportError: libGL.so.1: not found)")
+
+
+# -- examples/two_process_pipeline.py (issue 15): decode in one process, infer in another ----------
+
+FRAME_LINE = re.compile(r"frame (\d+): classes \[([\d, ]*)\] mean (\S+) checksum (\S+)")
+
+
+@pytest.fixture(scope="module")
+def two_process() -> ModuleType:
+    return load_file("two_process_example", TWO_PROCESS)
+
+
+def _run_two_process(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(TWO_PROCESS), *argv], capture_output=True, text=True, timeout=300, check=False
+    )
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks what it says on a machine without a GPU")
+def test_two_process_pipeline_without_a_gpu_says_it_needs_one() -> None:
+    result = _run_two_process("--frames", "5")
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == (
+        "two_process_pipeline: this example needs a CUDA GPU (frames cross processes by CUDA IPC); "
+        "torch sees none here, so nothing ran.\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--slots", "1"], "argument --slots: expected a whole number from 2 to 4096, got '1'"),
+        (["--frames", "0"], "argument --frames: expected a whole number from 1 to 1000000, got '0'"),
+        (["--frames", "-3"], "argument --frames: expected a whole number from 1 to 1000000, got '-3'"),
+    ],
+    ids=["one-slot", "no-frames", "negative"],
+)
+def test_two_process_pipeline_usage_errors(
+    two_process: ModuleType, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    assert _usage_error(two_process, capsys, *argv).endswith(f"error: {message}")
+
+
+def test_two_process_checksum_tells_frames_regions_and_order_apart(two_process: ModuleType) -> None:
+    batch = torch.rand((4, 3, 8, 8), generator=torch.Generator().manual_seed(5))
+    total = float(two_process.checksum(batch))
+    assert float(two_process.checksum(batch.clone())) == total
+    assert float(two_process.checksum(batch[[1, 0, 2, 3]])) != pytest.approx(total, rel=1e-9)  # regions
+    assert float(two_process.checksum(batch.transpose(2, 3))) != pytest.approx(total, rel=1e-9)  # pixels
+    assert float(two_process.checksum(batch + 1e-3)) != pytest.approx(total, rel=1e-9)  # values
+
+
+def test_two_process_model_weights_are_fixed_whatever_the_callers_seed(two_process: ModuleType) -> None:
+    torch.manual_seed(1)
+    first, expected = two_process.build_model(), torch.rand(3)
+    torch.manual_seed(1)
+    second = two_process.build_model()
+    assert torch.equal(torch.rand(3), expected)  # the caller's random state was left alone
+    torch.manual_seed(2)
+    third = two_process.build_model()
+    for a, b, c in zip(first.parameters(), second.parameters(), third.parameters(), strict=True):
+        assert torch.equal(a, b)
+        assert torch.equal(a, c)  # the inference process and a test's reference get the same model
+
+
+def test_two_process_messages_from_a_reader_that_ended(
+    two_process: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The parent's side of the queue: a last message put just before the reader exited is still
+    shown; then a dead reader is an error, as is an error the reader reported."""
+    results = multiprocessing.get_context("spawn").Queue()
+    dead = SimpleNamespace(is_alive=lambda: False, exitcode=-9)
+    try:
+        results.put(("frame", 7, [1, 2], -0.25, 1234.5))
+        two_process.show(two_process.wait_for(results, dead))
+        shown = capsys.readouterr().out
+        assert shown == "frame 7: classes [1, 2] mean -0.250000 checksum 1.234500000000e+03\n"
+        assert FRAME_LINE.fullmatch(shown.rstrip()) is not None  # what the GPU tests parse
+        assert list(two_process.arrived(results)) == []
+        with pytest.raises(RuntimeError, match=r"^the inference process stopped \(exit code -9\)$"):
+            two_process.wait_for(results, dead)
+        results.put(("error", "LifetimeError: the writer is gone"))
+        with pytest.raises(RuntimeError, match=r"^the inference process failed: LifetimeError: the writer"):
+            two_process.wait_for(results, dead)
+    finally:
+        results.close()
+        results.join_thread()
+
+
+def _reference(two_process: ModuleType, fills: Any) -> list[tuple[float, float, list[int], float]]:
+    """What the inference process must print for each frame, computed here in one process: the batch
+    checksum, the logits' mean, the classes, and the smallest top-2 margin (argmax is compared only
+    where a rounding difference between the processes' kernels cannot flip it)."""
+    frame = _empty_frame(two_process)
+    batch = torch.empty((len(two_process.ROIS), 3, *two_process.SIZE), device="cuda")
+    model = two_process.build_model().cuda()
+    expected = []
+    with torch.inference_mode():
+        for fill in fills:
+            fill(frame.as_torch())
+            two_process.preprocess(frame, batch)
+            logits = model(batch)
+            top = logits.topk(2, dim=1).values
+            expected.append(
+                (
+                    float(two_process.checksum(batch)),
+                    float(logits.mean()),
+                    logits.argmax(1).tolist(),
+                    float((top[:, 0] - top[:, 1]).min()),
+                )
+            )
+    return expected
+
+
+def _empty_frame(two_process: ModuleType) -> Any:
+    return two_process.GpuFrame.empty(
+        two_process.WIDTH, two_process.HEIGHT, format="NV12", colour=two_process.COLOUR
+    )
+
+
+def _check_two_process_output(result: subprocess.CompletedProcess[str], expected: list[Any]) -> str:
+    """Every frame printed once, in order, with the values computed here; the header line."""
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    printed = [FRAME_LINE.fullmatch(line) for line in lines if line.startswith("frame ")]
+    assert [int(found[1]) for found in printed if found is not None] == list(range(len(expected)))
+    for found, (total, mean, classes, margin) in zip(printed, expected, strict=True):
+        assert found is not None
+        index = found[1]
+        assert float(found[4]) == pytest.approx(total, rel=1e-9), f"frame {index}: not the frame written"
+        assert float(found[3]) == pytest.approx(mean, abs=1e-4), f"frame {index}: model output"
+        if margin > 1e-3:
+            assert [int(c) for c in found[2].split(", ")] == classes, f"frame {index}: classes"
+    totals = [total for total, *_ in expected]
+    assert len(set(totals)) == len(totals), "frames that do not differ cannot show a stale slot"
+    assert re.fullmatch(rf"{len(expected)} frames through 3 slots in \S+ s: \S+ frames/s", lines[-1])
+    return lines[0]
+
+
+@pytest.mark.cuda
+def test_two_process_pipeline_synthetic_frames_arrive_in_order_with_their_values(
+    two_process: ModuleType,
+) -> None:
+    result = _run_two_process("--synthetic", "--frames", "20", "--slots", "3")
+    header = _check_two_process_output(result, _reference(two_process, two_process.synthetic_frames(20)))
+    assert header.startswith("decoder: synthetic frames (--synthetic); 3 slots of 1280x720 NV12; ")
+
+
+@pytest.mark.cuda
+def test_two_process_pipeline_with_nvdec_frames(two_process: ModuleType, tmp_path: Path) -> None:
+    reason = two_process.unusable_decoder()
+    if reason is not None:
+        pytest.skip(f"no NVDEC frames here: {reason}")
+    result = _run_two_process("--frames", "20", "--slots", "3")
+    # The same clip (x264 is deterministic), decoded here: the reference for every frame.
+    expected = _reference(two_process, two_process.nvdec_frames(20, tmp_path))
+    header = _check_two_process_output(result, expected)
+    assert header.startswith("decoder: NVDEC frames (PyNvVideoCodec) of an H.264 clip encoded by PyAV; ")
