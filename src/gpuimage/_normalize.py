@@ -32,7 +32,7 @@ from ._channel_order import (
 from ._conversions import check_is_image
 from ._dtypes import AnyDType, DTypeLike, DTypeName, Float32, UInt8, parse_dtype
 from ._errors import SpecError
-from ._formats import ChannelOrderLike
+from ._formats import ChannelOrder, ChannelOrderLike
 from ._frame_convert import is_frame, normalize_frame
 from ._layout import CHW, HWC, Layout
 
@@ -159,12 +159,7 @@ def normalize(
         return result if out is not None else recorded(result, written)
     image = cast("GpuImage[Any, Any]", image)
     check_is_image(image, where=where)
-    source_order = result_order = image.channel_order
-    swap_colour = False
-    if order is not None:
-        result_order, reverse_channels, swap_colour = plan_order(
-            source_order, order, image.channels, reverse_channels, where=where
-        )
+    result_order, reverse_channels, swap_colour = _order_plan(image, order, reverse_channels, where)
     target = parse_dtype(Float32 if dtype is None else dtype, where=where)
     key = (channel_key(mean), channel_key(std), scale, reverse_channels)
     plain_scale = scale is None or type(scale) is float or type(scale) is int  # never True for 1
@@ -172,14 +167,43 @@ def normalize(
         affine = _normalize_map(image.dtype, image.channels, target, mean, std, scale, reverse_channels)
     else:  # a frame loop passes the same constants every call: parse and check them once
         affine = _cached_normalize_map(image.dtype, image.channels, target, *key)
-    if order is None and affine.reverse:  # the image's order, reversed where that is an order
-        result_order = reversed_order(source_order, image.channels)
+    return _converted_in_order(
+        image, result_order, order is None, swap_colour, affine, target, Layout.CHW, where, out
+    )
+
+
+def _order_plan(
+    image: GpuImage[Any, Any], order: ChannelOrderLike | None, reverse_channels: bool, where: str
+) -> tuple[ChannelOrder | None, bool, bool]:
+    """``normalize``'s and ``denormalize``'s channel order: (the result's order, whether to reverse
+    every channel, whether to swap the colour channels of a 4-channel image) for ``order=``; without
+    it, the image's own order and ``reverse_channels`` as given."""
+    if order is None:
+        return image.channel_order, reverse_channels, False
+    return plan_order(image.channel_order, order, image.channels, reverse_channels, where=where)
+
+
+def _converted_in_order(
+    image: GpuImage[Any, Any],
+    result_order: ChannelOrder | None,
+    image_order_kept: bool,
+    swap_colour: bool,
+    affine: Affine,
+    target: DTypeName,
+    layout: Layout,
+    where: str,
+    out: GpuImage[Any, Any] | None,
+) -> GpuImage[Any, Any]:
+    """``affine`` of ``image`` into ``layout``, recording ``result_order``; where no ``order=`` was
+    asked (``image_order_kept``), a reversal records the image's order reversed, where that is one."""
+    if image_order_kept and affine.reverse:
+        result_order = reversed_order(image.channel_order, image.channels)
     convert = swapped if swap_colour else ordered
     return convert(
         image,
         result_order,
         dtype=target,
-        layout=Layout.CHW,
+        layout=layout,
         affine=affine,
         where=where,
         out=out,
@@ -245,28 +269,13 @@ def denormalize(
     """
     where = "denormalize()"
     check_is_image(image, where=where)
-    source_order = result_order = image.channel_order
-    swap_colour = False
-    if order is not None:
-        result_order, reverse_channels, swap_colour = plan_order(
-            source_order, order, image.channels, reverse_channels, where=where
-        )
+    result_order, reverse_channels, swap_colour = _order_plan(image, order, reverse_channels, where)
     target = parse_dtype(UInt8 if dtype is None else dtype, where=where)
     factor = input_scale(target, scale, where=where)
     affine = denormalize_affine(image.channels, mean, std, factor, reverse=reverse_channels, where=where)
     check_finite_map(affine, image.dtype, target, origin="denormalize", where=where)
-    if order is None and affine.reverse:
-        result_order = reversed_order(source_order, image.channels)
     if swap_colour:  # its constants follow the input's channels: make them follow the output's
         affine = swap_inputs(affine)
-    convert = swapped if swap_colour else ordered
-    return convert(
-        image,
-        result_order,
-        dtype=target,
-        layout=Layout.HWC,
-        affine=affine,
-        where=where,
-        out=out,
-        map_checked=True,
+    return _converted_in_order(
+        image, result_order, order is None, swap_colour, affine, target, Layout.HWC, where, out
     )
