@@ -43,6 +43,7 @@ def test_every_error_is_under_the_root_and_exported(error: type[Exception]) -> N
         (gpuimage.MissingBackendError, ImportError),
         (gpuimage.OpenCVStubsError, RuntimeError),
         (gpuimage.WaitTimeoutError, TimeoutError),
+        (gpuimage.OutOfMemoryError, MemoryError),
     ],
 )
 def test_errors_are_also_their_natural_builtin(error: type[Exception], builtin: type[Exception]) -> None:
@@ -110,6 +111,7 @@ def test_exported_names_are_pinned() -> None:
             "LifetimeError",
             "MissingBackendError",
             "OpenCVStubsError",
+            "OutOfMemoryError",
             "PitchError",
             "ReadOnlyError",
             "Runtime",

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from gpuimage import GpuImage, InteropError
+from gpuimage import GpuImage, InteropError, OutOfMemoryError
 from gpuimage._numpy import strided_parts
 
 
@@ -35,3 +35,17 @@ def test_read_only_arrays_give_read_only_images() -> None:
     image = GpuImage.from_numpy(array)
     assert image.readonly
     assert not image.as_numpy().flags.writeable
+
+
+def test_host_memory_that_cannot_be_had_is_an_out_of_memory_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    # found by the fuzzed conversions: copy(row_alignment=6319125887) let NumPy's MemoryError escape
+    image = GpuImage.from_numpy(np.zeros((2, 3, 3), np.uint8), layout="HWC")
+
+    def refuse(*args: object, **kwargs: object) -> object:
+        raise MemoryError("Unable to allocate 23.5 GiB")
+
+    monkeypatch.setattr(np, "empty", refuse)  # the module _numpy allocates through
+    with pytest.raises(
+        OutOfMemoryError, match=r"host memory .* got MemoryError: Unable to allocate 23\.5 GiB"
+    ):
+        image.copy(row_alignment=4096)

@@ -18,6 +18,7 @@ against torch or NumPy conventions (``except ValueError``) keeps working::
     ├── LifetimeError (RuntimeError)        memory whose owner is gone or was already consumed
     ├── CudaError (RuntimeError)            a CUDA runtime call (event, stream wait, sync) that failed
     ├── WaitTimeoutError (TimeoutError)     a wait on another process (a ring's slot) past its timeout
+    ├── OutOfMemoryError (MemoryError)      host memory for a new image or copy that cannot be had
     ├── MissingBackendError (ImportError)   an optional library that is not installed or lacks CUDA
     └── OpenCVStubsError (RuntimeError)     OpenCV's type stubs cannot be extended (``gpuimage stubs``)
 
@@ -39,6 +40,7 @@ __all__ = [
     "LifetimeError",
     "MissingBackendError",
     "OpenCVStubsError",
+    "OutOfMemoryError",
     "PitchError",
     "ReadOnlyError",
     "SpecError",
@@ -110,6 +112,11 @@ class CudaError(GpuImageError, RuntimeError):
 
 class WaitTimeoutError(GpuImageError, TimeoutError):
     """A wait on another process (a ``SharedRing`` slot) that did not end within its ``timeout``."""
+
+
+class OutOfMemoryError(GpuImageError, MemoryError):
+    """Host memory for a new image or copy that the system cannot give (device memory that runs out
+    is a ``CudaError``, as the allocating library reports it)."""
 
 
 class MissingBackendError(GpuImageError, ImportError):

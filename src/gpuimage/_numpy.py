@@ -9,7 +9,7 @@ import numpy.typing as npt
 
 from ._device import CPU, Device
 from ._dtypes import DTypeName, parse_dtype
-from ._errors import DeviceError, DTypeError, InteropError, ReadOnlyError
+from ._errors import DeviceError, DTypeError, InteropError, OutOfMemoryError, ReadOnlyError
 from ._interfaces import host_view
 from ._layout import Layout
 from ._source import Imported, spec_from_strided
@@ -57,7 +57,13 @@ def view(
 
 def allocate(nbytes: int, alignment: int) -> tuple[int, npt.NDArray[np.uint8]]:
     """Host bytes whose first byte is aligned to ``alignment``; returns (pointer, owner)."""
-    buffer = np.empty(nbytes + alignment, dtype=np.uint8)
+    try:
+        buffer = np.empty(nbytes + alignment, dtype=np.uint8)
+    except MemoryError as exc:  # NumPy's own class would escape gpuimage's tree
+        raise OutOfMemoryError(
+            f"allocating {nbytes} bytes of host memory (aligned to {alignment}): expected the system to "
+            f"give them, got MemoryError: {exc}. Ask for a smaller image, row_alignment or batch."
+        ) from exc
     base = int(buffer.__array_interface__["data"][0])
     offset = (-base) % alignment
     return base + offset, buffer
