@@ -72,7 +72,9 @@ def device_run(
     size = {"height": sample.height, "width": sample.width, "channels": channels}
     spec = ImageSpec(**size, dtype=cast(Any, dtype), layout=layout, device=DEVICE)
     target = Buffer(memory.data_ptr(), spec, memory)
-    stream = stream or torch.cuda.current_stream()
+    current = torch.cuda.current_stream()
+    stream = stream or current
+    stream.wait_stream(current)  # the fill above is queued on the current stream: a side stream follows it
     TORCH_EXECUTOR.convert_frames(sources, target, slot_bytes, sample, stream.cuda_stream)
     stream.synchronize()
     slots = memory.view(len(sources), slot_bytes)[:, : slot_bytes - 64].cpu().numpy()
