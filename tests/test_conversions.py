@@ -413,6 +413,11 @@ class Recording:
         self.calls.append("convert_frames")
         HOST.convert_frames(sources, target, item_pitch, recipe, stream)
 
+    def frames_replay(
+        self, sources: Sequence[FrameSource], target: Operand, item_pitch: int, recipe: SampleRecipe, /
+    ) -> None:
+        return None
+
 
 @pytest.fixture
 def recording() -> Iterator[Recording]:

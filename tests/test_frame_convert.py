@@ -61,6 +61,11 @@ class Recorder:
     ) -> None:
         self.calls.append((list(sources), target, item_pitch, recipe, stream))
 
+    def frames_replay(
+        self, sources: Sequence[FrameSource], target: Operand, item_pitch: int, recipe: SampleRecipe, /
+    ) -> None:
+        return None
+
 
 def test_a_frame_is_told_apart_from_an_image() -> None:
     frame, _ = _nv12()

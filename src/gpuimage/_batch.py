@@ -29,6 +29,7 @@ from ._exports import ImageExports
 from ._formats import ChannelOrderLike
 from ._frame_batch import normalize_frames_batch
 from ._frame_convert import is_frame
+from ._frame_replay import prepare
 from ._geometry import byte_extent, crop_offset
 from ._image_batch import GpuBatch
 from ._layout import Layout
@@ -197,6 +198,14 @@ def normalize_batch(
             f"{where}: expected resize='bilinear' or 'nearest' with keep_aspect=True, got resize=None."
         )
     if resize is not None or _has_frames(images):
+        call = None
+        if out is not None:  # a frame loop's call: replayed when its key was seen (_frame_replay)
+            flags = (keep_aspect, reverse_channels)
+            call = prepare(
+                images, rois, out, size, flags, (resize, order, pad_value, dtype, scale, mean, std)
+            )
+            if call is not None and call.run():
+                return out
         return normalize_frames_batch(
             _listed(images, "images", "a sequence of GpuImages or GpuFrames", where),
             mean,
@@ -215,6 +224,7 @@ def normalize_batch(
             out=out,
             like=like,
             where=where,
+            replay=call,
         )
     images = cast("Sequence[GpuImage[Any, Any]]", images)
     pad_value = finite_number(pad_value, "pad_value", where)

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from ._sampling import FrameSource, SampleRecipe
     from ._spec import ImageSpec
 
-__all__ = ["Buffer", "Executor", "Operand", "convert_each", "region_of", "slot_of"]
+__all__ = ["Buffer", "Executor", "FramesReplay", "Operand", "convert_each", "region_of", "slot_of"]
 
 
 class Operand(Protocol):
@@ -60,6 +60,25 @@ class Buffer(NamedTuple):
     spec: ImageSpec
     owner: object
     readonly: bool = False
+
+
+class FramesReplay(Protocol):
+    """A checked ``convert_frames`` call, repeated with new pointers (``Executor.frames_replay``)."""
+
+    @property
+    def target_alignment(self) -> int:
+        """The alignment in bytes that the target pointer must have (else do not replay: convert)."""
+        ...
+
+    @property
+    def plane_alignment(self) -> int:
+        """The alignment in bytes that every plane pointer must have (else do not replay: convert)."""
+        ...
+
+    def __call__(self, pointers: Sequence[tuple[int, int, int]], target_ptr: int, stream: int, /) -> None:
+        """Queue the call on ``stream``: item ``i`` read from the plane pointers ``pointers[i]``
+        (zero-padded to three), slot 0 written at ``target_ptr``."""
+        ...
 
 
 class Executor(Protocol):
@@ -115,6 +134,14 @@ class Executor(Protocol):
         into slot ``i`` of ``target`` (slot 0; slot ``i`` starts ``i * item_pitch`` bytes later).
         ``target.spec`` is one slot: ``recipe.height`` x ``recipe.width``, the order's channel count,
         CHW or HWC, float32/float16/bfloat16 or uint8. Every source lies on the target's device."""
+        ...
+
+    def frames_replay(
+        self, sources: Sequence[FrameSource], target: Operand, item_pitch: int, recipe: SampleRecipe, /
+    ) -> FramesReplay | None:
+        """This ``convert_frames`` call made repeatable with new pointers and no checks (a frame
+        loop's call: ``_frame_replay``), or None where the executor has no cheaper way than
+        ``convert_frames`` itself. Raises what ``convert_frames`` raises for the call."""
         ...
 
 

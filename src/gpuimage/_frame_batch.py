@@ -27,6 +27,7 @@ from ._sampling import OUTPUT_DTYPES, FrameSource, ResizeMode
 from ._spec import trusted_spec
 
 if TYPE_CHECKING:
+    from ._frame_replay import Call
     from ._image import GpuImage
 
 __all__ = ["normalize_frames_batch"]
@@ -127,6 +128,7 @@ def normalize_frames_batch(
     out: object,
     like: str,
     where: str,
+    replay: Call | None = None,
 ) -> Any:
     """``normalize_batch`` of frames (or of images with ``resize=``): see its docstring."""
     sources = batch_sources(list(items), None if rois is None else list(rois), where)
@@ -173,6 +175,8 @@ def normalize_frames_batch(
     elif batch.spoke is not None:  # queued where out's library queues its own work: its current stream
         stream = batch.spoke.current_stream(device.index)
         convert_frames_into(sources, slot, batch.item_pitch, recipe, stream, where=where, planes=planes)
+        if replay is not None:  # checked and queued: the next call of this kind only launches
+            replay.remember(executor, sources, slot, batch.item_pitch, recipe, extent)
     else:  # a GpuBatch: on its ready stream (else the executor's), after its pending uses
         gpu_batch = cast(GpuBatch, out)
         ready, keep = gpu_batch.stream, None

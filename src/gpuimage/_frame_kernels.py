@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import threading
 from collections.abc import Callable, Sequence
 from importlib import resources
 from typing import TYPE_CHECKING
@@ -24,7 +25,7 @@ except ImportError as exc:  # pragma: no cover - exercised only where CuPy is ab
 
 from ._errors import CudaError
 from ._frame_params import BLOCK, FrameVariant, defines
-from ._frame_plan import planned
+from ._frame_plan import planned, repack, replay_parts
 from ._kernels import (
     _INVALID_CONTEXT,  # pyright: ignore[reportPrivateUsage]
     _OPTIONS,  # pyright: ignore[reportPrivateUsage]
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
     from ._executor import Operand
     from ._sampling import FrameSource, SampleRecipe
 
-__all__ = ["convert_frames"]
+__all__ = ["FramesReplay", "convert_frames"]
 
 _WHERE = "convert_frames()"
 
@@ -93,13 +94,21 @@ def _launch(
     buffer: ctypes.Array[ctypes.c_char],
 ) -> None:
     """``cuLaunchKernel`` with the one parameter in ``buffer`` (the driver copies it at the call)."""
+    head = _head(variant, device, grid)
+    parameters = (ctypes.c_void_p * 1)(ctypes.addressof(buffer))
+    _queue(variant, device, grid, (*head, ctypes.c_void_p(stream), parameters, None))
+
+
+def _head(variant: FrameVariant, device: int, grid: tuple[int, int, int]) -> tuple[object, ...]:
+    """``cuLaunchKernel``'s arguments before the stream: the function, grid, block, shared bytes."""
     function = _function(variant, device)
+    return (ctypes.c_void_p(function.ptr), *[ctypes.c_uint(value) for value in (*grid, *BLOCK, 0)])
+
+
+def _queue(variant: FrameVariant, device: int, grid: tuple[int, int, int], args: tuple[object, ...]) -> None:
     driver = _raw_launch()
     if driver is None:
         raise CudaError(f"{_WHERE}: expected the CUDA driver (libcuda.so.1), got none. Install a driver.")
-    parameters = (ctypes.c_void_p * 1)(ctypes.addressof(buffer))
-    dims = [ctypes.c_uint(value) for value in (*grid, *BLOCK, 0)]  # grid, block, shared memory bytes
-    args = (ctypes.c_void_p(function.ptr), *dims, ctypes.c_void_p(stream), parameters, None)
     if _single_device() or cupy.cuda.runtime.getDevice() == device:
         status = _call(driver, args, device)
     else:
@@ -110,6 +119,43 @@ def _launch(
             f"{_WHERE}: launching the frame kernel ({variant}, grid {grid}) on cuda:{device} failed: "
             f"CUresult {status}."
         )
+
+
+class FramesReplay:
+    """One checked ``convert_frames`` call, repeated with new pointers (``Executor.frames_replay``):
+    the parameters are packed and the launch arguments made once; a call writes the pointers and
+    launches. The caller vouches that every plane, region and the target are described as in the
+    call it was made from, and checks the pointers' alignment (``target_alignment``,
+    ``plane_alignment``)."""
+
+    __slots__ = ("_device", "_item_pitch", "_launches", "_lock", "plane_alignment", "target_alignment")
+
+    def __init__(
+        self, sources: Sequence[FrameSource], target: Operand, item_pitch: int, recipe: SampleRecipe
+    ) -> None:
+        self._device = device = target.spec.device.index
+        self._item_pitch = item_pitch
+        parts = replay_parts(sources, target, item_pitch, recipe)
+        self._launches = [
+            (
+                part,
+                _head(part.variant, device, part.grid),
+                (ctypes.c_void_p * 1)(ctypes.addressof(part.parameters)),
+            )
+            for part in parts
+        ]
+        self.target_alignment = parts[0].target_alignment
+        self.plane_alignment = parts[0].plane_alignment
+        self._lock = threading.Lock()  # the parameters are shared: pack and launch one call at a time
+
+    def __call__(self, pointers: Sequence[tuple[int, int, int]], target_ptr: int, stream: int) -> None:
+        """Queue the call on ``stream`` with item ``i``'s plane pointers ``pointers[i]`` (zero-padded
+        to three) and slot 0 at ``target_ptr``."""
+        stream_arg = ctypes.c_void_p(stream)
+        with self._lock:  # the driver copies the parameters at each launch
+            for part, head, parameters in self._launches:
+                repack(part, pointers, target_ptr, self._item_pitch)
+                _queue(part.variant, self._device, part.grid, (*head, stream_arg, parameters, None))
 
 
 def _call(driver: Callable[..., int], args: tuple[object, ...], device: int) -> int:

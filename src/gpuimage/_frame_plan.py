@@ -2,11 +2,13 @@
 checks every item (``checked_items``) and packs one ``Params`` buffer per ``MAX_ITEMS`` items
 (``pack_launches``); ``planned`` does the same, remembering the checked items of a call signature (a
 frame loop's: the same plane descriptions, regions, recipe and target every call, new pointers), so
-that a repeated call only reads its pointers and packs."""
+that a repeated call only reads its pointers and packs; ``replay_parts`` / ``repack`` go further for
+a replayed call (``_frame_replay``): everything packed once, the pointers written per call."""
 
 from __future__ import annotations
 
 import ctypes
+import struct
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -30,7 +32,17 @@ if TYPE_CHECKING:
     from ._sampling import FrameSource, SampleRecipe
     from ._spec import ImageSpec
 
-__all__ = ["Launch", "check_target", "checked_items", "pack_launches", "plan_launches", "planned"]
+__all__ = [
+    "Launch",
+    "ReplayPart",
+    "check_target",
+    "checked_items",
+    "pack_launches",
+    "plan_launches",
+    "planned",
+    "repack",
+    "replay_parts",
+]
 
 _WHERE = "convert_frames()"
 
@@ -162,3 +174,56 @@ def planned(
 def _same(held: list[ImageSpec], specs: list[ImageSpec], target_spec: ImageSpec) -> bool:
     """The held specs are these very objects (an id can be reused once its object is gone)."""
     return held[-1] is target_spec and all(a is b for a, b in zip(held, specs, strict=False))
+
+
+_DESTINATION = struct.Struct("<Q")  # Shared's first field: the launch's slot 0
+_POINTERS = struct.Struct("<3Q")  # Item's first fields: the plane pointers
+
+
+class ReplayPart(NamedTuple):
+    """One launch of a replayed call: its first item and its number of items (``size``), variant,
+    grid, and its ``Params`` with every value packed but the pointers (``repack`` writes them)."""
+
+    start: int
+    size: int
+    variant: FrameVariant
+    grid: tuple[int, int, int]
+    parameters: ctypes.Array[ctypes.c_char]
+    target_alignment: int
+    """The target pointer's required alignment in bytes (its element size)."""
+    plane_alignment: int
+    """The plane pointers' required alignment in bytes (the planes' element size)."""
+
+
+def replay_parts(
+    sources: Sequence[FrameSource], target: Operand, item_pitch: int, recipe: SampleRecipe
+) -> list[ReplayPart]:
+    """``plan_launches`` of a checked call, with the pointers left out: whoever replays it vouches
+    that its planes, regions, recipe, target spec and item pitch are the ones checked here."""
+    setup, items = checked_items(sources, target, item_pitch, recipe)
+    zeroed = [((0, 0, 0, *values[3:]), plain) for values, plain in items]
+    launches = pack_launches(setup, zeroed, 0, item_pitch, recipe)
+    plane_alignment = sources[0].planes[0].spec.itemsize
+    return [
+        ReplayPart(
+            start,
+            min(MAX_ITEMS, len(items) - start),
+            launch.variant,
+            launch.grid,
+            launch.parameters,
+            setup.itemsize,
+            plane_alignment,
+        )
+        for start, launch in zip(range(0, len(items), MAX_ITEMS), launches, strict=True)
+    ]
+
+
+def repack(
+    part: ReplayPart, pointers: Sequence[tuple[int, int, int]], target_ptr: int, item_pitch: int
+) -> None:
+    """Write this call's pointers into ``part``'s parameters: the slot 0 of the launch, and each
+    item's three plane pointers (``pointers[i]``: item ``i`` of the call, zero-padded)."""
+    buffer = part.parameters
+    _DESTINATION.pack_into(buffer, 0, target_ptr + part.start * item_pitch)
+    for index in range(part.size):
+        _POINTERS.pack_into(buffer, SHARED.size + index * ITEM.size, *pointers[part.start + index])

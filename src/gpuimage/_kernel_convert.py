@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Final
 
 from . import _cupy
 from ._executor import Operand
+from ._frame_kernels import FramesReplay
 from ._frame_kernels import convert_frames as _convert_frames
 from ._geometry import Geometry
 from ._kernels import LaunchPlan, launch_batch, launch_plan
@@ -112,6 +113,12 @@ class KernelExecutor:
     ) -> None:
         # one launch per 32 items (_frame_kernels): parameters by value, no table to upload
         _convert_frames(sources, target, item_pitch, recipe, stream)
+
+    def frames_replay(
+        self, sources: Sequence[FrameSource], target: Operand, item_pitch: int, recipe: SampleRecipe, /
+    ) -> FramesReplay:
+        # packed and loaded once: a replay writes its pointers and launches
+        return FramesReplay(sources, target, item_pitch, recipe)
 
 
 EXECUTOR: Final = KernelExecutor()

@@ -25,8 +25,10 @@ __all__ = [
     "CurrentStreams",
     "StreamOrdering",
     "begin_conversion",
+    "begin_reads",
     "begin_write",
     "end_conversion",
+    "end_reads",
     "end_write",
     "keep_for_handle",
     "ready_stream",
@@ -199,16 +201,14 @@ class StreamOrdering:
             raise DeviceError(
                 f"reading_all(): expected images of one device, got {sorted(map(str, devices))}."
             )
-        for image in images:
-            if image._spec.device.is_cuda:
-                image._use(reader, keep, None)
+        on_gpu = bool(images) and images[0]._spec.device.is_cuda
+        if on_gpu:
+            begin_reads(images, reader, keep)
         try:
             yield
         finally:
-            if images and images[0]._spec.device.is_cuda:
-                event = runtime().record(reader, images[0]._device_index)
-                for state in {id(image._ready): image._ready for image in images}.values():
-                    state.reads[reader] = event
+            if on_gpu:
+                end_reads(images, reader)
 
     def synchronize(self) -> None:
         """Block the host until the image's data is ready; afterwards nothing is pending (``stream``
@@ -221,6 +221,22 @@ class StreamOrdering:
                 runtime().synchronize(ready.stream, self._device_index)
         # Only the write is waited for: recorded reads stay, for the next writer to wait on.
         ready.stream = ready.event = ready.keep = None
+
+
+def begin_reads(images: Sequence[StreamOrdering], stream: int, keep: object = None) -> None:
+    """``reading_all``'s entry without a context manager (a replayed frame batch's, per frame):
+    ``stream`` (a raw handle, kept alive by ``keep``) waits for each image's data. Images of one
+    CUDA device; after the reads are queued, call ``end_reads``, even when queueing failed."""
+    for image in images:
+        image._use(stream, keep, None)  # pyright: ignore[reportPrivateUsage]
+
+
+def end_reads(images: Sequence[StreamOrdering], stream: int) -> None:
+    """``reading_all``'s exit: one event records the reads queued on ``stream`` for all ``images``,
+    and the next writer of any of them waits for it."""
+    event = runtime().record(stream, images[0]._device_index)  # pyright: ignore[reportPrivateUsage]
+    for state in {id(image._ready): image._ready for image in images}.values():  # pyright: ignore[reportPrivateUsage]
+        state.reads[stream] = event
 
 
 def begin_conversion(source: StreamOrdering, target: StreamOrdering, stream: int, keep: object) -> bool:

@@ -1,0 +1,258 @@
+"""``_frame_replay`` on CPU: a frame loop's ``normalize_batch`` is checked in full once per kind of
+call, then replayed with each call's pointers; anything that differs goes the full way again (and is
+refused there when wrong). Frames and ``out`` are headers over fake device pointers; a recording
+executor and the fake runtime stand in for the GPU."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+import gpuimage as gi
+from fake_runtime import Runtime, runtime
+from gpuimage import ColorSpec, GpuFrame, PitchError, SpecError, _batch_out, _frame_replay
+from gpuimage._conversions import override_executor
+from gpuimage._device import Device
+from gpuimage._executor import Operand
+from gpuimage._formats import ChannelOrderLike
+from gpuimage._sampling import FrameSource, SampleRecipe
+from gpuimage._spokes import OutArray, Spoke
+
+__all__ = ["runtime"]
+
+BT709 = ColorSpec(matrix="BT709", range="LIMITED")
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+ROIS = [(0, 0, 32, 16), (3, 5, 20, 10), (10, 2, 16, 16)]
+STREAM = 7  # the out library's current stream
+NORMALIZE_BATCH: Any = gi.normalize_batch  # called with fake out arrays and wrongly typed values
+
+
+@dataclass
+class Replayed:
+    calls: list[tuple[list[tuple[int, int, int]], int, int]] = field(default_factory=list)
+    target_alignment: int = 4
+    plane_alignment: int = 1
+
+    def __call__(self, pointers: Sequence[tuple[int, int, int]], target_ptr: int, stream: int, /) -> None:
+        self.calls.append((list(pointers), target_ptr, stream))
+
+
+@dataclass
+class Recorder:
+    """An executor that records full conversions and hands out one recording replay."""
+
+    full: list[tuple[list[FrameSource], int, SampleRecipe, int]] = field(default_factory=list)
+    replay: Replayed = field(default_factory=Replayed)
+    replays_made: int = 0
+
+    @property
+    def name(self) -> str:
+        return "recorder"
+
+    def stream_for(self, device: int, /) -> tuple[int, object]:
+        return STREAM, None
+
+    def convert(self, *args: object) -> None:
+        raise AssertionError("not a frame call")
+
+    def convert_batch(self, *args: object) -> None:
+        raise AssertionError("not a frame call")
+
+    def convert_frames(
+        self,
+        sources: Sequence[FrameSource],
+        target: Operand,
+        item_pitch: int,
+        recipe: SampleRecipe,
+        stream: int,
+        /,
+    ) -> None:
+        self.full.append((list(sources), target.ptr, recipe, stream))
+
+    def frames_replay(
+        self, sources: Sequence[FrameSource], target: Operand, item_pitch: int, recipe: SampleRecipe, /
+    ) -> Replayed:
+        self.replays_made += 1
+        return self.replay
+
+
+class FakeOut:
+    """An NCHW float32 "device" array that the fake spoke describes."""
+
+    def __init__(self, ptr: int, count: int = 3, size: tuple[int, int] = (8, 8)) -> None:
+        self.ptr, self.shape = ptr, (count, 3, *size)
+
+    def describe(self) -> OutArray:
+        _, channels, height, width = self.shape
+        strides = (channels * height * width * 4, height * width * 4, width * 4, 4)
+        return OutArray(self.ptr, self.shape, strides, "float32", Device("cuda", 0))
+
+
+def _describe(out: object, /, *, where: str) -> OutArray:
+    assert isinstance(out, FakeOut)
+    return out.describe()
+
+
+SPOKE = Spoke(name="fake", describe_out=_describe, current_stream=lambda device: STREAM)
+
+
+@pytest.fixture
+def recorder(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> Iterator[Recorder]:
+    def spoke_of(obj: object) -> Spoke | None:
+        return SPOKE if isinstance(obj, FakeOut) else None
+
+    monkeypatch.setattr(_frame_replay, "spoke_of", spoke_of)
+    monkeypatch.setattr(_batch_out, "spoke_of", spoke_of)
+    monkeypatch.setattr(_frame_replay, "_entries", {})
+    executor = Recorder()
+    with override_executor(executor):
+        yield executor
+
+
+def _frame(ptr: int, stream: object = None) -> GpuFrame:
+    return GpuFrame.from_pointer(
+        ptr,
+        format="NV12",
+        width=64,
+        height=32,
+        device="cuda:0",
+        owner=None,
+        pitch=64,
+        colour=BT709,
+        stream=stream,
+    )
+
+
+def _call(
+    frames: list[GpuFrame],
+    out: FakeOut,
+    rois: object = ROIS,
+    *,
+    keep_aspect: bool = False,
+    order: ChannelOrderLike | None = None,
+) -> object:
+    return NORMALIZE_BATCH(
+        frames,
+        MEAN,
+        STD,
+        rois=rois,
+        size=(8, 8),
+        resize="bilinear",
+        keep_aspect=keep_aspect,
+        order=order,
+        out=out,
+    )
+
+
+def test_the_second_call_of_a_kind_is_replayed_with_its_own_pointers(
+    recorder: Recorder, runtime: Runtime
+) -> None:
+    out = FakeOut(0x900000)
+    first = _frame(0x100000)
+    assert _call([first] * 3, out) is out
+    assert len(recorder.full) == 1
+    assert recorder.replays_made == 1
+    assert not recorder.replay.calls
+    second = _frame(0x200000)  # the next decoded frame: same geometry, new memory
+    assert _call([second] * 3, out) is out
+    assert len(recorder.full) == 1, "the second frame went the full way"
+    ((pointers, target, stream),) = recorder.replay.calls
+    luma, chroma = second.planes[0].ptr, second.planes[1].ptr
+    assert chroma == 0x200000 + 64 * 32
+    assert pointers == [(luma, chroma, 0)] * 3
+    assert (target, stream) == (0x900000, STREAM)
+    moved = FakeOut(0xA00000)  # another out array of the same geometry, and items of two frames
+    _call([first, second, first], moved)
+    assert len(recorder.full) == 2, "a new pattern of items is a new kind of call: checked once"
+    _call([first, second, first], moved)
+    pointers, target, _ = recorder.replay.calls[-1]
+    first_planes = (first.planes[0].ptr, first.planes[1].ptr, 0)
+    assert pointers == [first_planes, (luma, chroma, 0), first_planes]
+    assert target == 0xA00000
+    assert len(recorder.full) == 2
+
+
+def test_what_the_checks_read_is_in_the_key(recorder: Recorder) -> None:
+    out, frame = FakeOut(0x900000), _frame(0x100000)
+    _call([frame] * 3, out)
+    _call([frame] * 3, out, rois=[(0, 0, 32, 16), (3, 5, 20, 10), (10, 2, 16, 14)])
+    _call([frame] * 3, out, keep_aspect=True)
+    _call([frame] * 3, out, order="BGR")
+    _call([frame.with_colour(ColorSpec(matrix="BT601", range="LIMITED"))] * 3, out)
+    assert len(recorder.full) == 5
+    assert not recorder.replay.calls
+    _call([frame] * 3, out, order="BGR")
+    assert len(recorder.full) == 5
+    assert len(recorder.replay.calls) == 1
+
+
+def test_values_of_the_wrong_type_are_refused_as_the_full_path_refuses_them(recorder: Recorder) -> None:
+    out, frame = FakeOut(0x900000), _frame(0x100000)
+    _call([frame] * 3, out)
+    floats = [(0.0, 0, 32, 16), (3, 5, 20, 10), (10, 2, 16, 16)]  # equal to ROIS, and hashed alike
+    with pytest.raises(SpecError, match="tuple of ints"):
+        _call([frame] * 3, out, rois=floats)
+    with pytest.raises(SpecError, match="size as a"):
+        NORMALIZE_BATCH([frame] * 3, MEAN, STD, rois=ROIS, size=(8.0, 8), resize="bilinear", out=out)
+    assert not recorder.replay.calls
+
+
+def test_pointers_are_checked_every_call(recorder: Recorder) -> None:
+    frame = _frame(0x100000)
+    _call([frame] * 3, FakeOut(0x900000))
+    with pytest.raises(PitchError):  # float32 out at an odd address: the full path names it
+        _call([frame] * 3, FakeOut(0x900002))
+    with pytest.raises(SpecError, match="overlaps"):  # out inside the frame's memory
+        _call([frame] * 3, FakeOut(0x100000 + 64))
+    assert not recorder.replay.calls
+
+
+def test_unhashable_arguments_go_the_full_way_every_call(recorder: Recorder) -> None:
+    out, frame = FakeOut(0x900000), _frame(0x100000)
+    for _ in range(3):
+        NORMALIZE_BATCH([frame] * 3, list(MEAN), STD, rois=ROIS, size=(8, 8), resize="bilinear", out=out)
+    assert len(recorder.full) == 3
+    assert not recorder.replay.calls
+
+
+def test_a_replay_orders_streams_as_the_full_path_does(recorder: Recorder, runtime: Runtime) -> None:
+    out = FakeOut(0x900000)
+    _call([_frame(0x100000)] * 3, out)
+    runtime.waits.clear()
+    runtime.recorded.clear()
+    late = _frame(0x200000, stream=5)  # still being written on the decoder's stream 5
+    _call([late] * 3, out)
+    assert recorder.replay.calls, "not replayed"
+    assert (5, STREAM, 0) in runtime.waits  # the out library's stream waited for the decoder's write
+    assert runtime.recorded == [(STREAM, 0)]  # one event records the reads of both planes
+    assert STREAM in late.planes[0]._ready.reads  # the next writer of the frame waits for it
+    assert STREAM in late.planes[1]._ready.reads
+
+
+def test_another_executor_is_not_bypassed(recorder: Recorder) -> None:
+    out, frame = FakeOut(0x900000), _frame(0x100000)
+    _call([frame] * 3, out)
+    other = Recorder()
+    with override_executor(other):
+        _call([frame] * 3, out)
+    assert len(other.full) == 1
+    assert not recorder.replay.calls
+
+
+def test_which_item_is_where_is_in_the_key(recorder: Recorder) -> None:
+    out = FakeOut(0x900000)
+    wide = _frame(0x100000)
+    narrow = GpuFrame.from_pointer(
+        0x200000, format="NV12", width=32, height=32, device="cuda:0", owner=None, colour=BT709
+    )
+    rois = [(0, 0, 16, 16)] * 3
+    _call([wide, wide, narrow], out, rois=rois)
+    _call([wide, narrow, narrow], out, rois=rois)  # the same two geometries, at other positions
+    assert len(recorder.full) == 2
+    assert not recorder.replay.calls
+    _call([wide, narrow, narrow], out, rois=rois)
+    assert len(recorder.full) == 2
+    assert len(recorder.replay.calls) == 1
