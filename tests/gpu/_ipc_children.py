@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import faulthandler
 import gc
+import os
 import pickle
 import time
 from multiprocessing.connection import Connection
 from typing import Any
 
 HANG_S = 90.0
+LONG_HANG_S = 150.0  # the 10,000-frame ring: under the test's own watchdog (180 s)
 
 
 def stop(*processes: Any) -> list[int | None]:
@@ -31,8 +33,8 @@ def stop(*processes: Any) -> list[int | None]:
     return codes
 
 
-def _start() -> None:
-    faulthandler.dump_traceback_later(HANG_S, exit=True)
+def _start(seconds: float = HANG_S) -> None:
+    faulthandler.dump_traceback_later(seconds, exit=True)
 
 
 def checksum(obj: Any) -> list[int]:
@@ -270,14 +272,49 @@ def refused_allocator(control: Connection) -> None:
 
 
 def frame_values(index: int) -> tuple[int, int]:
-    """The luma and chroma values the ring's writer puts in frame ``index``."""
-    return index % 251, (3 * index + 1) % 251
+    """The luma and chroma values the ring's writer puts in frame ``index``: the pair differs for every
+    index below 251 * 251 (luma gives ``index % 251``, chroma then ``index // 251``)."""
+    return index % 251, (3 * index + 1 + index // 251) % 251
 
 
-def ring_writer(to_reader: Connection, control: Connection, frames: int, slots: int) -> None:
+def usage(*, writer: bool) -> dict[str, int]:
+    """What a ring's side holds now, after a synchronize and a collection: torch's allocator, the device
+    as a whole (every process's memory), open file descriptors, IPC mappings, live descriptions, and
+    (``writer``) the files of this process's lease directory."""
+    import torch
+
+    import gpuimage
+    from gpuimage import _ipc_lease, _ipc_open
+
+    torch.cuda.synchronize()
+    gc.collect()
+    gpuimage.pending_releases()
+    free, total = torch.cuda.mem_get_info()
+    found = {
+        "allocated": torch.cuda.memory_allocated(),
+        "reserved": torch.cuda.memory_reserved(),
+        "device used": total - free,
+        "open files": len(os.listdir("/proc/self/fd")),
+        "mappings": len(_ipc_open._mappings),
+        "shared": gpuimage.collect_shared(),
+    }
+    if writer:
+        found["lease files"] = len(os.listdir(_ipc_lease.lease_directory()))
+    return found
+
+
+def ring_writer(
+    to_reader: Connection,
+    control: Connection,
+    frames: int,
+    slots: int,
+    sleep_cycles: int = 1_000_000,
+    measure_at: int | None = None,
+) -> None:
     """Write ``frames`` NV12 frames into a ring of ``slots``, each write behind a sleep kernel; report
-    how it ended (``done``, or ``gone`` with the error once the reader is gone)."""
-    _start()
+    how it ended (``done``, or ``gone`` with the error once the reader is gone). With ``measure_at``,
+    first report ``("usage", after measure_at frames, after the last)``."""
+    _start(HANG_S if measure_at is None else LONG_HANG_S)
     import torch
 
     from gpuimage import GpuFrame, LifetimeError, SharedRing
@@ -285,33 +322,47 @@ def ring_writer(to_reader: Connection, control: Connection, frames: int, slots: 
     ring = SharedRing.from_items([GpuFrame.empty(64, 48, format="NV12") for _ in range(slots)])
     to_reader.send(ring)
     written = 0
+    measured: list[dict[str, int]] = []
     try:
         for index in range(frames):
             with ring.writing(timeout=30) as (_, frame):
-                torch.cuda._sleep(1_000_000)  # a late write: the reader must wait for it on its GPU
+                torch.cuda._sleep(sleep_cycles)  # a late write: the reader must wait for it on its GPU
                 luma, chroma = frame_values(index)
                 frame.planes[0].as_torch().fill_(luma)
                 frame.planes[1].as_torch().fill_(chroma)
             written += 1
+            if measure_at is not None and written in (measure_at, frames):
+                measured.append(usage(writer=True))
     except LifetimeError as exc:
         control.send(("gone", written, str(exc)))
     else:
+        if measure_at is not None:
+            control.send(("usage", *measured))
         control.send(("done", written, ""))
     control.recv()  # the reader finished: the ring's memory may go
 
 
-def ring_reader(from_writer: Connection, control: Connection, frames: int, stop_after: int | None) -> None:
+def ring_reader(
+    from_writer: Connection,
+    control: Connection,
+    frames: int,
+    stop_after: int | None,
+    sleep_cycles: int = 2_000_000,
+    measure_at: int | None = None,
+) -> None:
     """Read ``frames`` frames, checking each on the GPU without a host sync (a slow read behind a sleep
     kernel, which the writer must not overwrite); report the frames whose values were wrong. With
-    ``stop_after``, report after that many reads and hold on until killed."""
-    _start()
+    ``stop_after``, report after that many reads and hold on until killed. With ``measure_at``, first
+    report ``("usage", after measure_at frames, after the last)``."""
+    _start(HANG_S if measure_at is None else LONG_HANG_S)
     import torch
 
     ring = from_writer.recv()
     good = torch.zeros(frames, dtype=torch.bool, device="cuda")
+    measured: list[dict[str, int]] = []
     for index in range(frames):
         with ring.reading(timeout=30) as frame:
-            torch.cuda._sleep(2_000_000)  # a slow read, queued: the slot must stay untouched meanwhile
+            torch.cuda._sleep(sleep_cycles)  # a slow read, queued: the slot must stay untouched meanwhile
             luma, chroma = frame_values(index)
             good[index] = (frame.planes[0].as_torch() == luma).all() & (
                 frame.planes[1].as_torch() == chroma
@@ -319,5 +370,9 @@ def ring_reader(from_writer: Connection, control: Connection, frames: int, stop_
         if stop_after is not None and index + 1 == stop_after:
             control.send(("read", index + 1, []))
             time.sleep(HANG_S)
+        if measure_at is not None and index + 1 in (measure_at, frames):
+            measured.append(usage(writer=False))
+    if measure_at is not None:
+        control.send(("usage", *measured))
     bad = [index for index, ok in enumerate(good.cpu().tolist()) if not ok]
     control.send(("read", frames, bad))
