@@ -96,7 +96,14 @@ def _describe(out: object, /, *, where: str) -> OutArray:
     return out.describe()
 
 
-SPOKE = Spoke(name="fake", describe_out=_describe, current_stream=lambda device: STREAM)
+def _signature(out: object, /) -> tuple[int, object]:
+    assert isinstance(out, FakeOut)
+    return out.ptr, out.shape
+
+
+SPOKE = Spoke(
+    name="fake", describe_out=_describe, current_stream=lambda device: STREAM, out_signature=_signature
+)
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ machines without a GPU, which is how CPU-only tests check them.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from typing import Any
 
 from ._backends import missing_backend
@@ -371,6 +372,15 @@ def _describe_out(out: object, /, *, where: str) -> OutArray:
     return OutArray(*strided_parts(out, where=where))
 
 
+def _out_signature(out: object, /) -> tuple[int, Hashable] | None:
+    """A plain array's pointer, and what ``strided_parts`` reads of it besides. None for
+    subclasses, which may override any of it."""
+    if type(out) is not cupy.ndarray:
+        return None
+    array = out
+    return array.data.ptr, (array.shape, array.strides, array.dtype, array.device.id)
+
+
 def _always(array: object, /) -> bool:
     return True  # CuPy's __dlpack__ exports every array parse reads
 
@@ -384,4 +394,5 @@ SPOKE = Spoke(
     describe_out=_describe_out,
     gpu_runtime=gpu_runtime,
     parses_as_dlpack=_always,
+    out_signature=_out_signature,
 )

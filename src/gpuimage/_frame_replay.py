@@ -11,7 +11,7 @@ the call's *key*, everything the checks depended on except pointers:
   order, and which items are the same object;
 - the regions, size, resize, aspect, order, mean, std, pad, dtype and scale as given, exactly
   typed (an int region is not a float one: those are refused by the full path, never replayed);
-- ``out``'s library, shape, byte strides, dtype and device.
+- ``out``'s library and its ``Spoke.out_signature`` (shape, strides, dtype, device, flags).
 
 A call with the same key reads its pointers, checks what depends on them (alignment, ``out``
 overlapping an input), orders the streams exactly as the full path does (the out library's current
@@ -27,13 +27,13 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from ._conversions import executor_for
-from ._errors import GpuImageError
 from ._exports import ImageExports
 from ._ordering import begin_reads, end_reads
 from ._plan import ranges_overlap
 from ._spokes import Spoke, spoke_of
 
 if TYPE_CHECKING:
+    from ._device import Device
     from ._executor import Executor, FramesReplay, Operand
     from ._frame_convert import FrameLike
     from ._image import GpuImage
@@ -52,7 +52,9 @@ class _Entry(NamedTuple):
     held: tuple[object, ...]  # the specs whose ids the key names
     executor: Executor
     launch: FramesReplay | None  # None: the executor has no replay (the full path every call)
+    device: Device
     extent: int  # bytes written from out's pointer
+    plane_extents: list[int]  # the bytes each of Call.planes spans (their specs are in the key)
 
 
 _entries: dict[Key, _Entry] = {}
@@ -65,7 +67,6 @@ class Call(NamedTuple):
     held: tuple[object, ...]
     spoke: Spoke
     out_ptr: int
-    device_index: int
     planes: list[GpuImage[Any, Any]]
     """The distinct planes (an image item is its own plane), in first-use order."""
     pointers: list[tuple[int, int, int]]
@@ -81,21 +82,23 @@ class Call(NamedTuple):
         if entry is None or entry.launch is None:
             return False
         launch = entry.launch
-        device = self.planes[0].spec.device
+        device = entry.device
         if executor_for(device, _WHERE) is not entry.executor:  # an override since: the full way
             return False
-        if self.out_ptr % launch.target_alignment or (
+        out_ptr = self.out_ptr
+        if out_ptr % launch.target_alignment or (
             launch.plane_alignment > 1
             and any(ptr % launch.plane_alignment for ptr in itertools.chain.from_iterable(self.pointers))
         ):
             return False  # the full path names what is misaligned
-        written = (self.out_ptr, entry.extent)
-        if any(ranges_overlap((plane.ptr, plane.nbytes), written) for plane in self.planes):
-            return False  # the full path refuses it
-        stream = self.spoke.current_stream(self.device_index)
+        written = (out_ptr, entry.extent)
+        for plane, extent in zip(self.planes, entry.plane_extents, strict=True):
+            if ranges_overlap((plane.ptr, extent), written):
+                return False  # the full path refuses it
+        stream = self.spoke.current_stream(device.index)
         begin_reads(self.planes, stream)
         try:
-            launch(self.pointers, self.out_ptr, stream)
+            launch(self.pointers, out_ptr, stream)
         finally:  # even a failed launch may have queued work: the next writer waits for the stream
             end_reads(self.planes, stream)
         return True
@@ -118,7 +121,8 @@ class Call(NamedTuple):
         if len(_entries) >= _LIMIT:
             _entries.clear()
         launch = executor.frames_replay(sources, target, item_pitch, recipe)
-        _entries[self.key] = _Entry(self.held, executor, launch, extent)
+        extents = [plane.nbytes for plane in self.planes]
+        _entries[self.key] = _Entry(self.held, executor, launch, target.spec.device, extent, extents)
 
 
 def _item(
@@ -136,15 +140,18 @@ def _item(
     except AttributeError:
         return None
     specs = tuple(plane.spec for plane in planes)
-    key: tuple[object, ...] = (fmt, colour, *map(id, specs))
+    # names, not the enum and dataclass themselves: their hashes run Python code on every call
+    described = None if colour is None else (colour.matrix.value, colour.range.value)
+    key: tuple[object, ...] = (fmt.value, described, *map(id, specs))
     return key, planes, specs
 
 
 def _exact(rois: object, size: object, flags: tuple[object, ...]) -> bool:
     """Arguments typed as the full path requires: equal values of other types (1.0 and 1, True and
-    1) hash alike, and the full path refuses some of them."""
-    if any(type(flag) is not bool for flag in flags):
-        return False
+    1) hash alike, and the full path refuses some of them. A None region is not replayed."""
+    for flag in flags:
+        if type(flag) is not bool:
+            return False
     if size is not None and (
         type(size) is not tuple or {*map(type, cast("tuple[object, ...]", size))} != {int}
     ):
@@ -153,13 +160,8 @@ def _exact(rois: object, size: object, flags: tuple[object, ...]) -> bool:
         return True
     if type(rois) is not list and type(rois) is not tuple:
         return False
-    boxes = cast("Sequence[object]", rois)
-    if any(type(box) is not tuple for box in boxes if box is not None):
-        return False
-    values = itertools.chain.from_iterable(
-        cast("Sequence[tuple[object, ...]]", [box for box in boxes if box is not None])
-    )
-    return {*map(type, values)} <= {int}
+    boxes = cast("Sequence[tuple[object, ...]]", rois)
+    return {*map(type, boxes)} == {tuple} and {*map(type, itertools.chain.from_iterable(boxes))} == {int}
 
 
 def prepare(
@@ -180,47 +182,45 @@ def prepare(
     spoke = spoke_of(out)
     if spoke is None:
         return None
-    try:
-        described = spoke.describe_out(out, where=_WHERE)
-    except GpuImageError:
-        return None  # the full path raises it, after the checks that come first
-    if not described.device.is_cuda:
+    signature = spoke.out_signature(out)
+    if signature is None:
         return None
+    out_ptr, described = signature
+    boxes = None if rois is None else tuple(cast("Sequence[object]", rois))
+    key: Key
+    ids = [*map(id, items)]
+    if ids.count(ids[0]) == len(ids):  # regions of one frame: the common case, read once
+        found = _item(items[0])
+        if found is None:
+            return None
+        token, planes, specs = found
+        pointers = [_pointers(planes)] * len(ids)
+        key = (type(out), described, (token,), len(ids), boxes, size, flags, options)
+        return Call(key, specs, spoke, out_ptr, list(planes), pointers)
     seen: dict[int, int] = {}
     tokens: list[tuple[object, ...]] = []
     held: list[object] = []
-    planes: list[GpuImage[Any, Any]] = []
+    all_planes: list[GpuImage[Any, Any]] = []
     item_pointers: list[tuple[int, int, int]] = []
     pattern: list[int] = []
-    pointers: list[tuple[int, int, int]] = []
-    for item in items:
-        index = seen.get(id(item))
+    for item, item_id in zip(items, ids, strict=True):
+        index = seen.get(item_id)
         if index is None:
             found = _item(item)
             if found is None:
                 return None
-            token, item_planes, specs = found
-            index = seen[id(item)] = len(tokens)
+            token, planes, specs = found
+            index = seen[item_id] = len(tokens)
             tokens.append(token)
             held += specs
-            planes += item_planes
-            item_pointers.append(
-                cast("tuple[int, int, int]", (*[plane.ptr for plane in item_planes], 0, 0, 0)[:3])
-            )
+            all_planes += planes
+            item_pointers.append(_pointers(planes))
         pattern.append(index)
-        pointers.append(item_pointers[index])
-    boxes = None if rois is None else tuple(cast("Sequence[object]", rois))
-    key = (
-        type(out),
-        described.shape,
-        described.strides,
-        described.dtype,
-        described.device,
-        tuple(tokens),
-        tuple(pattern),
-        boxes,
-        size,
-        flags,
-        options,
-    )
-    return Call(key, tuple(held), spoke, described.ptr, described.device.index, planes, pointers)
+    pointers = [item_pointers[index] for index in pattern]
+    key = (type(out), described, tuple(tokens), tuple(pattern), boxes, size, flags, options)
+    return Call(key, tuple(held), spoke, out_ptr, all_planes, pointers)
+
+
+def _pointers(planes: tuple[GpuImage[Any, Any], ...]) -> tuple[int, int, int]:
+    """An item's plane pointers, zero-padded to three (the kernel's ``Item`` has three)."""
+    return cast("tuple[int, int, int]", (*[plane.ptr for plane in planes], 0, 0, 0)[:3])

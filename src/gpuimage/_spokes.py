@@ -12,7 +12,7 @@ Adding a library (JAX, numba) is one new module with a ``SPOKE`` and one line in
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple, Protocol, cast
 
@@ -81,6 +81,10 @@ def _no_runtime() -> Runtime | None:
     return None  # a library without a CUDA runtime of its own (OpenCV without CUDA, NumPy)
 
 
+def _no_signature(out: object, /) -> tuple[int, Hashable] | None:
+    return None  # every call describes its out= in full
+
+
 def _cannot_describe(out: object, /, *, where: str) -> OutArray:
     raise InteropError(f"{where}: expected out to be an array gpuimage can write, got {type(out).__name__}.")
 
@@ -103,6 +107,10 @@ class Spoke:
       ``__dlpack__`` would export it (pointer, spec, the object kept alive; an object the library
       refuses to export is not), so ``from_dlpack`` may read it that way where DLPack would queue no
       wait: a tenth of the capsule route's host time.
+    - ``out_signature``: an ``out=`` array's pointer, and a hashable record of everything else
+      ``describe_out`` reads of it (equal records: equal descriptions but the pointer), read far
+      cheaper than a description; None where the library has none. A replayed frame batch
+      (``_frame_replay``) keys on it.
     """
 
     name: str
@@ -115,6 +123,7 @@ class Spoke:
     describe_out: DescribeOutFunction = _cannot_describe
     gpu_runtime: Callable[[], Runtime | None] = _no_runtime
     parses_as_dlpack: Callable[[object], bool] = _never
+    out_signature: Callable[[object], tuple[int, Hashable] | None] = _no_signature
 
 
 class StreamHandleFunction(Protocol):

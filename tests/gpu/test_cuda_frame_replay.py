@@ -28,10 +28,12 @@ MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 def _rois(count: int, width: int, height: int) -> list[tuple[int, int, int, int]]:
-    return [
-        (3 * index % (width // 2), 5 * index % (height // 2), width // 3 + index, height // 3 + 2 * index % 7)
-        for index in range(count)
-    ]
+    """``count`` regions at varied offsets and sizes, all inside the frame."""
+    boxes = []
+    for index in range(count):
+        x, y = 3 * index % (width // 2), 5 * index % (height // 2)
+        boxes.append((x, y, min(width // 3 + index, width - x), min(height // 3 + 2 * index % 7, height - y)))
+    return boxes
 
 
 def _host_result(
