@@ -153,3 +153,31 @@ def test_bfloat16_host_images_work_through_torch() -> None:
     with pytest.raises(DTypeError, match="bfloat16"):
         image.as_numpy()
     assert torch.equal(torch.utils.dlpack.from_dlpack(image)[..., 0], tensor)
+
+
+def test_out_signature_records_all_that_describe_out_reads_but_the_pointer() -> None:
+    from gpuimage._torch import SPOKE, strided_parts
+
+    def signature(tensor: Any) -> object:
+        found = SPOKE.out_signature(tensor)
+        assert found is not None
+        ptr, record = found
+        assert ptr == tensor.data_ptr()
+        return record
+
+    base = torch.zeros(2, 3, 4, 5)
+    same = torch.ones(2, 3, 4, 5)
+    assert signature(base) == signature(same)
+    hash(signature(base))  # it keys a table
+    others = [
+        torch.zeros(2, 3, 4, 6),  # shape
+        torch.zeros(2, 3, 4, 10)[..., ::2],  # strides
+        torch.zeros(2, 3, 4, 5, dtype=torch.float16),  # dtype
+        torch._neg_view(torch.zeros(2, 3, 4, 5)),  # the negative bit: describe_out refuses it
+    ]
+    for other in others:
+        assert signature(other) != signature(base), other
+    with pytest.raises(InteropError):
+        strided_parts(others[-1])
+    assert SPOKE.out_signature(torch.nn.Parameter(base)) is None  # a subclass may override any of it
+    assert SPOKE.out_signature(np.zeros(3)) is None

@@ -114,3 +114,19 @@ def test_a_replay_waits_for_the_decoders_stream(launches: list[int]) -> None:
         out.cpu().numpy(), _host_result(expected_data, "NV12", rois, size), rtol=1e-5, atol=2e-5
     )
     data.record_stream(decoder)
+
+
+def test_a_cupy_out_is_replayed_too(launches: list[int]) -> None:
+    import cupy
+
+    height, width, size = 96, 128, (24, 32)
+    rois = _rois(8, width, height)
+    out = cupy.empty((8, 3, *size), dtype=cupy.float32)
+    for seed in range(3):
+        data = _frame_tensor(height, width, seed)
+        frame = GpuFrame.from_dlpack(data, format="NV12", colour=BT709)
+        gi.normalize_batch([frame] * 8, MEAN, STD, rois=rois, size=size, resize="bilinear", out=out)
+        np.testing.assert_allclose(
+            cupy.asnumpy(out), _host_result(data, "NV12", rois, size), rtol=1e-5, atol=2e-5
+        )
+    assert launches == [8, 8]
