@@ -167,8 +167,16 @@ def _event(device: int) -> int:
     return event
 
 
+_spare_events: dict[int, list[int]] = {}
+"""Per device, handles of events no ``RecordedEvent`` holds any more, to record again: creating and
+destroying one per conversion cost more than the record. Re-recording is safe: a stream that waits
+on an event waits for the record made before its wait, never a later one."""
+_SPARE_LIMIT = 64
+
+
 class RecordedEvent:
-    """A CUDA event recorded on a stream; destroyed when the last reference to it goes."""
+    """A CUDA event recorded on a stream; its handle is reused (or destroyed) when the last
+    reference to it goes."""
 
     __slots__ = ("_device", "_handle")
 
@@ -178,9 +186,16 @@ class RecordedEvent:
         if previous != device:
             runtime.setDevice(device)
         try:
-            self._handle = int(runtime.eventCreateWithFlags(runtime.eventDisableTiming))
+            spare = _spare_events.get(device)
+            try:
+                handle = spare.pop() if spare else None  # pop is atomic: threads never share one
+            except IndexError:  # another thread took the last one
+                handle = None
+            if handle is None:
+                handle = int(runtime.eventCreateWithFlags(runtime.eventDisableTiming))
+            self._handle = handle
             self._device = device
-            runtime.eventRecord(self._handle, stream)
+            runtime.eventRecord(handle, stream)
         finally:
             if previous != device:
                 runtime.setDevice(previous)
@@ -207,8 +222,12 @@ class RecordedEvent:
 
     def __del__(self) -> None:
         handle = getattr(self, "_handle", None)
-        if handle is not None:
-            # Legal while waits on it are still pending: CUDA frees it once it has completed.
+        if handle is None:
+            return
+        spare = _spare_events.setdefault(self._device, [])
+        if len(spare) < _SPARE_LIMIT:
+            spare.append(handle)
+        else:  # legal while waits on it are still pending: CUDA frees it once it has completed
             cupy.cuda.runtime.eventDestroy(handle)
 
 

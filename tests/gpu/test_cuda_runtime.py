@@ -168,3 +168,33 @@ def test_the_default_takes_cupys_events_and_torchs_memory() -> None:
     del memory
     gc.collect()
     assert torch.cuda.memory_allocated() == before  # and took it back with its owner
+
+
+def test_cupy_event_handles_are_recorded_again_once_dropped() -> None:
+    """A dropped event's handle is reused by the next record (no create/destroy per conversion),
+    never while an event object still holds it; a wait made before the reuse still waits for the
+    record it was made after."""
+    stream = torch.cuda.Stream()
+    handle = stream.cuda_stream
+    first = CupyEvent(handle, 0)
+    reused = first._handle  # pyright: ignore[reportPrivateUsage]
+    del first
+    gc.collect()
+    second = CupyEvent(handle, 0)
+    third = CupyEvent(handle, 0)
+    assert second._handle == reused  # pyright: ignore[reportPrivateUsage]
+    assert third._handle != reused  # pyright: ignore[reportPrivateUsage]
+    values = torch.zeros(1 << 20, device="cuda")
+    stream.wait_stream(torch.cuda.current_stream())  # the zeros land before the fill
+    with torch.cuda.stream(stream):
+        torch.cuda._sleep(20_000_000)
+        values.fill_(1.0)
+    done = CupyEvent(handle, 0)
+    consumer = torch.cuda.Stream()
+    done.wait_on(consumer.cuda_stream)
+    del done  # its handle goes back to the spares and is recorded again at once, on an idle stream
+    CupyEvent(torch.cuda.Stream().cuda_stream, 0)
+    with torch.cuda.stream(consumer):
+        total = values.sum()
+    assert total.item() == float(1 << 20)  # the consumer waited for the fill, not for the re-record
+    values.record_stream(consumer)
