@@ -79,8 +79,15 @@ class ImageExports(StreamOrdering):
             work queued there has finished.
         """
         view = self._views.get(_TORCH)
-        if view is not None and stream is None and self._settled_for(_current_stream[_TORCH]):
-            return cast("torch.Tensor", view)
+        if view is not None and stream is None:  # _settled_for, inlined: a frame loop's call
+            ready, life = self._ready, self._life
+            if ready.event is None and life.tracked:
+                consumer = _current_stream[_TORCH](self._device_index)
+                producer = ready.stream
+                if (producer is None or consumer == producer) and (
+                    consumer == life.home or (life.uses is not None and consumer in life.uses)
+                ):
+                    return view  # type: ignore[no-any-return]
         return cast("torch.Tensor", self._view(_TORCH, "as_torch()", stream))
 
     def as_cupy(self, *, stream: StreamLike = None) -> cupy.ndarray:
@@ -97,7 +104,7 @@ class ImageExports(StreamOrdering):
         """
         view = self._views.get(_CUPY)
         if view is not None and stream is None and self._settled_for(_current_stream[_CUPY]):
-            return cast("cupy.ndarray", view)
+            return view  # type: ignore[no-any-return]
         return cast("cupy.ndarray", self._view(_CUPY, "as_cupy()", stream))
 
     def _settled_for(self, current_stream: Callable[[int], int]) -> bool:
