@@ -13,12 +13,14 @@ from __future__ import annotations
 import ast
 import sys
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
+from typing import Literal
 
 import pytest
 
 import gpuimage
 from file_modules import load_file
+from gpuimage import CHW, HWC
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS, SOURCE = ROOT / "docs", ROOT / "src" / "gpuimage"
@@ -134,3 +136,40 @@ def test_viewcode_finds_the_module_that_defines_an_alias() -> None:
         assert api._defining_module(None, "gpuimage", name) == f"gpuimage.{module}"
     assert api._defining_module(None, "gpuimage", "GpuImage") is None  # a class knows its module
     assert api._defining_module(None, "gpuimage.strategies", "images") is None
+
+
+def test_gpuimage_is_documented_as_one_class_over_its_modules() -> None:
+    # issue 12: GpuImage's members are defined in _image_core, _image_constructors, _image and its
+    # mixins; autodoc reads overloads and source order only from the class's own module, so the
+    # constructors lost their typed overloads and the members fell into alphabetical order
+    for name in ("sphinx", "docutils"):
+        pytest.importorskip(name, reason="the docs extensions need Sphinx (the docs extra)")
+    from sphinx.pycode import ModuleAnalyzer
+
+    api = load_file("gpuimage_docs_api", DOCS / "_ext" / "gpuimage_api.py")
+    modules = {base.__module__ for base in api._sources(gpuimage.GpuImage)}
+    assert {"gpuimage._image", "gpuimage._image_core", "gpuimage._image_constructors"} <= modules
+    keys: list[tuple[Literal["file", "module"], str]] = [("module", module) for module in modules]
+    saved = {key: ModuleAnalyzer.cache.pop(key) for key in keys if key in ModuleAnalyzer.cache}
+    try:
+        app = SimpleNamespace(config=SimpleNamespace(autodoc_type_aliases={}))
+        api._merge_split_classes(app)
+        overloads = ModuleAnalyzer.for_module("gpuimage._image_constructors").overloads["GpuImage.from_torch"]
+        returned = [signature.return_annotation for signature in overloads]
+        image = gpuimage.GpuImage
+        assert returned == [image[HWC], image[CHW], image], "evaluated as if written in _image"
+        order = ModuleAnalyzer.for_module("gpuimage._image").tagorder
+        listed = ["from_torch", "empty", "ptr", "crop", "as_torch", "synchronize", "with_channel_order"]
+        listed += ["as_gpumat", "to_layout", "cpu"]
+        ranks = [order[f"GpuImage.{member}"] for member in listed]
+        assert ranks == sorted(ranks), "constructors, metadata, views, streams, conversions"
+        found = api._split_source(app, "gpuimage._image_core")
+        assert found is not None
+        assert found[1]["GpuImage.crop"] == found[1]["ImageCore.crop"], "viewcode's [source] link"
+        assert "GpuImage.ptr" in found[1]
+        assert api._split_source(app, "gpuimage._spec") is None
+    finally:
+        for key in keys:
+            ModuleAnalyzer.cache.pop(key, None)
+            if key in saved:  # put back what was there before
+                ModuleAnalyzer.cache[key] = saved[key]

@@ -1,5 +1,6 @@
-"""The hub (``_image``): constructors' type checks, ``empty`` on the host, crops, what returns the
-image itself, and the hub's own protocols: ``copy.copy``, ``copy.deepcopy`` and pickling."""
+"""The hub (``_image``): layouts and copies, what returns the image itself, ``cuda()`` and ``cpu()``
+without a GPU, and the hub's own protocols: ``copy.copy``, ``copy.deepcopy`` and pickling. Its
+constructors are tested in ``test_image_constructors.py``, its base and crops in ``test_image_core.py``."""
 
 from __future__ import annotations
 
@@ -10,24 +11,18 @@ import weakref
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import pytest
-import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
 import gpuimage
 from gpuimage import (
     CPU,
-    BoundsError,
-    Device,
     DeviceError,
-    DTypeError,
     GpuImage,
     ImageSpec,
     InteropError,
     Layout,
-    LayoutError,
     MissingBackendError,
     _lifetime,
     _runtime,
@@ -36,7 +31,6 @@ from gpuimage._runtime import HostRuntime
 from gpuimage.strategies import crops, image_specs, images
 
 FAKE = 0x7F00_0000_0000  # never dereferenced
-HOST_SPECS = image_specs(device="cpu")
 
 
 class Buffer(np.ndarray[Any, Any]):
@@ -53,62 +47,7 @@ def _span(image: GpuImage) -> range:
     return range(image.ptr, image.ptr + image.nbytes)
 
 
-def _numpy_bits(image: GpuImage) -> npt.NDArray[Any]:
-    """Elements as NumPy values, bfloat16 as raw integers (it has no NumPy dtype)."""
-    if image.dtype == "bfloat16":
-        return image.as_torch().view(torch.int16).numpy()
-    return image.as_numpy()
-
-
-# -- construction ----------------------------------------------------------------------------------
-
-
-def test_constructor_type_errors() -> None:
-    with pytest.raises(InteropError, match=r"numpy\.ndarray"):
-        GpuImage.from_numpy([[1, 2]])  # type: ignore[call-overload]
-    with pytest.raises(InteropError, match=r"torch\.Tensor"):
-        GpuImage.from_torch(np.zeros((2, 2)))  # type: ignore[call-overload]
-    with pytest.raises(LayoutError, match="never guesses"):
-        GpuImage.from_numpy(np.zeros((2, 2, 3), np.uint8))
-    with pytest.raises(DTypeError):
-        GpuImage.from_numpy(np.zeros((2, 2), np.complex64))
-    with pytest.raises(DTypeError):
-        GpuImage.from_torch(torch.zeros(2, 2, dtype=torch.complex64))
-    with pytest.raises(TypeError, match="from_torch"):
-        GpuImage()
-
-
-def test_empty_allocates_aligned_rows_on_the_host() -> None:
-    image = GpuImage.empty(5, 7, 3, "float32", layout="CHW", device="cpu", row_alignment=64)
-    assert image.row_pitch == 64
-    assert image.ptr % 64 == 0
-    image.as_numpy()[...] = 1.5
-    assert float(image.as_numpy().sum()) == 1.5 * 5 * 7 * 3
-
-
-# -- crops, and what returns the image itself ------------------------------------------------------
-
-
-@given(images(HOST_SPECS), st.data())
-def test_crops_view_the_right_elements(image: GpuImage, data: st.DataObject) -> None:
-    x, y, width, height = data.draw(crops(image.spec))
-    crop = image.crop(x, y, width, height)
-    full = _numpy_bits(image)
-    expected = (
-        full[y : y + height, x : x + width]
-        if image.layout is Layout.HWC
-        else full[:, y : y + height, x : x + width]
-    )
-    np.testing.assert_array_equal(_numpy_bits(crop), expected)
-    assert crop.row_pitch == image.row_pitch
-    assert crop.owner is image.owner
-    # crops of crops stay inside and agree
-    inner = crop.crop(width - 1, height - 1, 1, 1)
-    np.testing.assert_array_equal(
-        _numpy_bits(inner), _numpy_bits(image.crop(x + width - 1, y + height - 1, 1, 1))
-    )
-    with pytest.raises(BoundsError):
-        crop.crop(0, 0, width + 1, height)
+# -- what returns the image itself -----------------------------------------------------------------
 
 
 def test_copy_and_cpu_return_self_where_nothing_is_needed() -> None:
@@ -234,46 +173,6 @@ def test_image_spec_still_pickles() -> None:
     spec = ImageSpec.packed(height=4, width=6, channels=3, dtype="float32", row_alignment=256)
     for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
         assert pickle.loads(pickle.dumps(spec, protocol=protocol)) == spec
-
-
-# -- what is known of the device travels with the memory (issue 12 review) -------------------------
-
-
-def _described_on_cuda() -> GpuImage:
-    spec = ImageSpec.packed(height=4, width=6, channels=3, device=0)
-    return GpuImage.from_pointer(0x7F0000000000, spec, owner=object())
-
-
-def test_a_described_device_stays_described_through_dlpack_and_cupy() -> None:
-    # a caller's device= is a say-so: re-importing our own export must not make it trusted, or
-    # as_torch() would take torch's exchange route, which trusts the device without checking it
-    image = _described_on_cuda()
-    assert not image._life.located  # pyright: ignore[reportPrivateUsage]
-    assert not GpuImage.from_dlpack(image)._life.located  # pyright: ignore[reportPrivateUsage]
-    pytest.importorskip("cupy")
-    again = GpuImage.from_cupy(image.as_cupy(), layout="HWC")
-    assert not again._life.located  # pyright: ignore[reportPrivateUsage]
-
-
-def test_a_guessed_cai_device_is_not_trusted() -> None:
-    class Interface:
-        __cuda_array_interface__ = {  # noqa: RUF012  # a fixed interface, read once
-            "shape": (4, 6),
-            "typestr": "|u1",
-            "data": (0x7F0000000000, False),
-            "version": 3,
-        }
-
-    image = GpuImage.from_cuda_array_interface(Interface())
-    assert image.device == Device("cuda", 0)  # no runtime here can tell: the default
-    assert not image._life.located  # pyright: ignore[reportPrivateUsage]
-
-
-def test_a_gpumat_device_is_not_trusted() -> None:
-    # OpenCV keeps no device for memory it did not allocate: the GpuMat spoke says so
-    cv2 = pytest.importorskip("cv2")
-    mat = cv2.cuda.createGpuMatFromCudaMemory(4, 6, cv2.CV_MAKETYPE(cv2.CV_8U, 3), FAKE, 18)
-    assert not GpuImage.from_gpumat(mat)._life.located  # pyright: ignore[reportPrivateUsage]
 
 
 # -- cuda() and cpu() without a GPU name the call made ---------------------------------------------

@@ -17,6 +17,12 @@ re-exported. Three things follow, handled here:
 - napoleon reads the first line of a property's docstring, ``"X: Y"``, as "of type X: Y", and
   nitpicky mode then fails on a "type" such as ``How YUV codes map to RGB; None``. gpuimage's
   properties take their types from annotations, so their docstrings are parsed as a method's.
+- ``GpuImage`` is one class over several modules (``_image_core``, ``_image_constructors``, its
+  mixins): autodoc reads a method's ``@overload`` signatures and the members' source order only from
+  the documented class's own module, and viewcode links a member only from its defining module's
+  tags under the class's own name. At ``builder-inited`` the analyzers get every member's source
+  order (``gpuimage._image``'s) and overloads (its defining module's, as ``GpuImage.*``);
+  ``viewcode-find-source`` gives each defining module's tags the ``GpuImage.*`` names too.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import inspect
 import pkgutil
 import re
 import sys
+from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
@@ -37,6 +44,7 @@ from sphinx.ext.napoleon.docstring import GoogleDocstring
 from sphinx.pycode import ModuleAnalyzer
 from sphinx.util import logging
 from sphinx.util.docstrings import prepare_docstring
+from sphinx.util.inspect import evaluate_signature
 
 import gpuimage
 import gpuimage.strategies
@@ -46,6 +54,9 @@ logger = logging.getLogger(__name__)
 _PRIVATE_PATH = re.compile(r"^gpuimage\._\w+\.(?P<rest>.+)$")
 # Private base classes whose only public face is the class that mixes them in.
 _MIXED_INTO = {"gpuimage._ordering.StreamOrdering": "gpuimage.GpuImage"}
+# Public classes whose members are defined over several private modules (issue 12: modules under 400
+# lines): documented as if written in the class's own module.
+_SPLIT_CLASSES = ("GpuImage",)
 
 
 def public_names() -> list[str]:
@@ -168,6 +179,71 @@ def _public_reference(
     )
 
 
+def _sources(cls: type) -> list[type]:
+    """The classes of gpuimage's private modules that define ``cls``'s members, in the order the API
+    reference lists them: its bases in method resolution order, then ``cls`` itself."""
+    return [base for base in (*cls.__mro__[1:], cls) if base.__module__.startswith("gpuimage._")]
+
+
+def _members_of(cls: type, base: type, qualnames: Iterable[str]) -> dict[str, str]:
+    """``base``'s qualified names (``ImageCore.crop``) of the members ``cls`` takes from it, mapped to
+    their name on ``cls`` (``GpuImage.crop``): the ones no class earlier in the MRO overrides."""
+    prefix, found = f"{base.__qualname__}.", {}
+    for qualname in qualnames:
+        member = qualname.removeprefix(prefix)
+        defined = qualname.startswith(prefix) and "." not in member
+        if defined and next((c for c in cls.__mro__ if member in vars(c)), None) is base:
+            found[qualname] = f"{cls.__qualname__}.{member}"
+    return found
+
+
+def _merge_split_classes(app: Sphinx) -> None:
+    """The source order of a split class's members in its module's analyzer, which orders them; the
+    overloads of each in its defining module's, under the class's name, which is where autodoc looks.
+
+    The overloads are evaluated against the defining module's names and the class's own (a base
+    cannot import the class it is a base of), as autodoc evaluates the class's own overloads.
+    """
+    for name in _SPLIT_CLASSES:
+        cls = getattr(gpuimage, name)
+        hub = ModuleAnalyzer.for_module(cls.__module__)
+        hub.analyze()
+        order: dict[str, int] = {}
+        for base in _sources(cls):
+            analyzer = ModuleAnalyzer.for_module(base.__module__)
+            analyzer.analyze()
+            names = {**vars(sys.modules[base.__module__]), cls.__name__: cls}
+            ranked = sorted(analyzer.tagorder, key=analyzer.tagorder.__getitem__)
+            for qualname, public in _members_of(cls, base, ranked).items():
+                order.setdefault(public, len(order))
+                signatures = analyzer.overloads.get(qualname)
+                if signatures and base is not cls:
+                    aliases = app.config.autodoc_type_aliases
+                    analyzer.overloads[public] = [
+                        evaluate_signature(sig, names, aliases) for sig in signatures
+                    ]
+        prefix = f"{cls.__qualname__}."
+        hub.tagorder = {key: value for key, value in hub.tagorder.items() if not key.startswith(prefix)}
+        hub.tagorder.update({key: len(hub.tagorder) + value for key, value in order.items()})
+
+
+def _split_source(app: Sphinx, modname: str) -> tuple[str, dict[str, Any]] | None:
+    """viewcode: a split class's members found under the class's name in the module defining them."""
+    bases = [
+        (getattr(gpuimage, name), base)
+        for name in _SPLIT_CLASSES
+        for base in _sources(getattr(gpuimage, name))
+        if base.__module__ == modname and base is not getattr(gpuimage, name)
+    ]
+    if not bases:
+        return None
+    analyzer = ModuleAnalyzer.for_module(modname)
+    tags = dict(analyzer.find_tags())
+    for cls, base in bases:
+        tags.update({public: tags[qualname] for qualname, public in _members_of(cls, base, tags).items()})
+    return analyzer.code, tags
+
+
 def _check_coverage(app: Sphinx, env: BuildEnvironment) -> None:
     documented = set(env.get_domain("py").objects)  # type: ignore[attr-defined]  # PythonDomain
     for name in public_names():
@@ -193,6 +269,8 @@ def _check_source_index(app: Sphinx, exception: Exception | None) -> None:
 
 
 def setup(app: Sphinx) -> dict[str, Any]:
+    app.connect("builder-inited", _merge_split_classes)
+    app.connect("viewcode-find-source", _split_source)
     app.connect("autodoc-process-docstring", _attribute_docstring)
     app.connect("autodoc-process-docstring", _property_docstring, priority=600)  # napoleon's is 500
     app.connect("autodoc-process-signature", _alias_names)
