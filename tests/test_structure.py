@@ -21,6 +21,7 @@ SPOKE_OF: dict[str, str] = {
     "_torch": "torch",
     "_torch_exchange": "torch",  # the torch spoke's C exchange view, in a module of its own
     "_torch_runtime": "torch",  # and its CUDA runtime calls
+    "_cupy_runtime": "cupy",  # CuPy's CUDA runtime calls, apart from its views
     "_cupy": "cupy",
     "_opencv": "opencv",
     "_numpy": "numpy",

@@ -25,7 +25,7 @@ except ImportError as exc:  # pragma: no cover - exercised only where CuPy is ab
     raise missing_backend("cupy") from exc
 
 from ._affine import Affine
-from ._cupy import external_stream
+from ._cupy_runtime import external_stream
 from ._dtypes import DTypeName, integer_range
 from ._errors import CudaError, SpecError
 from ._geometry import Geometry

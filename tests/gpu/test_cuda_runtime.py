@@ -13,8 +13,9 @@ import torch
 
 import gpuimage
 from gpuimage import CudaError, Device, GpuImage, ImageSpec, _runtime
-from gpuimage._cupy import CupyRuntime
-from gpuimage._cupy import RecordedEvent as CupyEvent
+from gpuimage._cupy import view as cupy_view
+from gpuimage._cupy_runtime import CupyRuntime
+from gpuimage._cupy_runtime import RecordedEvent as CupyEvent
 from gpuimage._streams import Event
 from gpuimage._torch import view as torch_view
 from gpuimage._torch_runtime import TorchRuntime
@@ -22,7 +23,7 @@ from gpuimage._torch_runtime import TorchRuntime
 pytestmark = pytest.mark.cuda
 
 SPIN_CYCLES = 200_000_000  # ~0.1 s on an H100: far longer than launching the consumer
-RUNTIMES = [CupyRuntime(), TorchRuntime(torch_view)]
+RUNTIMES = [CupyRuntime(cupy_view), TorchRuntime(torch_view)]
 IDS = ["cupy", "torch"]
 
 
@@ -127,9 +128,9 @@ def test_copies_round_trip_a_pitched_crop(runtime: gpuimage.Runtime, on_current:
 
 def test_cupy_knows_which_device_owns_a_pointer() -> None:
     tensor = torch.empty(16, device="cuda:0")
-    assert CupyRuntime().pointer_device(tensor.data_ptr()) == 0
+    assert CupyRuntime(cupy_view).pointer_device(tensor.data_ptr()) == 0
     host = np.empty(16, np.uint8)
-    assert CupyRuntime().pointer_device(host.ctypes.data) is None
+    assert CupyRuntime(cupy_view).pointer_device(host.ctypes.data) is None
     assert TorchRuntime(torch_view).pointer_device(tensor.data_ptr()) is None, "torch cannot ask"
 
 
@@ -150,7 +151,7 @@ def test_the_device_guard_makes_a_device_current_and_restores_it(runtime: gpuima
 
 def test_a_failed_cuda_call_raises_cuda_error() -> None:
     with pytest.raises(CudaError, match="synchronizing stream 0x0 on cuda:4096: expected the CUDA call"):
-        CupyRuntime().synchronize(0, 4096)
+        CupyRuntime(cupy_view).synchronize(0, 4096)
     assert torch.cuda.current_device() == 0
 
 
