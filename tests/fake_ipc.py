@@ -7,6 +7,11 @@ as memory mapped from another process is).
 
 ``elsewhere`` makes descriptions made in this process look foreign (the consumer path, with its
 lease, mappings and stream waits) instead of returning the original object.
+
+Two devices: the fake sees GPUs 0 and 1 (two UUIDs), each with its own current stream
+(``IpcRuntime.streams``), and says which can reach the other (``FakeDriver.peers``). ``FakeDriver.ops``
+records each event call with the device whose context it ran in (a record in the event's, a wait in
+the one it was asked to wait in), and ``opened_on`` the device each mapping was opened for.
 """
 
 from __future__ import annotations
@@ -56,6 +61,10 @@ class IpcRuntime(Runtime):
     def __init__(self) -> None:
         super().__init__()
         self.ranges: dict[int, int] = {}  # base -> size
+        self.streams: dict[int, int] = {}  # device -> its current stream (else ``current``)
+
+    def current_stream(self, device: int, /) -> int:
+        return self.streams.get(device, self.current)
 
     def allocate(self, nbytes: int, device: Device, /, *, alignment: int, stream: int | None) -> Allocation:
         allocation = super().allocate(nbytes, device, alignment=alignment, stream=stream)
@@ -77,10 +86,12 @@ class FakeEvent:
 
     def record(self, stream: int) -> None:
         self.driver.log.append(("record", self.name, stream))
+        self.driver.ops.append(("record", self.name, stream, self.device))
         self.driver.records[self.handle] = self.driver.records.get(self.handle, 0) + 1
 
-    def wait_on(self, consumer: int) -> None:
+    def wait_on(self, consumer: int, device: int | None = None) -> None:
         self.driver.log.append(("wait", self.name, consumer))
+        self.driver.ops.append(("wait", self.name, consumer, self.device if device is None else device))
 
     def query(self) -> bool:
         return True
@@ -101,6 +112,9 @@ class FakeDriver:
     def __init__(self, ranges: dict[int, int]) -> None:
         self.ranges = ranges
         self.log: list[tuple[str, int, int]] = []
+        self.ops: list[tuple[str, int, int, int]] = []  # (call, event, stream, device of the context)
+        self.peers = {(0, 1), (1, 0)}  # (device, peer): device's kernels can reach peer's memory
+        self.opened_on: list[int] = []
         self.records: dict[bytes, int] = {}
         self.opened: list[int] = []
         self.closed: list[int] = []
@@ -124,6 +138,9 @@ class FakeDriver:
     def device_of_uuid(self, uuid: bytes, /) -> int | None:
         return next((device for device in self.visible if self.device_uuid(device) == uuid), None)
 
+    def can_access_peer(self, device: int, peer: int, /) -> bool:
+        return (device, peer) in self.peers
+
     def address_range(self, ptr: int, device: int, /) -> tuple[int, int]:
         for base, size in self.ranges.items():
             if base <= ptr < base + size:
@@ -138,6 +155,7 @@ class FakeDriver:
     def open_mem_handle(self, handle: bytes, device: int, /) -> int:
         base = int.from_bytes(handle[1:9], "little")
         self.opened.append(base)
+        self.opened_on.append(device)
         return base
 
     def close_mem_handle(self, ptr: int, device: int, /) -> None:

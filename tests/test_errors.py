@@ -125,6 +125,7 @@ def test_exported_names_are_pinned() -> None:
             "SharedRing",
             "WaitTimeoutError",
             "collect_shared",
+            "open_on",
             "set_unopened_timeout",
             "unopened_timeout",
             "__version__",

@@ -82,6 +82,7 @@ BASE = frozenset(
         "_ipc_open",  # and unpickling them (the consumer)
         "_ipc_description",  # what a description carries, checked (pure)
         "_ipc_driver",  # the CUDA driver's IPC calls (ctypes)
+        "_ipc_devices",  # open_on: another process's memory on another GPU (peer view or copy)
         "_ipc_lease",  # leases: files and flock, the producer's registry
         "_ipc_ring",  # SharedRing: reusable slots between two processes
         "_ipc_ring_open",

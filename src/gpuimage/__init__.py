@@ -64,6 +64,7 @@ from ._frame_layout import FrameLayout, PlaneLayout, frame_layout
 from ._image import GpuImage
 from ._image_batch import GpuBatch
 from ._image_batch_spec import BatchLayout, BatchLayoutLike
+from ._ipc_devices import open_on
 from ._ipc_lease import collect_shared, set_unopened_timeout, unopened_timeout
 from ._ipc_ring import SharedRing
 from ._layout import CHW, HWC, AnyLayout, CHWLike, HWCLike, Layout, LayoutLike
@@ -145,6 +146,7 @@ __all__ = [
     "SharedRing",
     "WaitTimeoutError",
     "collect_shared",
+    "open_on",
     "set_unopened_timeout",
     "unopened_timeout",
     "UInt8",

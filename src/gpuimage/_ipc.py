@@ -14,7 +14,9 @@
 4. The pickle carries ``(open_*, (class, payload))``: ``_ipc_open`` rebuilds the object there.
 
 The lifetime protocol, in full: ``docs/processes.md`` and ``_ipc_lease``. Multi-GPU: the description
-names the GPU by UUID and PCI bus id; the consumer opens it on that same GPU.
+names the GPU by UUID and PCI bus id; the consumer opens it on that same GPU, or inside ``open_on`` on
+another one by a peer view or a copy (``_ipc_devices``). The ready point's event is made and recorded
+on the image's own GPU, in its context.
 """
 
 from __future__ import annotations

@@ -5,12 +5,14 @@
   with ``CU_IPC_MEM_LAZY_ENABLE_PEER_ACCESS``, ``cuIpcCloseMemHandle``);
 - events: interprocess events (``CU_EVENT_INTERPROCESS | CU_EVENT_DISABLE_TIMING``), their handles, and
   recording, waiting on and querying them (``IpcEvent``, an ``Event`` of ``_streams``);
-- devices: the UUID and PCI bus id of an ordinal, and the ordinal of a UUID here (ordinals differ
-  between processes with different ``CUDA_VISIBLE_DEVICES``; a UUID does not).
+- devices: the UUID and PCI bus id of an ordinal, the ordinal of a UUID here (ordinals differ
+  between processes with different ``CUDA_VISIBLE_DEVICES``; a UUID does not), and whether one GPU's
+  kernels can reach another's memory (``cuDeviceCanAccessPeer``).
 
 Every call runs in the primary context of its device (the one torch and CuPy use), made current for
-the call when another one is. Every failure raises a ``GpuImageError`` that says what to do. Neutral:
-no foreign Python library. Tests replace the driver with ``set_driver`` (see ``Driver``).
+the call when another one is; a wait runs in the waiting stream's device's (``wait_on(stream, device)``:
+handle 0 is each device's own legacy stream). Every failure raises a ``GpuImageError`` that says what
+to do. Neutral: no foreign Python library. Tests replace the driver with ``set_driver`` (see ``Driver``).
 """
 
 from __future__ import annotations
@@ -37,14 +39,14 @@ _LAZY_PEER_ACCESS = 0x1  # CU_IPC_MEM_LAZY_ENABLE_PEER_ACCESS
 class IpcEvent(Protocol):
     """An interprocess CUDA event, made here (``create_event``) or opened from a handle (``open_event``):
     ``handle`` (64 bytes, what another process opens it with), ``record(stream)`` (a raw handle of the
-    event's device; 0: its legacy stream), ``wait_on(consumer)`` (the stream waits, on the GPU, for the
-    last record), ``query()`` (never blocks), ``synchronize()`` and ``close()`` (idempotent, never
-    raises): an ``Event`` of ``_streams``."""
+    event's device; 0: its legacy stream), ``wait_on(consumer, device)`` (the stream, of ``device``,
+    default the event's, waits on the GPU for the last record), ``query()`` (never blocks),
+    ``synchronize()`` and ``close()`` (idempotent, never raises): an ``Event`` of ``_streams``."""
 
     @property
     def handle(self) -> bytes: ...
     def record(self, stream: int) -> None: ...
-    def wait_on(self, consumer: int) -> None: ...
+    def wait_on(self, consumer: int, device: int | None = None) -> None: ...
     def query(self) -> bool: ...
     def synchronize(self) -> None: ...
     def close(self) -> None: ...
@@ -57,6 +59,7 @@ class Driver(Protocol):
     def device_uuid(self, device: int, /) -> bytes: ...
     def pci_bus_id(self, device: int, /) -> str: ...
     def device_of_uuid(self, uuid: bytes, /) -> int | None: ...
+    def can_access_peer(self, device: int, peer: int, /) -> bool: ...
     def address_range(self, ptr: int, device: int, /) -> tuple[int, int]: ...
     def mem_handle(self, base: int, device: int, /) -> bytes: ...
     def open_mem_handle(self, handle: bytes, device: int, /) -> int: ...
@@ -84,6 +87,7 @@ _SIGNATURES: dict[str, tuple[type, ...]] = {
     "cuDeviceGet": (ctypes.POINTER(ctypes.c_int), ctypes.c_int),
     "cuDeviceGetUuid": (ctypes.POINTER(_Uuid), ctypes.c_int),
     "cuDeviceGetPCIBusId": (ctypes.c_char_p, ctypes.c_int, ctypes.c_int),
+    "cuDeviceCanAccessPeer": (ctypes.POINTER(ctypes.c_int), ctypes.c_int, ctypes.c_int),
     "cuDevicePrimaryCtxRetain": (ctypes.POINTER(_P), ctypes.c_int),
     "cuCtxGetCurrent": (ctypes.POINTER(_P),),
     "cuCtxPushCurrent": (_P,),
@@ -221,10 +225,8 @@ class CudaDriver:
         uuid = self._uuids.get(device)
         if uuid is None:
             found = _Uuid()
-            _check(
-                _library().call("cuDeviceGetUuid", ctypes.byref(found), self._device(device)),
-                f"reading the UUID of cuda:{device}",
-            )
+            result = _library().call("cuDeviceGetUuid", ctypes.byref(found), self._device(device))
+            _check(result, f"reading the UUID of cuda:{device}")
             uuid = self._uuids[device] = bytes(found)  # the raw 16 bytes (a field would stop at a NUL)
         return uuid
 
@@ -243,6 +245,15 @@ class CudaDriver:
         count = ctypes.c_int()
         _check(_library().call("cuDeviceGetCount", ctypes.byref(count)), "counting the CUDA devices")
         return next((device for device in range(count.value) if self.device_uuid(device) == uuid), None)
+
+    def can_access_peer(self, device: int, peer: int, /) -> bool:
+        """Whether kernels on ordinal ``device`` can read and write memory on ordinal ``peer``."""
+        found = ctypes.c_int()
+        result = _library().call(
+            "cuDeviceCanAccessPeer", ctypes.byref(found), self._device(device), self._device(peer)
+        )
+        _check(result, f"asking whether cuda:{device} can access cuda:{peer}'s memory")
+        return bool(found.value)
 
     # -- memory --------------------------------------------------------------------------------
 
@@ -275,26 +286,16 @@ class CudaDriver:
 
     def open_mem_handle(self, handle: bytes, device: int, /) -> int:
         """Map another process's allocation here; returns its base in this process."""
-        ptr = ctypes.c_uint64()
-        result = self.call(
-            device,
-            "cuIpcOpenMemHandle",
-            ctypes.byref(ptr),
-            _Handle.from_buffer_copy(handle),
-            _LAZY_PEER_ACCESS,
-        )
-        _check(
-            result,
-            f"pickle.loads(): opening another process's memory on cuda:{device}",
-            "The producer may have exited, or the memory may be on a GPU this process cannot map.",
-        )
+        ptr, given = ctypes.c_uint64(), _Handle.from_buffer_copy(handle)
+        result = self.call(device, "cuIpcOpenMemHandle", ctypes.byref(ptr), given, _LAZY_PEER_ACCESS)
+        hint = f"The producer may have exited, or cuda:{device} cannot reach the memory's GPU (open a copy)."
+        _check(result, f"pickle.loads(): opening another process's memory on cuda:{device}", hint)
         return int(ptr.value)
 
     def close_mem_handle(self, ptr: int, device: int, /) -> None:
         """Unmap what ``open_mem_handle`` mapped at ``ptr``."""
-        _check(
-            self.call(device, "cuIpcCloseMemHandle", ctypes.c_uint64(ptr)), f"closing the mapping at {ptr:#x}"
-        )
+        result = self.call(device, "cuIpcCloseMemHandle", ctypes.c_uint64(ptr))
+        _check(result, f"closing the mapping at {ptr:#x}")
 
     # -- events --------------------------------------------------------------------------------
 
@@ -307,15 +308,10 @@ class CudaDriver:
 
     def open_event(self, handle: bytes, device: int, /) -> DriverEvent:
         """Open another process's interprocess event here."""
-        event = ctypes.c_void_p()
-        result = self.call(
-            device, "cuIpcOpenEventHandle", ctypes.byref(event), _Handle.from_buffer_copy(handle)
-        )
-        _check(
-            result,
-            f"pickle.loads(): opening another process's event on cuda:{device}",
-            "The producer may have exited or let go of the image (or ring) it described.",
-        )
+        event, given = ctypes.c_void_p(), _Handle.from_buffer_copy(handle)
+        result = self.call(device, "cuIpcOpenEventHandle", ctypes.byref(event), given)
+        hint = "The producer may have exited or let go of the image (or ring) it described."
+        _check(result, f"pickle.loads(): opening another process's event on cuda:{device}", hint)
         return DriverEvent(self, int(event.value or 0), device, handle)
 
 
@@ -354,10 +350,9 @@ class DriverEvent:
         result = self._driver.call(self._device, "cuEventRecord", self._pointer(), ctypes.c_void_p(stream))
         _check(result, f"recording an interprocess event on stream {stream:#x}")
 
-    def wait_on(self, consumer: int) -> None:
-        result = self._driver.call(
-            self._device, "cuStreamWaitEvent", ctypes.c_void_p(consumer), self._pointer(), 0
-        )
+    def wait_on(self, consumer: int, device: int | None = None) -> None:
+        where = self._device if device is None else device
+        result = self._driver.call(where, "cuStreamWaitEvent", ctypes.c_void_p(consumer), self._pointer(), 0)
         _check(result, f"making stream {consumer:#x} wait for another process's event")
 
     def query(self) -> bool:
@@ -368,10 +363,8 @@ class DriverEvent:
         return True
 
     def synchronize(self) -> None:
-        _check(
-            self._driver.call(self._device, "cuEventSynchronize", self._pointer()),
-            "waiting for an interprocess event",
-        )
+        result = self._driver.call(self._device, "cuEventSynchronize", self._pointer())
+        _check(result, "waiting for an interprocess event")
 
     def close(self) -> None:
         event, self._event = self._event, 0

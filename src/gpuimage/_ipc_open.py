@@ -12,6 +12,9 @@ build (passed by the pickle, so this module imports no hub) and the description'
    fails for an allocation opened twice: mappings are cached and counted), checks that the mapping
    is as large as the description says, and makes its current stream (the runtime's) wait for the
    producer's ready point, on the GPU.
+   Inside ``open_on(device, access=...)`` (``_ipc_devices``), memory of another GPU opens on
+   ``device``: mapped in ``device``'s context (a peer view), or on its own GPU and then copied. The
+   ready point is opened on its own GPU and waited for by ``device``'s stream, in ``device``'s context.
 4. The result is a normal image, frame or batch over the mapping, made by its public ``from_pointer``
    with a ``SharedHold`` as owner, ready on that stream. When its last image goes, and the GPU work
    queued on it has finished (``_lifetime`` defers the owner's release), the mappings of its
@@ -23,11 +26,13 @@ from __future__ import annotations
 import contextlib
 import sys
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from ._device import Device
 from ._errors import BoundsError, CudaError, DeviceError, ExportError, InteropError, LifetimeError
 from ._ipc_description import Description, Kind, SharedAllocation
+from ._ipc_devices import check_peer, choice, copied_batch, copied_frame, copied_image
 from ._ipc_driver import Driver, driver
 from ._ipc_lease import Hold, is_this_process, lookup
 from ._runtime import runtime
@@ -58,10 +63,18 @@ _mappings: dict[tuple[bytes, bytes], _Mapping] = {}
 
 
 def _map(allocation: SharedAllocation, uuid: bytes, device: int, pid: int) -> tuple[bytes, bytes]:
-    """Map ``allocation`` here, or count one more user of its mapping; returns the cache key."""
+    """Map ``allocation`` for ``device``'s kernels, or count one more user of its mapping; returns the
+    cache key."""
     key = (uuid, allocation.handle)
     with _lock:
         found = _mappings.get(key)
+        if found is not None and found.device != device:
+            raise DeviceError(
+                f"pickle.loads(): expected every description of one allocation opened for one GPU in this "
+                f"process (CUDA maps an allocation once per process), got it mapped for cuda:{found.device} "
+                f"already and asked for cuda:{device}. Open them all alike (the same open_on(), or none), or "
+                "let go of the first ones before."
+            )
         if found is None:
             ipc = driver()
             base = ipc.open_mem_handle(allocation.handle, device)
@@ -138,6 +151,8 @@ class _Opened(NamedTuple):
     device: Device
     stream: object
     """Where the data is ready now: the current stream's object, or its raw handle."""
+    copy_to: int | None
+    """The GPU to copy the opened object to (``open_on(access="copy")``), or None."""
 
     def spec(self, index: int) -> ImageSpec:
         """Item ``index``'s spec, on this process's ordinal of the device."""
@@ -167,52 +182,78 @@ def _open(payload: object, kind: Kind, where: str) -> _Opened | object:
     keys: list[tuple[bytes, bytes]] = []
     try:
         ipc, uuid = driver(), description.device.uuid
-        index = ipc.device_of_uuid(uuid)
-        if index is None:
+        home = ipc.device_of_uuid(uuid)
+        if home is None:
             named = description.device
             raise DeviceError(
                 f"{where}: expected the producer's GPU (UUID {uuid.hex()}, PCI {named.pci_bus_id}, cuda:"
                 f"{named.ordinal} there) to be visible here, got no such device. Give this process that GPU "
                 "(CUDA_VISIBLE_DEVICES), or send image.cpu() instead."
             )
+        chosen = choice()
+        index, copy_to = home, None  # index: the GPU whose kernels use the mapping
+        if chosen is not None and chosen.device != home:
+            if chosen.access == "peer":
+                check_peer(home, chosen.device, where)
+                index = chosen.device
+            else:
+                copy_to = chosen.device
         for allocation in description.allocations:
             keys.append(_map(allocation, uuid, index, description.producer_pid))
         bases = tuple(_mappings[key].base for key in keys)
-        stream = runtime().current_stream(index)
-        if description.event is not None:
-            event = ipc.open_event(description.event, index)
-            try:
-                event.wait_on(stream)
-            finally:
-                event.close()  # the wait took the event's state: it may go now
-        keep = runtime().current_stream_object(index)
+        with runtime().device(index):  # the stream is index's: so are the context and the wait
+            stream = runtime().current_stream(index)
+            if description.event is not None:
+                event = ipc.open_event(description.event, home)  # an event belongs to its own GPU
+                try:
+                    event.wait_on(stream, index)
+                finally:
+                    event.close()  # the wait took the event's state: it may go now
+            keep = runtime().current_stream_object(index)
     except BaseException:
         for key in keys:
             _unmap(key)
         hold.release()
         raise
     shared = SharedHold(hold, tuple(keys), description.producer_pid)
-    return _Opened(description, shared, bases, Device("cuda", index), stream if keep is None else keep)
+    device = Device("cuda", index)
+    return _Opened(description, shared, bases, device, stream if keep is None else keep, copy_to)
+
+
+def _here(source: T, device: Device, copy: Callable[[T, int], T], where: str) -> T:
+    """The original object of a description made here, or its copy inside ``open_on(access="copy")``."""
+    chosen = choice()
+    if chosen is None or device == Device("cuda", chosen.device):
+        return source
+    if chosen.access == "copy":
+        return copy(source, chosen.device)
+    raise DeviceError(
+        f"{where}: expected a peer view of another process's memory, got a description made in this "
+        f"process, whose object is on {device} (CUDA maps no process's own memory for a peer). Use it "
+        f"there, or open_on({chosen.device}, access='copy')."
+    )
 
 
 def open_image(cls: type[GpuImage[Any, Any]], payload: object) -> GpuImage[Any, Any]:
     """``pickle.loads`` of a ``GpuImage``: the image over the producer's memory (see the module)."""
     opened = _open(payload, "image", "pickle.loads(image)")
     if not isinstance(opened, _Opened):
-        return _same(opened, cls)
+        same = _same(opened, cls)
+        return _here(same, same.device, copied_image, "pickle.loads(image)")
     description = opened.description
     image = cls.from_pointer(opened.ptr(0), opened.spec(0), owner=opened.hold, readonly=description.readonly)
     if description.channel_order is not None:
         image = image.with_channel_order(description.channel_order)
     image.record_write(opened.stream)
-    return image
+    return image if opened.copy_to is None else copied_image(image, opened.copy_to)
 
 
 def open_frame(cls: type[GpuFrame], image_cls: type[GpuImage[Any, Any]], payload: object) -> GpuFrame:
     """``pickle.loads`` of a ``GpuFrame``: planes in one allocation as its layout says, or apart."""
     opened = _open(payload, "frame", "pickle.loads(frame)")
     if not isinstance(opened, _Opened):
-        return _same(opened, cls)
+        same = _same(opened, cls)
+        return _here(same, same.device, copied_frame, "pickle.loads(frame)")
     description = opened.description
     facts, readonly = description.frame, description.readonly
     assert facts is not None  # the description's check: a frame has its facts
@@ -240,14 +281,15 @@ def open_frame(cls: type[GpuFrame], image_cls: type[GpuImage[Any, Any]], payload
             readonly=readonly,
         )
     frame.record_write(opened.stream)
-    return frame
+    return frame if opened.copy_to is None else copied_frame(frame, opened.copy_to)
 
 
 def open_batch(cls: type[GpuBatch], payload: object) -> GpuBatch:
     """``pickle.loads`` of a ``GpuBatch``: the batch over the producer's memory."""
     opened = _open(payload, "batch", "pickle.loads(batch)")
     if not isinstance(opened, _Opened):
-        return _same(opened, cls)
+        same = _same(opened, cls)
+        return _here(same, same.device, copied_batch, "pickle.loads(batch)")
     description = opened.description
     facts = description.batch
     assert facts is not None  # the description's check: a batch has its facts
@@ -262,7 +304,7 @@ def open_batch(cls: type[GpuBatch], payload: object) -> GpuBatch:
     if description.channel_order is not None:
         batch = batch.with_channel_order(description.channel_order)
     batch.record_write(opened.stream)
-    return batch
+    return batch if opened.copy_to is None else copied_batch(batch, opened.copy_to)
 
 
 def _same(source: object, cls: type[T]) -> T:

@@ -16,6 +16,11 @@ Liveness: the reader holds the ring's lease (``_ipc_lease``) while its ring live
 lock on the ring's writer file; the OS drops both when a process dies, even by SIGKILL. A side that
 waits for a slot checks the other every 0.1 s and raises ``LifetimeError`` when it is gone, so a
 dead reader never deadlocks the writer. One writer and one reader per ring.
+
+A reader on another GPU (the ring unpickled inside ``open_on(device, access="peer")``) reads peer
+views; the slots' events stay on the ring's GPU: "written" is waited for by the reader's stream in its
+own device's context, and "read" is recorded on the ring GPU's current stream after that stream waits,
+through an event of the reader's GPU (the bridge), for the reads.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from ._exports import ImageExports
 from ._frame import GpuFrame
 from ._image import GpuImage
 from ._ipc_description import SharedDevice
-from ._ipc_driver import driver
+from ._ipc_driver import IpcEvent, driver
 from ._ipc_lease import Hold, Lease, make_file, probe, process_token, share
 from ._ipc_ring_control import MAX_SLOTS, RingDescription, control_bytes
 from ._ipc_ring_open import Shared, check_items, open_ring
@@ -79,10 +84,13 @@ class SharedRing(Generic[T]):
         raises ``LifetimeError``; likewise a waiting reader once the writer is gone.
     """
 
-    __slots__ = ("__weakref__", "_device", "_hold", "_lease", "_peer", "_role", "_shared", "_writer")
+    __slots__ = ("__weakref__", "_bridge", "_device", "_hold", "_home", "_lease", "_peer", "_role", "_shared",
+                 "_writer")  # fmt: skip
 
     _shared: Shared
-    _device: int
+    _device: int  # where this side uses the items (a reader's peer views: the reader's GPU)
+    _home: int  # the GPU of the items' memory and of the slots' events
+    _bridge: IpcEvent | None  # a reader on another GPU: orders the home GPU's stream after its reads
     _role: Literal["writer", "reader"]
     _lease: Lease | None  # the writer's latest pickling: its reader's lease
     _hold: Hold | None  # the reader's lease (None in the writer's own process)
@@ -102,9 +110,11 @@ class SharedRing(Generic[T]):
         hold: Hold | None = None,
         peer: int | None = None,
         writer: tuple[str, int] | None = None,
+        home: int | None = None,
     ) -> SharedRing[Any]:
         ring: SharedRing[Any] = object.__new__(cls)
         ring._shared, ring._device, ring._role = shared, device, role
+        ring._home, ring._bridge = device if home is None else home, None
         ring._lease, ring._hold, ring._peer, ring._writer = None, hold, peer, writer
         return ring
 
@@ -211,14 +221,28 @@ class SharedRing(Generic[T]):
         seq, slot = self._wait(shared.control.readable, timeout, where)
         handle, keep = self._stream(stream, where)
         write_event, read_event = shared.events[slot]
-        write_event.wait_on(handle)
+        write_event.wait_on(handle, self._device)
         item = shared.items[slot]
         item.record_write(keep)
         try:
             yield item
         finally:
-            read_event.record(handle)
+            self._record_read(read_event, handle)
             shared.control.release(seq)
+
+    def _record_read(self, read_event: IpcEvent, handle: int) -> None:
+        """Record the reads queued on ``handle`` in the slot's "read" event, on the event's own GPU."""
+        home = self._home
+        if home == self._device:
+            read_event.record(handle)
+            return
+        bridge = self._bridge
+        if bridge is None:
+            bridge = self._bridge = driver().create_event(self._device)
+        on_home = runtime().current_stream(home)
+        bridge.record(handle)
+        bridge.wait_on(on_home, home)
+        read_event.record(on_home)
 
     def _expect_role(self, role: str, where: str) -> None:
         if self._role != role:

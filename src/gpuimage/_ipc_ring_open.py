@@ -6,6 +6,12 @@ reader takes the ring's lease (the writer keeps the ring's memory and events whi
 maps the control block, opens each slot's events, and opens the writer's liveness file to tell,
 while it waits, whether the writer is still there. In the process that made the ring, the reader
 shares the writer's control block and events instead.
+
+Inside ``open_on(device, access="peer")`` the items are peer views on ``device`` (``_ipc_devices``),
+while the slots' events stay on the ring's own GPU (its *home*), where the writer made them: the
+reader waits for them from ``device``'s streams and records its reads through a stream of the home GPU
+(``SharedRing.reading``). A copy of a ring (``access="copy"``) is refused: it would be a snapshot of the
+slots, not the slots the writer keeps writing.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from typing import TYPE_CHECKING, Any, cast
 from ._errors import DeviceError, InteropError, LayoutError, LifetimeError, SpecError
 from ._frame import GpuFrame
 from ._image import GpuImage
+from ._ipc_devices import choice
 from ._ipc_driver import IpcEvent, driver
 from ._ipc_lease import Hold, is_this_process, lookup
 from ._ipc_ring_control import RingControl, RingDescription, control_bytes
@@ -56,7 +63,19 @@ def open_ring(cls: type[SharedRing[Any]], payload: object, items: tuple[object, 
     if len(items) != description.slots:
         raise InteropError(f"{where}: expected {description.slots} items, got {len(items)}.")
     check_items(items, where)
-    device = cast("GpuImage[Any, Any] | GpuFrame", items[0]).device.index
+    device = cast("GpuImage[Any, Any] | GpuFrame", items[0]).device.index  # where the reader uses them
+    ipc = driver()
+    home = ipc.device_of_uuid(description.device.uuid)
+    if home is None:
+        raise DeviceError(f"{where}: expected the ring's GPU to be visible here, got no such device.")
+    chosen = choice()
+    if chosen is not None and chosen.access == "copy" and chosen.device != home:
+        raise DeviceError(
+            f"{where}: expected the ring read on its own GPU (cuda:{home}) or through a peer view, got "
+            f"open_on({chosen.device}, access='copy') (a copy would be a snapshot of the slots, not the "
+            "slots the writer keeps writing). Open the ring with access='peer' or without open_on(), and "
+            f"copy what you read inside reading() (image.cuda({chosen.device}))."
+        )
     if is_this_process(description.producer_pid, description.producer_token):
         shared = lookup(description.lease)
         if not isinstance(shared, Shared):
@@ -78,15 +97,14 @@ def open_ring(cls: type[SharedRing[Any]], payload: object, items: tuple[object, 
                 f"{where}: expected the writer's control block and liveness file, got {type(exc).__name__}: "
                 f"{exc}. The writer closed the ring or exited; make a new ring."
             ) from exc
-        ipc = driver()
-        events = tuple((ipc.open_event(w, device), ipc.open_event(r, device)) for w, r in description.events)
+        events = tuple((ipc.open_event(w, home), ipc.open_event(r, home)) for w, r in description.events)
         shared = Shared(items, events, memory, None)
     except BaseException:
         hold.release()
         if peer is not None:
             os.close(peer)
         raise
-    return cls._make(shared, device, "reader", hold=hold, peer=peer)  # pyright: ignore[reportPrivateUsage]
+    return cls._make(shared, device, "reader", hold=hold, peer=peer, home=home)  # pyright: ignore[reportPrivateUsage]
 
 
 def check_items(items: Sequence[object], where: str) -> None:
