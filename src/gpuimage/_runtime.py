@@ -13,8 +13,8 @@ gpuimage picks it once, on first use, in this documented order (``gpuimage.set_r
 Where neither library reaches a GPU, host allocations work and every GPU call raises
 ``MissingBackendError``: what to install, or that no GPU is visible when a library is installed and
 sees none. Each library's calls live in its spoke (``_cupy_runtime.CupyRuntime``,
-``_torch_runtime.TorchRuntime``), loaded by name: this module imports no spoke. The chosen runtime's release-event recorder goes to
-``_lifetime``.
+``_torch_runtime.TorchRuntime``), loaded by name: this module imports no spoke. The chosen
+runtime's release-event recorder goes to ``_lifetime``.
 """
 
 from __future__ import annotations
