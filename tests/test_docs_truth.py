@@ -15,6 +15,7 @@ needs a row here.
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 import re
 from collections.abc import Callable
@@ -204,6 +205,13 @@ def _ring_timeout(monkeypatch: pytest.MonkeyPatch) -> object:
         reader = pickle.loads(pickle.dumps(writer))
         with reader.reading(timeout=0.01):
             return None
+
+
+def _mismatched_payload(monkeypatch: pytest.MonkeyPatch) -> object:
+    """A tensor payload whose tensor is not the one its description describes."""
+    torch = pytest.importorskip("torch")
+    payload = gpuimage.to_tensor_payload(GpuImage.from_numpy(np.zeros((4, 6), np.uint8)))
+    return gpuimage.from_tensor_payload(dataclasses.replace(payload, tensor=torch.zeros(4, 7, 1)))
 
 
 _CHW_GPUMAT = "a GpuMat of a CHW image raises `LayoutError` pointing to `to_layout('HWC')`"
@@ -517,6 +525,13 @@ CLAIMS: dict[str, Claim] = {
         WaitTimeoutError,
         "timeout=",
         _ring_timeout,
+    ),
+    "processes-payload-mismatch": Claim(
+        "docs/processes.md",
+        "A payload whose tensor does not match its description raises `InteropError`",
+        InteropError,
+        "TensorPayload",
+        _mismatched_payload,
     ),
 }
 

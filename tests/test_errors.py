@@ -123,6 +123,7 @@ def test_exported_names_are_pinned() -> None:
             "UInt32",
             "pending_releases",
             "SharedRing",
+            "TensorPayload",
             "WaitTimeoutError",
             "collect_shared",
             "open_on",
@@ -134,6 +135,8 @@ def test_exported_names_are_pinned() -> None:
             "normalize_batch",
             "runtime",
             "set_runtime",
+            "from_tensor_payload",
+            "to_tensor_payload",
         ]
     )
     for name in gpuimage.__all__:

@@ -1,9 +1,11 @@
 """examples/pipeline.py: decode -> preprocess -> infer -> draw -> encode, on the host and on a GPU;
 examples/demo.py (``scripts/dev demo``): one image, every view sharing one pointer;
-examples/two_process_pipeline.py: a decoder process and an inference process around a SharedRing."""
+examples/two_process_pipeline.py: a decoder process and an inference process around a SharedRing;
+examples/ray_pipeline.py: a decoder actor and an inference actor, frames passed as Ray arguments."""
 
 from __future__ import annotations
 
+import importlib.util
 import multiprocessing
 import os
 import re
@@ -25,6 +27,7 @@ from file_modules import load_file
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "pipeline.py"
 DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo.py"
 TWO_PROCESS = Path(__file__).resolve().parents[1] / "examples" / "two_process_pipeline.py"
+RAY_PIPELINE = Path(__file__).resolve().parents[1] / "examples" / "ray_pipeline.py"
 
 
 @pytest.fixture(scope="module")
@@ -602,3 +605,73 @@ def test_two_process_pipeline_with_nvdec_frames(two_process: ModuleType, tmp_pat
     expected = _reference(two_process, two_process.nvdec_frames(20, tmp_path))
     header = _check_two_process_output(result, expected)
     assert header.startswith("decoder: NVDEC frames (PyNvVideoCodec) of an H.264 clip encoded by PyAV; ")
+
+
+# -- examples/ray_pipeline.py (issue 15): the same with Ray actors ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def ray_example() -> ModuleType:
+    if importlib.util.find_spec("ray") is None:
+        if os.environ.get("CI"):  # CI installs the test extra, which pins Ray
+            pytest.fail("ray is not installed; the test extra pins it", pytrace=False)
+        pytest.skip("ray is not installed (the test extra pins it)")
+    return load_file("ray_example", RAY_PIPELINE)
+
+
+def _ray_reference(ray_example: ModuleType, device: str, count: int) -> list[tuple[float, float, list[int]]]:
+    """What the inference actor must answer for each frame, computed here in one process."""
+    frame = ray_example.GpuFrame.empty(1280, 720, format="NV12", colour=ray_example.COLOUR, device=device)
+    base = ray_example.gradient(device)
+    model = ray_example.build_model().to(device)
+    batch = torch.empty((len(ray_example.ROIS), 3, *ray_example.SIZE), device=device)
+    expected = []
+    for index in range(count):
+        _, classes, mean, total = ray_example.answer(
+            index, ray_example.fill(frame, base, index), model, batch
+        )
+        expected.append((total, mean, classes))
+    return expected
+
+
+def _check_ray_output(ray_example: ModuleType, device: str, *argv: str) -> str:
+    result = subprocess.run(
+        [sys.executable, str(RAY_PIPELINE), "--frames", "3", *argv],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert len(lines) == 5, result.stdout
+    expected = _ray_reference(ray_example, device, 3)
+    for index, (line, (total, mean, classes)) in enumerate(zip(lines[1:4], expected, strict=True)):
+        found = FRAME_LINE.fullmatch(line)
+        assert found is not None, line
+        assert int(found[1]) == index, "answers in order"
+        assert float(found[4]) == pytest.approx(total, rel=1e-9), f"frame {index}: not the frame sent"
+        assert float(found[3]) == pytest.approx(mean, abs=1e-4), f"frame {index}: model output"
+        if device == "cpu":
+            assert [int(c) for c in found[2].split(", ")] == classes, f"frame {index}: classes"
+    assert len({total for total, _, _ in expected}) == 3, "frames that do not differ cannot show a mix-up"
+    assert re.fullmatch(r"3 frames in \S+ s: \S+ frames/s", lines[-1])
+    return lines[0]
+
+
+def test_ray_pipeline_host_frames_arrive_in_order_with_their_values(ray_example: ModuleType) -> None:
+    header = _check_ray_output(ray_example, "cpu", "--host")
+    assert header == (
+        "ray_pipeline: 1280x720 NV12 synthetic frames, host frames by value through the object store"
+    )
+
+
+@pytest.mark.cuda
+def test_ray_pipeline_gpu_frames_arrive_in_order_with_their_values(ray_example: ModuleType) -> None:
+    header = _check_ray_output(ray_example, "cuda")
+    assert header == "ray_pipeline: 1280x720 NV12 synthetic frames, GPU frames by CUDA IPC"
+
+
+def test_ray_pipeline_usage_errors(ray_example: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
+    message = _usage_error(ray_example, capsys, "--in-flight", "0")
+    assert message.endswith("error: argument --in-flight: expected a whole number from 1 to 64, got '0'")

@@ -121,11 +121,13 @@ def test_bad_layouts_are_refused() -> None:
         GpuBatch.from_numpy(_host(), layout="CHWN")  # type: ignore[arg-type]
 
 
-def test_direct_construction_and_pickle_are_refused() -> None:
+def test_direct_construction_is_refused_and_pickle_copies() -> None:
     with pytest.raises(gpuimage.InteropError, match=r"GpuBatch\.empty"):
         GpuBatch()
-    with pytest.raises(gpuimage.InteropError, match="pickle"):
-        pickle.dumps(GpuBatch.from_numpy(_host()))
+    # host batches pickle by value (tests/test_host_pickle.py)
+    np.testing.assert_array_equal(
+        pickle.loads(pickle.dumps(GpuBatch.from_numpy(_host()))).as_numpy(), _host()
+    )
 
 
 def test_empty_on_the_host_is_packed() -> None:

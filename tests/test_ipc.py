@@ -23,7 +23,6 @@ from gpuimage import (
     GpuFrame,
     GpuImage,
     ImageSpec,
-    InteropError,
     _ipc,
     _ipc_lease,
 )
@@ -164,11 +163,17 @@ def test_a_description_nobody_opens_lets_go_after_the_timeout(ipc: FakeDriver) -
     ],
     ids=["image", "frame", "batch"],
 )
-def test_host_memory_is_refused_with_what_to_send_instead(make: Any, kind: str) -> None:
-    with pytest.raises(InteropError, match=f"expected {kind} in device memory") as raised:
-        pickle.dumps(make())
-    assert "as_numpy()" in str(raised.value)
-    assert "multiprocessing.shared_memory" in str(raised.value)
+def test_host_memory_goes_by_value_without_the_ipc_driver(make: Any, kind: str, ipc: FakeDriver) -> None:
+    # issue 15: host memory has no IPC handle; it pickles by value (tests/test_host_pickle.py)
+    source, shared = make(), gpuimage.collect_shared()
+    function, arguments = cast(Any, source.__reduce_ex__(2))
+    assert function.__module__ == "gpuimage._host_pickle"
+    assert isinstance(arguments[-1], np.ndarray), f"{kind}: the pixels themselves travel"
+    assert (ipc.log, ipc.events, ipc.opened) == ([], 0, []), "nothing of CUDA IPC is asked for host memory"
+    assert gpuimage.collect_shared() == shared, "and no lease is made"
+    loaded = pickle.loads(pickle.dumps(source))
+    assert type(loaded) is type(source)
+    np.testing.assert_array_equal(np.asarray(loaded.as_numpy()), np.asarray(source.as_numpy()))
 
 
 def test_memory_mapped_from_another_process_is_refused(ipc: FakeDriver, elsewhere: None) -> None:

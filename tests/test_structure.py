@@ -87,6 +87,8 @@ BASE = frozenset(
         "_ipc_ring",  # SharedRing: reusable slots between two processes
         "_ipc_ring_open",
         "_ipc_ring_control",  # its control block and description (pure)
+        "_host_pickle",  # host images, frames and batches pickled by value (packed pixels)
+        "_transport",  # an image as one torch tensor and JSON, for tensor transports (Ray's)
         "_channel_order",  # what images' and batches' channel orders are, and the conversions that keep them
         "__init__",
         "__main__",

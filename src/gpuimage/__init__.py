@@ -73,6 +73,7 @@ from ._normalize import denormalize, normalize
 from ._runtime import Allocation, Runtime, runtime, set_runtime
 from ._spec import ImageSpec
 from ._streams import StreamLike
+from ._transport import TensorPayload, from_tensor_payload, to_tensor_payload
 
 __version__ = "0.1.0"
 """The version of this gpuimage release."""
@@ -144,6 +145,7 @@ __all__ = [
     "StreamLike",
     "StrideError",
     "SharedRing",
+    "TensorPayload",
     "WaitTimeoutError",
     "collect_shared",
     "open_on",
@@ -155,8 +157,10 @@ __all__ = [
     "UInt32",
     "__version__",
     "denormalize",
+    "from_tensor_payload",
     "normalize",
     "normalize_batch",
     "runtime",
     "set_runtime",
+    "to_tensor_payload",
 ]

@@ -154,7 +154,7 @@ class FrameExports:
 
     def __reduce_ex__(self, protocol: SupportsIndex) -> tuple[object, ...]:
         """Pickle a device frame to a CUDA IPC description (see ``GpuImage.__reduce_ex__``): its planes
-        as they lie in memory. Host frames are refused."""
+        as they lie in memory. Host frames pickle by value: one packed block."""
         from ._ipc import reduce_frame  # pickling is rare: imported on use
 
         return reduce_frame(cast("GpuFrame", self))

@@ -289,8 +289,8 @@ class GpuImage(ImageConstructors[L, D]):
 
     def __reduce_ex__(self, protocol: SupportsIndex) -> tuple[object, ...]:
         """Pickle a device image (every protocol) to a CUDA IPC description: unpickled in another
-        process of this host it is the same memory, zero-copy (``docs/processes.md``). Host images are
-        refused (``InteropError``)."""
+        process of this host it is the same memory, zero-copy (``docs/processes.md``). Host images
+        pickle by value: a packed copy of the pixels."""
         from ._ipc import reduce_image  # pickling is rare: imported on use
 
         return reduce_image(self)

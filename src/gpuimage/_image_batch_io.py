@@ -232,7 +232,7 @@ class BatchExports(StreamOrdering):
 
     def __reduce_ex__(self, protocol: SupportsIndex) -> tuple[object, ...]:
         """Pickle a device batch to a CUDA IPC description (see ``GpuImage.__reduce_ex__``). Host
-        batches are refused."""
+        batches pickle by value, packed."""
         from ._ipc import reduce_batch  # pickling is rare: imported on use
 
         return reduce_batch(cast("GpuBatch", self))

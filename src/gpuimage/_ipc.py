@@ -5,7 +5,8 @@
 
 1. Each item's allocation is found (``cuMemGetAddressRange``) and its IPC handle taken; the image
    must lie inside one allocation per item, and be the producer's own memory (memory mapped from
-   another process, or in host memory, is refused with what to do instead).
+   another process is refused with what to do instead). Host memory has no handle: host objects
+   pickle by value instead (``_host_pickle``).
 2. The ready point: where the data is still being produced (``image.stream``), an interprocess
    event is recorded on that stream now; the consumer's stream waits for it, on the GPU.
 3. A lease (``_ipc_lease.share``) keeps the object, and with it its memory and that event, alive
@@ -27,8 +28,9 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._driver import is_capturing
-from ._errors import BoundsError, ExportError, InteropError, LifetimeError
+from ._errors import BoundsError, ExportError, LifetimeError
 from ._formats import ChannelOrder
+from ._host_pickle import reduce_host_batch, reduce_host_frame, reduce_host_image
 from ._ipc_description import (
     Description,
     Kind,
@@ -44,7 +46,6 @@ from ._ipc_open import SharedHold, mapped_from, open_batch, open_frame, open_ima
 from ._spec import ImageSpec
 
 if TYPE_CHECKING:
-    from ._device import Device
     from ._frame import GpuFrame
     from ._image import GpuImage
     from ._image_batch import GpuBatch
@@ -57,8 +58,10 @@ Reduced = tuple[Callable[..., object], tuple[object, ...]]
 
 def reduce_image(image: GpuImage[Any, Any]) -> Reduced:
     """``pickle.dumps(image)`` of a device image: its CUDA IPC description (see the module)."""
+    if not image.device.is_cuda:
+        return reduce_host_image(image)  # by value: host memory has no handle to share
     where = "pickle.dumps(image)"
-    _check_shareable(image.device, [image], where, "image")
+    _check_shareable([image], where)
     payload = _describe(
         image,
         "image",
@@ -73,9 +76,11 @@ def reduce_image(image: GpuImage[Any, Any]) -> Reduced:
 
 def reduce_frame(frame: GpuFrame) -> Reduced:
     """``pickle.dumps(frame)`` of a device frame: its planes, and its layout when it has one."""
+    if not frame.device.is_cuda:
+        return reduce_host_frame(frame)
     where = "pickle.dumps(frame)"
     planes = frame.planes
-    _check_shareable(frame.device, planes, where, "frame")
+    _check_shareable(planes, where)
     items = [(plane.ptr, plane.spec, plane.nbytes) for plane in planes]
     facts = SharedFrame(frame.format, frame.width, frame.height, frame.colour, frame.layout)
     payload = _describe(frame, "frame", items, frame.stream, frame.readonly, None, where=where, frame=facts)
@@ -84,8 +89,10 @@ def reduce_frame(frame: GpuFrame) -> Reduced:
 
 def reduce_batch(batch: GpuBatch) -> Reduced:
     """``pickle.dumps(batch)`` of a device batch: item 0, the count and the item pitch."""
+    if not batch.device.is_cuda:
+        return reduce_host_batch(batch)
     where = "pickle.dumps(batch)"
-    _check_shareable(batch.device, [batch], where, "batch")
+    _check_shareable([batch], where)
     facts = SharedBatch(batch.size, batch.item_pitch)
     items = [(batch.ptr, batch.item_spec, batch.nbytes)]
     order = batch.channel_order
@@ -93,15 +100,8 @@ def reduce_batch(batch: GpuBatch) -> Reduced:
     return open_batch, (type(batch), payload)
 
 
-def _check_shareable(device: Device, parts: Sequence[Any], where: str, kind: str) -> None:
-    """Refuse host memory, and memory mapped here from another process (see the module)."""
-    if not device.is_cuda:
-        article = "an" if kind == "image" else "a"
-        raise InteropError(
-            f"{where}: expected {article} {kind} in device memory (pickling shares GPU memory with another "
-            f"process through CUDA IPC), got one on {device}. Pickle its host array instead (as_numpy() "
-            "pickles by value; multiprocessing.shared_memory avoids the copy), or move it to a GPU first."
-        )
+def _check_shareable(parts: Sequence[Any], where: str) -> None:
+    """Refuse memory mapped here from another process (see the module)."""
     for part in parts:
         owner: object = part.owner
         pid = owner.producer_pid if isinstance(owner, SharedHold) else mapped_from(part.ptr)
