@@ -21,7 +21,6 @@ from gpuimage import (
     DeviceError,
     GpuImage,
     ImageSpec,
-    InteropError,
     Layout,
     MissingBackendError,
     _lifetime,
