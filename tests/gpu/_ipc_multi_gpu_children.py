@@ -18,6 +18,7 @@ SLEEP_CYCLES = 300_000_000  # ~0.15 s of GPU time: the write is still queued whe
 
 
 def _start() -> None:
+    faulthandler.enable()  # a crash in a child says where it happened
     faulthandler.dump_traceback_later(HANG_S, exit=True)
 
 
