@@ -229,9 +229,16 @@ def test_interprocess_events(cuda: FakeCuda) -> None:
     assert cuda.names().count("cuIpcGetEventHandle") == 1, "the handle is asked once"
     event.record(7)
     event.wait_on(9)
+    event.wait_on(9, 0)  # a stream of the event's own GPU: on the GPU too
+    assert cuda.names().count("cuStreamWaitEvent") == 2
+    assert "cuEventSynchronize" not in cuda.names()
+    event.wait_on(9, 1)  # another GPU's stream: the host waits (a GPU wait crashed CUDA)
+    assert cuda.names().count("cuStreamWaitEvent") == 2
+    assert cuda.names().count("cuEventSynchronize") == 1
     assert event.query() is False  # CUDA_ERROR_NOT_READY is an answer, not an error
     assert event.query() is True
     event.synchronize()
+    assert cuda.names().count("cuEventSynchronize") == 2
     event.close()
     event.close()
     assert cuda.names().count("cuEventDestroy_v2") == 1

@@ -10,9 +10,10 @@
   kernels can reach another's memory (``cuDeviceCanAccessPeer``).
 
 Every call runs in the primary context of its device (the one torch and CuPy use), made current for
-the call when another one is; a wait runs in the waiting stream's device's (``wait_on(stream, device)``:
-handle 0 is each device's own legacy stream). Every failure raises a ``GpuImageError`` that says what
-to do. Neutral: no foreign Python library. Tests replace the driver with ``set_driver`` (see ``Driver``).
+the call when another one is. A stream of another GPU than an interprocess event's does not wait on it
+on the GPU (that crashed CUDA): ``wait_on(stream, device)`` waits on the host then. Every failure
+raises a ``GpuImageError`` that says what to do. Neutral: no foreign Python library. Tests replace
+the driver with ``set_driver`` (see ``Driver``).
 """
 
 from __future__ import annotations
@@ -351,8 +352,14 @@ class DriverEvent:
         _check(result, f"recording an interprocess event on stream {stream:#x}")
 
     def wait_on(self, consumer: int, device: int | None = None) -> None:
-        where = self._device if device is None else device
-        result = self._driver.call(where, "cuStreamWaitEvent", ctypes.c_void_p(consumer), self._pointer(), 0)
+        if device is not None and device != self._device:
+            # A stream of another GPU waiting on an interprocess event crashed the process (SIGSEGV in
+            # cuStreamWaitEvent; 2 x H100, measured): the host waits for the event instead
+            self.synchronize()
+            return
+        result = self._driver.call(
+            self._device, "cuStreamWaitEvent", ctypes.c_void_p(consumer), self._pointer(), 0
+        )
         _check(result, f"making stream {consumer:#x} wait for another process's event")
 
     def query(self) -> bool:
