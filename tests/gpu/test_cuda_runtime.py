@@ -197,5 +197,6 @@ def test_cupy_event_handles_are_recorded_again_once_dropped() -> None:
     CupyEvent(torch.cuda.Stream().cuda_stream, 0)
     with torch.cuda.stream(consumer):
         total = values.sum()
+    consumer.synchronize()  # item() reads on the current stream, which does not wait for consumer
     assert total.item() == float(1 << 20)  # the consumer waited for the fill, not for the re-record
     values.record_stream(consumer)
