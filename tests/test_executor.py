@@ -125,6 +125,7 @@ def test_the_host_executor_queues_on_no_stream() -> None:
 def test_only_the_kernels_replay_frame_calls() -> None:
     """torch and NumPy have nothing cheaper than their own convert_frames: they offer no replay."""
     none: Any = None
-    assert HOST_EXECUTOR.frames_replay([], none, 0, none) is None
+    host: Executor = HOST_EXECUTOR
+    assert host.frames_replay([], none, 0, none) is None
     torch_convert = pytest.importorskip("gpuimage._torch_convert")
     assert torch_convert.EXECUTOR.frames_replay([], None, 0, None) is None
