@@ -9,6 +9,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pytest
 
 import gpuimage as gi
@@ -217,12 +218,35 @@ def test_pointers_are_checked_every_call(recorder: Recorder) -> None:
     assert not recorder.replay.calls
 
 
-def test_unhashable_arguments_go_the_full_way_every_call(recorder: Recorder) -> None:
+def test_arguments_it_cannot_key_go_the_full_way_every_call(recorder: Recorder) -> None:
     out, frame = FakeOut(0x900000), _frame(0x100000)
-    for _ in range(3):
-        NORMALIZE_BATCH([frame] * 3, list(MEAN), STD, rois=ROIS, size=(8, 8), resize="bilinear", out=out)
+    for _ in range(3):  # an array of means: valid, but neither hashable nor plain numbers
+        NORMALIZE_BATCH([frame] * 3, np.array(MEAN), STD, rois=ROIS, size=(8, 8), resize="bilinear", out=out)
     assert len(recorder.full) == 3
     assert not recorder.replay.calls
+
+
+@pytest.mark.parametrize(
+    ("valid", "refused"),
+    [
+        ({"pad_value": 1}, {"pad_value": True}),
+        ({"scale": 1}, {"scale": True}),
+        ({"mean": (0, 0, 0)}, {"mean": (False, False, False)}),
+        ({"std": 1}, {"std": True}),
+    ],
+)
+def test_a_bool_is_no_number_even_after_the_equal_int_was_replayed(
+    recorder: Recorder, valid: dict[str, object], refused: dict[str, object]
+) -> None:
+    """True == 1 and hashes alike: the full path refuses the bool, so a replay must not take it."""
+    out, frame = FakeOut(0x900000), _frame(0x100000)
+    options: dict[str, object] = {"mean": MEAN, "std": STD, "rois": ROIS, "size": (8, 8)}
+    for _ in range(2):
+        NORMALIZE_BATCH([frame] * 3, **{**options, **valid}, resize="bilinear", out=out)
+    assert len(recorder.replay.calls) == 1
+    with pytest.raises(SpecError):
+        NORMALIZE_BATCH([frame] * 3, **{**options, **refused}, resize="bilinear", out=out)
+    assert len(recorder.replay.calls) == 1
 
 
 def test_a_replay_orders_streams_as_the_full_path_does(recorder: Recorder, runtime: Runtime) -> None:

@@ -181,3 +181,21 @@ def test_out_signature_records_all_that_describe_out_reads_but_the_pointer() -> 
         strided_parts(others[-1])
     assert SPOKE.out_signature(torch.nn.Parameter(base)) is None  # a subclass may override any of it
     assert SPOKE.out_signature(np.zeros(3)) is None
+
+
+@pytest.mark.parametrize("kind", ["sparse", "sparse_csr", "nested"])
+def test_an_out_torch_cannot_stride_is_refused_by_gpuimage_not_by_torch(kind: str) -> None:
+    """A replayed frame batch reads ``out`` first: a tensor whose pointer or strides torch refuses
+    to give has no signature, and the full path names the problem (no torch RuntimeError)."""
+    from gpuimage._torch import SPOKE
+
+    dense = torch.zeros(1, 3, 8, 8)
+    out: Any = {
+        "sparse": lambda: dense.to_sparse(),
+        "sparse_csr": lambda: dense.reshape(3, 64).to_sparse_csr(),
+        "nested": lambda: torch.nested.nested_tensor([dense[0], dense[0]]),
+    }[kind]()
+    assert SPOKE.out_signature(out) is None
+    image = gi.GpuImage.from_numpy(np.zeros((16, 16, 3), np.uint8), layout="HWC")
+    with pytest.raises(gi.GpuImageError):
+        gi.normalize_batch([image], 0.5, 0.5, size=(8, 8), resize="bilinear", out=out)

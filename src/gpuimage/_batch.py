@@ -201,9 +201,8 @@ def normalize_batch(
         call = None
         if out is not None:  # a frame loop's call: replayed when its key was seen (_frame_replay)
             flags = (keep_aspect, reverse_channels)
-            call = prepare(
-                images, rois, out, size, flags, (resize, order, pad_value, dtype, scale, mean, std)
-            )
+            numbers = (mean, std, pad_value, scale)
+            call = prepare(images, rois, out, size, flags, numbers, (resize, order, dtype))
             if call is not None and call.run():
                 return out
         return normalize_frames_batch(

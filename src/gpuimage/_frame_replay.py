@@ -10,7 +10,8 @@ the call's *key*, everything the checks depended on except pointers:
   name a geometry; the entry holds them, so an id stays theirs), an image item's spec and channel
   order, and which items are the same object;
 - the regions, size, resize, aspect, order, mean, std, pad, dtype and scale as given, exactly
-  typed (an int region is not a float one: those are refused by the full path, never replayed);
+  typed (an int region is not a float one, nor is True a 1: the full path refuses those, and they
+  are never replayed);
 - ``out``'s library and its ``Spoke.out_signature`` (shape, strides, dtype, device, flags).
 
 A call with the same key reads its pointers, checks what depends on them (alignment, ``out``
@@ -26,6 +27,7 @@ import itertools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
+from ._affine import channel_key
 from ._conversions import executor_for
 from ._exports import ImageExports
 from ._ordering import begin_reads, end_reads
@@ -42,6 +44,8 @@ if TYPE_CHECKING:
 __all__ = ["Call", "prepare"]
 
 _WHERE = "normalize_batch()"
+_NUMBERS = (float, int)
+_SCALES = (float, int, type(None))
 _LIMIT = 64
 """Keys kept (a loop has one or a few); past it the table starts again."""
 
@@ -170,15 +174,22 @@ def prepare(
     out: object,
     size: object,
     flags: tuple[object, ...],
+    numbers: tuple[object, object, object, object],
     options: tuple[object, ...],
 ) -> Call | None:
     """The call described for the replay table, or None where it cannot be replayed (see the
-    module). ``flags``: the bool arguments; ``options``: every other argument, as given."""
+    module). ``flags``: the bool arguments; ``numbers``: mean, std, pad_value and scale; ``options``:
+    every other argument, as given (a value of a wrong type there hashes unlike every valid one)."""
     if type(images) is not list and type(images) is not tuple:
         return None
     items = cast("Sequence[object]", images)
     if not items or not _exact(rois, size, flags):
         return None
+    mean, std, pad_value, scale = numbers
+    means, stds = channel_key(mean), channel_key(std)  # plain numbers only: True hashes as 1
+    if means is None or stds is None or type(pad_value) not in _NUMBERS or type(scale) not in _SCALES:
+        return None
+    options = (*options, means, stds, pad_value, scale)
     spoke = spoke_of(out)
     if spoke is None:
         return None

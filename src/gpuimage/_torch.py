@@ -227,11 +227,13 @@ def strided_parts(
     if (
         not isinstance(tensor, torch.Tensor)
         or tensor.layout != torch.strided
+        or tensor.is_nested  # strided by layout, but torch refuses its strides
         or tensor.is_quantized
         or tensor.is_meta
     ):
+        nested = " nested" if isinstance(tensor, torch.Tensor) and tensor.is_nested else ""
         raise InteropError(
-            f"{where}: expected out to be a dense strided torch.Tensor, got {type(tensor).__name__}"
+            f"{where}: expected out to be a dense strided torch.Tensor, got a{nested} {type(tensor).__name__}"
             f"{f' (layout={tensor.layout})' if isinstance(tensor, torch.Tensor) else ''}."
         )
     _refuse_lazy_views(tensor, f"{where} out")
@@ -253,20 +255,16 @@ def _describe_out(out: object, /, *, where: str) -> OutArray:
 
 
 def _out_signature(out: object, /) -> tuple[int, Hashable] | None:
-    """A plain tensor's pointer, and what ``strided_parts`` reads of it besides (its checks depend
-    on nothing else): a fifth of its cost. None for subclasses, which may override any of it."""
+    """A plain dense tensor's pointer, and what ``strided_parts`` reads of it besides (its checks
+    depend on nothing else): a fifth of its cost. None for subclasses, which may override any of it,
+    and for sparse, MKL-DNN and nested tensors, whose pointer and strides torch refuses to read
+    (``strided_parts`` then says what is wrong)."""
     if type(out) is not torch.Tensor:
         return None
     tensor = out
-    record = (
-        tensor.shape,
-        tensor.stride(),
-        tensor.dtype,
-        tensor.device,
-        tensor.layout,
-        tensor.is_neg(),
-        tensor.is_conj(),
-    )
+    if tensor.layout is not torch.strided or tensor.is_nested:
+        return None
+    record = (tensor.shape, tensor.stride(), tensor.dtype, tensor.device, tensor.is_neg(), tensor.is_conj())
     return tensor.data_ptr(), record
 
 
