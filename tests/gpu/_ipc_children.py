@@ -33,8 +33,22 @@ def stop(*processes: Any) -> list[int | None]:
     return codes
 
 
-def _start(seconds: float = HANG_S) -> None:
+def start(seconds: float = HANG_S) -> None:
+    """A child's watchdog: a hang past ``seconds`` exits with every thread's traceback, and a crash
+    says where it happened."""
+    faulthandler.enable()
     faulthandler.dump_traceback_later(seconds, exit=True)
+
+
+def shared_after(seconds: float, poll_s: float = 0.005) -> int:
+    """The producer's descriptions still keeping memory alive, once they are all let go or
+    ``seconds`` passed (``collect_shared`` polls the consumers' locks)."""
+    import gpuimage
+
+    deadline = time.monotonic() + seconds
+    while gpuimage.collect_shared() and time.monotonic() < deadline:
+        time.sleep(poll_s)
+    return gpuimage.collect_shared()
 
 
 def checksum(obj: Any) -> list[int]:
@@ -61,20 +75,24 @@ def facts(obj: Any) -> dict[str, Any]:
     return {"kind": "image", "spec": obj.spec.model_dump(exclude={"device"}), "order": obj.channel_order}
 
 
-def _settle() -> None:
-    """Let go of everything opened: its GPU work is done, so its mapping closes and its lease goes."""
+def settle(devices: int | None = None) -> None:
+    """Let go of everything opened: its GPU work is done (on the current GPU, or on the first
+    ``devices`` GPUs), so its mapping closes and its lease goes."""
     import torch
 
     import gpuimage
 
-    torch.cuda.synchronize()
+    if devices is None:
+        torch.cuda.synchronize()
+    for device in range(devices or 0):
+        torch.cuda.synchronize(device)
     gc.collect()
     gpuimage.pending_releases()
 
 
 def consumer(conn: Connection) -> None:
     """Serve requests until ``("stop", None)``: each message is unpickled (opening what it describes)."""
-    _start()
+    start()
     while True:
         try:
             command, payload = conn.recv()
@@ -90,7 +108,7 @@ def consumer(conn: Connection) -> None:
         except Exception as exc:
             conn.send({"error": f"{type(exc).__name__}: {exc}"})
         del payload
-        _settle()
+        settle()
 
 
 def _serve(command: str, payload: Any) -> dict[str, Any]:
@@ -125,7 +143,7 @@ def _serve(command: str, payload: Any) -> dict[str, Any]:
 
 def holder(conn: Connection) -> None:
     """Open what arrives, answer its checksum, and hold it until killed."""
-    _start()
+    start()
     opened = conn.recv()
     conn.send(("holding", checksum(opened)))
     time.sleep(HANG_S)
@@ -133,7 +151,7 @@ def holder(conn: Connection) -> None:
 
 def producer_of_a_killed_consumer(to_consumer: Connection, control: Connection, nbytes: int) -> None:
     """Share an image with a consumer that the test then SIGKILLs; report the memory before and after."""
-    _start()
+    start()
     import torch
 
     import gpuimage
@@ -153,9 +171,7 @@ def producer_of_a_killed_consumer(to_consumer: Connection, control: Connection, 
     del image
     gc.collect()
     control.recv()  # the test killed the consumer
-    deadline = time.monotonic() + 10
-    while gpuimage.collect_shared() and time.monotonic() < deadline:
-        time.sleep(0.01)
+    shared_after(10, poll_s=0.01)
     gc.collect()
     torch.cuda.synchronize()
     gpuimage.pending_releases()
@@ -205,10 +221,9 @@ def _case(name: str) -> Any:
 def producer(to_consumer: Connection, control: Connection, cases: list[str], sleep_cycles: int) -> None:
     """Send each case to the consumer (``consumer``), and report to the test what it expected, what the
     consumer saw, and whether the description let go of the memory once the consumer did."""
-    _start()
+    start()
     import torch
 
-    import gpuimage
     from gpuimage import GpuImage
 
     for case in cases:
@@ -246,10 +261,7 @@ def producer(to_consumer: Connection, control: Connection, cases: list[str], sle
                 report["answer"] = to_consumer.recv()
                 del made
             gc.collect()
-            deadline = time.monotonic() + 5
-            while gpuimage.collect_shared() and time.monotonic() < deadline:
-                time.sleep(0.005)
-            report["shared_after"] = gpuimage.collect_shared()
+            report["shared_after"] = shared_after(5)
         except Exception as exc:
             report["error"] = f"{type(exc).__name__}: {exc}"
         control.send((case, report))
@@ -258,7 +270,7 @@ def producer(to_consumer: Connection, control: Connection, cases: list[str], sle
 
 def refused_allocator(control: Connection) -> None:
     """Pickle an image of torch's memory under this process's PYTORCH_CUDA_ALLOC_CONF; report the error."""
-    _start()
+    start()
     import torch
 
     from gpuimage import GpuImage
@@ -314,7 +326,7 @@ def ring_writer(
     """Write ``frames`` NV12 frames into a ring of ``slots``, each write behind a sleep kernel; report
     how it ended (``done``, or ``gone`` with the error once the reader is gone). With ``measure_at``,
     first report ``("usage", after measure_at frames, after the last)``."""
-    _start(HANG_S if measure_at is None else LONG_HANG_S)
+    start(HANG_S if measure_at is None else LONG_HANG_S)
     import torch
 
     from gpuimage import GpuFrame, LifetimeError, SharedRing
@@ -354,7 +366,7 @@ def ring_reader(
     kernel, which the writer must not overwrite); report the frames whose values were wrong. With
     ``stop_after``, report after that many reads and hold on until killed. With ``measure_at``, first
     report ``("usage", after measure_at frames, after the last)``."""
-    _start(HANG_S if measure_at is None else LONG_HANG_S)
+    start(HANG_S if measure_at is None else LONG_HANG_S)
     import torch
 
     ring = from_writer.recv()

@@ -4,35 +4,16 @@ reader on GPU 1. Each arms a faulthandler watchdog, so a hang ends the child wit
 
 from __future__ import annotations
 
-import faulthandler
 import gc
-import time
 from multiprocessing.connection import Connection
 from typing import Any
 
-from ._ipc_children import HANG_S, checksum, frame_values
+from ._ipc_children import checksum, frame_values, settle, shared_after, start
 
 CASES = ["image", "roi", "frame", "batch"]
 ACCESSES = ["peer", "copy", "plain"]
 SLEEP_CYCLES = 1_000_000_000  # ~0.5 s of GPU time: the write is still queued when it is pickled,
 # the first time too (the first pickling sets the driver and the lease folder up)
-
-
-def _start() -> None:
-    faulthandler.enable()  # a crash in a child says where it happened
-    faulthandler.dump_traceback_later(HANG_S, exit=True)
-
-
-def _settle() -> None:
-    """Let go of everything opened: its GPU work is done, so its mapping closes and its lease goes."""
-    import torch
-
-    import gpuimage
-
-    for device in range(2):
-        torch.cuda.synchronize(device)
-    gc.collect()
-    gpuimage.pending_releases()
 
 
 def _made(name: str) -> tuple[Any, Any]:
@@ -65,10 +46,8 @@ def _made(name: str) -> tuple[Any, Any]:
 def producer(to_consumer: Connection, control: Connection) -> None:
     """For each access and case, send a late-written object on GPU 0 (the access first, then the
     object); report what the consumer saw, what was expected, and whether the memory was let go."""
-    _start()
+    start()
     import torch
-
-    import gpuimage
 
     torch.cuda.set_device(0)
     for access in ACCESSES:
@@ -84,10 +63,7 @@ def producer(to_consumer: Connection, control: Connection) -> None:
                 report["expected"] = checksum(made)
                 del made
                 gc.collect()
-                deadline = time.monotonic() + 5
-                while gpuimage.collect_shared() and time.monotonic() < deadline:
-                    time.sleep(0.005)
-                report["shared_after"] = gpuimage.collect_shared()
+                report["shared_after"] = shared_after(5)
             except Exception as exc:
                 report["error"] = f"{type(exc).__name__}: {exc}"
             control.send(((access, case), report))
@@ -98,7 +74,7 @@ def consumer(conn: Connection) -> None:
     """Open each object on GPU 1 (``open_on(1, access=...)``; "plain": no ``open_on``, on GPU 0) with
     the other GPU current, and answer where it lives, the current device afterwards, and checksums
     computed on its GPU."""
-    _start()
+    start()
     import torch
 
     import gpuimage
@@ -123,7 +99,7 @@ def consumer(conn: Connection) -> None:
         except Exception as exc:
             conn.send({"error": f"{type(exc).__name__}: {exc}", "peer": peer})
         del obj
-        _settle()
+        settle(devices=2)
 
 
 def _answer(obj: Any, access: str, peer: bool) -> dict[str, Any]:
@@ -145,7 +121,7 @@ def _answer(obj: Any, access: str, peer: bool) -> dict[str, Any]:
 def ring_reader(from_writer: Connection, control: Connection, frames: int) -> None:
     """Open the ring as a peer view on GPU 1 and read ``frames`` frames there, each checked on GPU 1
     behind a slow read (the writer must not overwrite a slot still read); report the bad frames."""
-    _start()
+    start()
     import torch
 
     import gpuimage
@@ -171,7 +147,7 @@ def ring_reader(from_writer: Connection, control: Connection, frames: int) -> No
 
 def ring_copy_reader(from_writer: Connection, control: Connection) -> None:
     """Open the ring with ``access="copy"``: report the refusal."""
-    _start()
+    start()
     import gpuimage
 
     try:
