@@ -35,7 +35,7 @@ from gpuimage import (
 from gpuimage._colour import yuv_to_rgb
 from gpuimage._executor import Buffer
 from gpuimage._formats import FORMATS
-from gpuimage._frame_params import BLOCK, FrameVariant, defines, frame_variant
+from gpuimage._frame_params import BLOCK, ITEM, SHARED, FrameVariant, defines, frame_variant, params_bytes
 from gpuimage._host_convert import from_accumulator
 from gpuimage._layout import LayoutLike
 from gpuimage._sampling import FrameSource, SampleRecipe, place, taps
@@ -125,6 +125,51 @@ def test_a_failed_launch_is_a_cuda_error(monkeypatch: pytest.MonkeyPatch) -> Non
     variant = frame_variant(FORMATS[PixelFormat.NV12], "uint8", "nearest", False, "uint8", 4)
     with pytest.raises(CudaError, match=r"launching the frame kernel .* failed: CUresult 1"):
         _frame_kernels._launch(variant, 0, (1, 1, 1), 0, ctypes.create_string_buffer(8))
+
+
+def test_a_replay_writes_each_calls_pointers_and_packs_only_what_changed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``FramesReplay``: every launch carries its call's pointers; a loop over one frame and one
+    ``out`` packs nothing again (the buffer holds them), a new frame or ``out`` repacks."""
+    monkeypatch.setattr(_frame_kernels, "_function", lambda variant, device: _FakeFunction())
+    sent: list[tuple[int, list[int]]] = []
+
+    def queue(variant: Any, device: int, grid: Any, args: tuple[Any, ...]) -> None:
+        parameters = ctypes.cast(args[-2], ctypes.POINTER(ctypes.c_void_p))[0]
+        block = ctypes.string_at(parameters, params_bytes(variant.capacity))
+        plane_0 = [
+            int.from_bytes(block[offset : offset + 8], "little")
+            for offset in range(SHARED.size, len(block), ITEM.size)
+        ]
+        sent.append((int.from_bytes(block[:8], "little"), plane_0))
+
+    monkeypatch.setattr(_frame_kernels, "_queue", queue)
+    packed: list[int] = []
+    real_repack = _frame_kernels.repack
+
+    def repack(part: Any, *rest: Any) -> None:
+        packed.append(part.start)
+        real_repack(part, *rest)
+
+    monkeypatch.setattr(_frame_kernels, "repack", repack)
+    recipe = _recipe()
+    sources = [_nv12((i, i, 10, 10)) for i in range(3)]
+    replay = _frame_kernels.FramesReplay(sources, _target(recipe), 4096, recipe)
+    first, second = (0x7F0000000000, 0x7F0000001800, 0), (0x7D0000000000, 0x7D0000001800, 0)
+    replay([first] * 3, 0x7E0000000000, 5)
+    replay([first] * 3, 0x7E0000000000, 5)
+    assert len(packed) == 1
+    replay([first, second, first], 0x7E0000000000, 5)
+    replay([first, second, first], 0x7E0000010000, 5)
+    assert len(packed) == 3
+    frame_0, frame_1 = first[0], second[0]
+    assert sent == [
+        (0x7E0000000000, [frame_0] * 3 + [0] * 5),  # capacity 8: three items, five unused records
+        (0x7E0000000000, [frame_0] * 3 + [0] * 5),
+        (0x7E0000000000, [frame_0, frame_1, frame_0] + [0] * 5),
+        (0x7E0000010000, [frame_0, frame_1, frame_0] + [0] * 5),
+    ]
 
 
 class _NoDevice:

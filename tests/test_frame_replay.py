@@ -5,6 +5,7 @@ executor and the fake runtime stand in for the GPU."""
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -261,6 +262,37 @@ def test_a_replay_orders_streams_as_the_full_path_does(recorder: Recorder, runti
     assert runtime.recorded == [(STREAM, 0)]  # one event records the reads of both planes
     assert STREAM in late.planes[0]._ready.reads  # the next writer of the frame waits for it
     assert STREAM in late.planes[1]._ready.reads
+
+
+def test_a_replay_on_the_frames_ready_stream_records_no_event(recorder: Recorder, runtime: Runtime) -> None:
+    """A decoder that queued on the consumer's own stream: a later writer waits for that stream as a
+    whole, so the per-frame replay records nothing (the bar: no events when the streams are one)."""
+    out = FakeOut(0x900000)
+    _call([_frame(0x100000)] * 3, out)
+    same = _frame(0x200000, stream=STREAM)
+    runtime.waits.clear()
+    runtime.recorded.clear()
+    _call([same] * 3, out)
+    assert recorder.replay.calls, "not replayed"
+    assert runtime.recorded == []
+    assert runtime.waits == []
+    with same.planes[0].writing(9):  # a writer elsewhere still waits for the reads, through STREAM
+        assert (STREAM, 9, 0) in runtime.waits
+
+
+def test_a_frames_token_is_made_once_and_never_taken_for_another_frame(recorder: Recorder) -> None:
+    """A GpuFrame never changes, so its part of the key is kept by id; a weak reference tells a live
+    frame from a new one that took a dead frame's id."""
+    out, frame, other = FakeOut(0x900000), _frame(0x100000), _frame(0x200000)
+    _call([frame] * 3, out)
+    token, specs = _frame_replay._frames[id(frame)][1:]
+    assert _frame_replay._item(frame) == (token, frame.planes, specs)
+    _frame_replay._frames[id(other)] = (weakref.ref(frame), ("stale",), ())  # as if other took its id
+    found = _frame_replay._item(other)
+    assert found is not None
+    assert found[0] != ("stale",)
+    assert found[1] == other.planes
+    assert _frame_replay._frames[id(other)][0]() is other
 
 
 def test_another_executor_is_not_bypassed(recorder: Recorder) -> None:

@@ -136,3 +136,34 @@ def test_without_a_gpu_runtime_a_needed_ordering_raises() -> None:
     with pytest.raises(MissingBackendError, match="CUDA runtime"):
         image.synchronize()
     assert _image(stream=None).as_cupy(stream=9).data.ptr == FAKE  # nothing pending: nothing to do
+
+
+def test_reads_on_the_legacy_default_stream_record_no_event(runtime: Runtime) -> None:
+    """The legacy default stream always exists: a writer elsewhere waits for it as a whole, when it
+    comes, instead of each read recording an event (a loop on torch's default stream)."""
+    image = _image(stream=7)
+    for _ in range(3):
+        with image.reading(None):  # None: the legacy default stream
+            pass
+    assert runtime.recorded == []
+    runtime.waits.clear()
+    with image.writing(12):
+        assert runtime.waits == [(7, 12, 0), (0, 12, 0)]
+    with image.reading(None):
+        pass
+    runtime.waits.clear()
+    with image.writing(None):  # only the last write: the reads' own stream needs no wait for them
+        assert runtime.waits == [(12, 0, 0)]
+
+
+def test_reading_all_records_only_reads_that_a_writer_would_miss(runtime: Runtime) -> None:
+    ready_here, ready_elsewhere = _image(stream=9), _image(stream=7)
+    with GpuImage.reading_all([ready_here], 9):  # ready on 9 already: the wait for 9 covers the read
+        pass
+    assert runtime.recorded == []
+    with GpuImage.reading_all([ready_here, ready_elsewhere], 9):
+        pass
+    assert runtime.recorded == [(9, 0)], "one event for the read of the image ready on 7"
+    runtime.waits.clear()
+    with ready_elsewhere.writing(12):
+        assert (9, 12, 0) in runtime.waits  # through that event

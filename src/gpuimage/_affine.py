@@ -90,11 +90,14 @@ def channel_key(values: object) -> float | tuple[float, ...] | None:
     anything else, which its caller parses every call)."""
     if type(values) is float or type(values) is int:
         return cast(float, values)
-    if type(values) in (list, tuple) and all(
-        type(value) is float or type(value) is int for value in cast("Sequence[object]", values)
-    ):
+    if (type(values) is tuple or type(values) is list) and {
+        *map(type, cast("Sequence[object]", values))
+    } <= _PLAIN_NUMBERS:
         return tuple(cast("Sequence[float]", values))
     return None
+
+
+_PLAIN_NUMBERS = {float, int}
 
 
 def short_repr(value: object) -> str:

@@ -188,9 +188,10 @@ def normalize_batch(
 
     Returns:
         ``out``, or a new array. On a GPU the work is queued on the current stream of ``out``'s (or
-        ``like``'s) library, after every image's data; each image records the read. A ``GpuBatch``
-        ``out`` is written on its ready stream (else the executor's current stream), after its
-        pending writes and recorded reads, and is ready there afterwards (``batch.writing``).
+        ``like``'s) library, after every image's data; each image records the read (an event,
+        unless a later writer waits for that whole stream anyway). A ``GpuBatch`` ``out`` is written
+        on its ready stream (else the executor's current stream), after its pending writes and
+        recorded reads, and is ready there afterwards (``batch.writing``).
     """
     where = "normalize_batch()"
     if keep_aspect and resize is None:

@@ -5,7 +5,8 @@
 //   SRC_KIND (0 packed/GRAY, 1 Y + interleaved chroma plane, 2 Y, U, V planes), SRC_T (storage type of a
 //   sample), LOAD(x) (a stored sample as a float), SRC_SHIFT (P010: 6), CHROMA_SHIFT_X/Y (log2 of the chroma subsampling), RESIZE (0 identity,
 //   1 nearest, 2 bilinear), DST (0 float32, 1 float16, 2 bfloat16, 3 uint8), CHANNELS (3 or 4),
-//   PIXELS (output pixels a thread: 4 without interpolation, else 1), MAX_ITEMS, ITEM_BYTES and
+//   PIXELS (output pixels a thread: 4 without interpolation, else 1), MAX_ITEMS (the items Params holds:
+//   1, 8 or 32, the smallest that fits, as the driver copies all of it at each launch), ITEM_BYTES and
 //   PARAMS_BYTES (checked below against the host's struct layout).
 // It is compiled with --fmad=false: every product and sum rounds once, as the float32 recipe says.
 //

@@ -128,7 +128,15 @@ class FramesReplay:
     call it was made from, and checks the pointers' alignment (``target_alignment``,
     ``plane_alignment``)."""
 
-    __slots__ = ("_device", "_item_pitch", "_launches", "_lock", "plane_alignment", "target_alignment")
+    __slots__ = (
+        "_device",
+        "_item_pitch",
+        "_launches",
+        "_lock",
+        "_packed",
+        "plane_alignment",
+        "target_alignment",
+    )
 
     def __init__(
         self, sources: Sequence[FrameSource], target: Operand, item_pitch: int, recipe: SampleRecipe
@@ -147,14 +155,19 @@ class FramesReplay:
         self.target_alignment = parts[0].target_alignment
         self.plane_alignment = parts[0].plane_alignment
         self._lock = threading.Lock()  # the parameters are shared: pack and launch one call at a time
+        self._packed: tuple[list[tuple[int, int, int]], int] = ([], -1)  # the pointers in the buffers
 
     def __call__(self, pointers: Sequence[tuple[int, int, int]], target_ptr: int, stream: int) -> None:
         """Queue the call on ``stream`` with item ``i``'s plane pointers ``pointers[i]`` (zero-padded
         to three) and slot 0 at ``target_ptr``."""
         stream_arg = ctypes.c_void_p(stream)
         with self._lock:  # the driver copies the parameters at each launch
+            if target_ptr != self._packed[1] or pointers != self._packed[0]:
+                # a loop over one frame and one out packs nothing: the buffers hold its pointers
+                for part, _, _ in self._launches:
+                    repack(part, pointers, target_ptr, self._item_pitch)
+                self._packed = (list(pointers), target_ptr)
             for part, head, parameters in self._launches:
-                repack(part, pointers, target_ptr, self._item_pitch)
                 _queue(part.variant, self._device, part.grid, (*head, stream_arg, parameters, None))
 
 

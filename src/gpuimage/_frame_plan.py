@@ -16,14 +16,15 @@ from ._errors import PitchError
 from ._frame_params import (
     ITEM,
     MAX_ITEMS,
-    PARAMS_BYTES,
     SHARED,
     FrameVariant,
     Setup,
     grid_for,
     item_values,
+    params_bytes,
     pixels_per_thread,
     setup_for,
+    with_capacity,
 )
 from ._sampling import check_frames
 
@@ -110,11 +111,11 @@ def pack_launches(
     for start in range(0, len(items), MAX_ITEMS):
         part = items[start : start + MAX_ITEMS]
         identity = all(unresized for _, unresized in part)
-        buffer = ctypes.create_string_buffer(PARAMS_BYTES)
+        variant = with_capacity(setup.variants[0 if identity else 1], len(part))
+        buffer = ctypes.create_string_buffer(params_bytes(variant.capacity))
         SHARED.pack_into(buffer, 0, target_ptr + start * item_pitch, *setup.shared, len(part))
         for index, (values, _) in enumerate(part):
             ITEM.pack_into(buffer, SHARED.size + index * ITEM.size, *values)
-        variant = setup.variants[0 if identity else 1]
         grid = grid_for(recipe.width, recipe.height, len(part), pixels_per_thread(variant))
         launches.append(Launch(variant, grid, buffer))
     return launches

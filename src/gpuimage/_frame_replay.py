@@ -16,7 +16,8 @@ the call's *key*, everything the checks depended on except pointers:
 
 A call with the same key reads its pointers, checks what depends on them (alignment, ``out``
 overlapping an input), orders the streams exactly as the full path does (the out library's current
-stream waits for every plane's data; one event records the reads) and launches. Anything else (a
+stream waits for every plane's data; one event records the reads, unless a later writer waits
+for their whole stream anyway: ``_ordering.begin_reads``) and launches. Anything else (a
 key never seen, an unhashable argument, a GpuBatch ``out``, host memory, an executor with no replay)
 goes the full way, which raises what is wrong.
 """
@@ -24,12 +25,14 @@ goes the full way, which raises what is wrong.
 from __future__ import annotations
 
 import itertools
+import weakref
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from ._affine import channel_key
 from ._conversions import executor_for
 from ._exports import ImageExports
+from ._frame_exports import FrameExports
 from ._ordering import begin_reads, end_reads
 from ._plan import ranges_overlap
 from ._spokes import Spoke, spoke_of
@@ -100,11 +103,11 @@ class Call(NamedTuple):
             if ranges_overlap((plane.ptr, extent), written):
                 return False  # the full path refuses it
         stream = self.spoke.current_stream(device.index)
-        begin_reads(self.planes, stream)
+        record = begin_reads(self.planes, stream)
         try:
             launch(self.pointers, out_ptr, stream)
         finally:  # even a failed launch may have queued work: the next writer waits for the stream
-            end_reads(self.planes, stream)
+            end_reads(self.planes, stream, record=record)
         return True
 
     def remember(
@@ -138,6 +141,10 @@ def _item(
         image = cast("GpuImage[Any, Any]", item)
         spec = image.spec
         return (None, image.channel_order, id(spec)), (image,), (spec,)
+    if isinstance(item, FrameExports):  # a GpuFrame never changes: its token is made once
+        known = _frames.get(id(item))
+        if known is not None and known[0]() is item:
+            return known[1], item._planes, known[2]  # pyright: ignore[reportPrivateUsage]
     try:
         frame = cast("FrameLike", item)
         planes, fmt, colour = frame.planes, frame.format, frame.colour
@@ -147,7 +154,16 @@ def _item(
     # names, not the enum and dataclass themselves: their hashes run Python code on every call
     described = None if colour is None else (colour.matrix.value, colour.range.value)
     key: tuple[object, ...] = (fmt.value, described, *map(id, specs))
+    if isinstance(item, FrameExports):
+        if len(_frames) >= _LIMIT:
+            _frames.clear()
+        _frames[id(item)] = (weakref.ref(item), key, specs)
     return key, planes, specs
+
+
+_frames: dict[int, tuple[weakref.ref[FrameExports], tuple[object, ...], tuple[object, ...]]] = {}
+"""GpuFrames' key tokens and specs by id, for as long as the frame lives (the weak reference says
+whether an id is still the frame's); the specs it holds keep the token's ids theirs."""
 
 
 def _exact(rois: object, size: object, flags: tuple[object, ...]) -> bool:

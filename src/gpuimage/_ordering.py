@@ -17,7 +17,15 @@ from ._lifetime import Lifetime
 from ._runtime import missing_runtime, runtime
 from ._spec import ImageSpec
 from ._spokes import loaded_spokes
-from ._streams import LEGACY_DEFAULT, ReadyState, StreamLike, is_default_stream, stream_handle, stream_keep
+from ._streams import (
+    LEGACY_DEFAULT,
+    Event,
+    ReadyState,
+    StreamLike,
+    is_default_stream,
+    stream_handle,
+    stream_keep,
+)
 
 __all__ = [
     "BY_HANDLE",
@@ -31,7 +39,9 @@ __all__ = [
     "end_reads",
     "end_write",
     "keep_for_handle",
+    "read_record",
     "ready_stream",
+    "wait_for_reads",
 ]
 
 
@@ -124,8 +134,7 @@ class StreamOrdering:
             self._use(stream, keep, None)
         else:
             self._life.note(stream, keep)
-        for read in ready.reads.values():
-            runtime().wait_event(read, stream)
+        wait_for_reads(ready, stream, self._device_index)
 
     def _written_on(self, stream: int, keep: object) -> None:
         """The image was written by the work queued on ``stream`` so far (a conversion): consumers
@@ -167,8 +176,7 @@ class StreamOrdering:
         writer = self._handle(stream)
         if self._spec.device.is_cuda:
             self._use(writer, stream_keep(stream), None)
-        for read in self._ready.reads.values():
-            runtime().wait_event(read, writer)
+        wait_for_reads(self._ready, writer, self._device_index)
         try:
             yield self
         finally:
@@ -177,8 +185,9 @@ class StreamOrdering:
     @contextmanager
     def reading(self, stream: StreamLike) -> Generator[Self]:
         """Read the image on ``stream``: on entry ``stream`` waits for the data (like every view);
-        on exit an event records the reads queued inside, and the next ``writing()`` waits for it,
-        so a buffer is never overwritten while it is still being read."""
+        on exit an event records the reads queued inside (none on the legacy default stream, which
+        the next writer waits for as a whole), and the next ``writing()`` waits for it, so a buffer
+        is never overwritten while it is still being read."""
         reader = self._handle(stream)
         if self._spec.device.is_cuda:
             self._use(reader, stream_keep(stream), None)
@@ -186,14 +195,15 @@ class StreamOrdering:
             yield self
         finally:
             if self._spec.device.is_cuda:
-                self._ready.reads[reader] = runtime().record(reader, self._device_index)
+                self._ready.reads[reader] = read_record(reader, self._device_index)
 
     @classmethod
     @contextmanager
     def reading_all(cls, images: Sequence[StreamOrdering], stream: StreamLike) -> Generator[None]:
         """``reading(stream)`` for many images of one device at once: on entry ``stream`` waits for
         each image's data; on exit one event records the reads for all of them (a batch of 64 crops
-        records one event, not 64)."""
+        records one event, not 64), unless every image was ready on ``stream`` already: a later
+        writer then waits for ``stream`` itself."""
         reader = cls._handle(stream)
         keep = stream_keep(stream)
         devices = {image._spec.device for image in images}
@@ -202,13 +212,12 @@ class StreamOrdering:
                 f"reading_all(): expected images of one device, got {sorted(map(str, devices))}."
             )
         on_gpu = bool(images) and images[0]._spec.device.is_cuda
-        if on_gpu:
-            begin_reads(images, reader, keep)
+        record = on_gpu and begin_reads(images, reader, keep)
         try:
             yield
         finally:
-            if on_gpu:
-                end_reads(images, reader)
+            if record:
+                end_reads(images, reader, record=True)
 
     def synchronize(self) -> None:
         """Block the host until the image's data is ready; afterwards nothing is pending (``stream``
@@ -223,18 +232,23 @@ class StreamOrdering:
         ready.stream = ready.event = ready.keep = None
 
 
-def begin_reads(images: Sequence[StreamOrdering], stream: int, keep: object = None) -> None:
+def begin_reads(images: Sequence[StreamOrdering], stream: int, keep: object = None) -> bool:
     """``reading_all``'s entry without a context manager (a replayed frame batch's, per frame):
     ``stream`` (a raw handle, kept alive by ``keep``) waits for each image's data. Images of one
-    CUDA device; after the reads are queued, call ``end_reads``, even when queueing failed."""
+    CUDA device; after the reads are queued, call ``end_reads`` with what this returns (whether the
+    reads must be recorded), even when queueing failed."""
+    record = False
     for image in images:
-        image._use(stream, keep, None)  # pyright: ignore[reportPrivateUsage]
+        record |= image._read_on(stream, keep)  # pyright: ignore[reportPrivateUsage]
+    return record
 
 
-def end_reads(images: Sequence[StreamOrdering], stream: int) -> None:
-    """``reading_all``'s exit: one event records the reads queued on ``stream`` for all ``images``,
-    and the next writer of any of them waits for it."""
-    event = runtime().record(stream, images[0]._device_index)  # pyright: ignore[reportPrivateUsage]
+def end_reads(images: Sequence[StreamOrdering], stream: int, *, record: bool) -> None:
+    """``reading_all``'s exit: where ``record`` (``begin_reads``'s answer), one event records the
+    reads queued on ``stream`` for all ``images``, and the next writer of any of them waits for it."""
+    if not record:
+        return  # every image was ready on ``stream``: a later writer waits for the whole stream
+    event = read_record(stream, images[0]._device_index)  # pyright: ignore[reportPrivateUsage]
     for state in {id(image._ready): image._ready for image in images}.values():  # pyright: ignore[reportPrivateUsage]
         state.reads[stream] = event
 
@@ -254,7 +268,7 @@ def end_conversion(
     """After the conversion was queued: its read recorded where a later writer needs it, and
     ``target`` ready on ``stream``."""
     if record_read:
-        event = runtime().record(stream, source._device_index)  # pyright: ignore[reportPrivateUsage]
+        event = read_record(stream, source._device_index)  # pyright: ignore[reportPrivateUsage]
         source._ready.reads[stream] = event  # pyright: ignore[reportPrivateUsage]
     target._written_on(stream, keep)  # pyright: ignore[reportPrivateUsage]
 
@@ -267,6 +281,22 @@ def begin_write(target: StreamOrdering, stream: int, keep: object) -> None:
 def end_write(target: StreamOrdering, stream: int, keep: object) -> None:
     """``target`` was written by the work queued on ``stream`` so far: consumers wait for that stream."""
     target._written_on(stream, keep)  # pyright: ignore[reportPrivateUsage]
+
+
+def read_record(stream: int, device: int) -> Event | None:
+    """What ``ReadyState.reads`` keeps for reads just queued on ``stream``: an event recorded after
+    them; None on the legacy default stream, which always exists and which the next writer waits
+    for as a whole (``wait_for_reads``), so a loop on it records no event per call."""
+    return None if stream == LEGACY_DEFAULT else runtime().record(stream, device)
+
+
+def wait_for_reads(ready: ReadyState, writer: int, device: int) -> None:
+    """Make stream ``writer`` wait for every read recorded in ``ready`` (see ``read_record``)."""
+    for reader, read in ready.reads.items():
+        if read is not None:
+            runtime().wait_event(read, writer)
+        elif reader != writer:
+            runtime().wait(reader, writer, device)
 
 
 def ready_stream(image: StreamOrdering) -> tuple[int | None, object]:

@@ -106,7 +106,9 @@ class ReadyState:
     pending). ``event``, when set, was recorded on ``stream`` right after the recorded write, so
     consumers wait for exactly that write; without it (a constructor's stream) a consumer waits for
     all work queued on ``stream`` at the time it asks. ``reads`` holds events recorded after reads
-    (``GpuImage.reading``) since the last write, which the next writer waits for.
+    (``GpuImage.reading``) since the last write, which the next writer waits for; None for a read on
+    the legacy default stream, which always exists: the next writer on another stream waits for all
+    work queued there by then, so the read itself records nothing.
     """
 
     __slots__ = ("event", "keep", "reads", "stream")
@@ -119,7 +121,7 @@ class ReadyState:
         self.keep = keep
         # the last read recorded on each stream: it completes after every earlier read there, so an
         # image read again and again holds one event per stream, not one per read
-        self.reads: dict[int, Event] = {}
+        self.reads: dict[int, Event | None] = {}
 
     def written_on(self, stream: int | None, event: Event | None = None) -> None:
         """Record that work queued on ``stream`` (up to ``event``) now produces the data."""

@@ -48,9 +48,9 @@ def producer(to_consumer: Connection, control: Connection) -> None:
     """For each access and case, send a late-written object on GPU 0 (the access first, then the
     object); report what the consumer saw, what was expected, and whether the memory was let go."""
     start()
-    import torch
-
     from multiprocessing.reduction import ForkingPickler
+
+    import torch
 
     torch.cuda.set_device(0)
     sleep_cycles = FIRST_SLEEP_CYCLES
