@@ -45,7 +45,8 @@ MAX_ITEMS = 32
 """Items per launch: their parameters (112 bytes each) and the shared ones fit CUDA's 4 KiB."""
 CAPACITIES = (1, 8, MAX_ITEMS)
 """The item counts the kernel is compiled for: a launch takes the smallest that holds its items, as
-the driver copies the whole parameter block at every launch (3.7 KiB for 32 cost ~3 us on an H200)."""
+the driver copies the whole parameter block at every launch (on an H200, an empty kernel's launch
+took 5.6 us with 16 bytes of parameters and 6.3 us with 3744, queued 3000 times)."""
 BLOCK = (32, 8, 1)
 """32 consecutive output pixels of 8 rows per block: a warp writes 32 consecutive elements per channel."""
 MAX_SIDE = 2**31 - 1
