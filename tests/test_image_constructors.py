@@ -7,9 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from gpuimage import Device, DTypeError, GpuImage, ImageSpec, InteropError, LayoutError
+from fake_runtime import Runtime, runtime
+from gpuimage import Device, DeviceError, DTypeError, GpuImage, ImageSpec, InteropError, LayoutError
 
 FAKE = 0x7F00_0000_0000  # never dereferenced
+
+__all__ = ["runtime"]  # the fixture
 
 
 def test_constructor_type_errors() -> None:
@@ -71,3 +74,16 @@ def test_a_gpumat_device_is_not_trusted() -> None:
     cv2 = pytest.importorskip("cv2")
     mat = cv2.cuda.createGpuMatFromCudaMemory(4, 6, cv2.CV_MAKETYPE(cv2.CV_8U, 3), FAKE, 18)
     assert not GpuImage.from_gpumat(mat)._life.located  # pyright: ignore[reportPrivateUsage]
+
+
+def test_from_pointer_refuses_memory_that_cuda_places_on_another_gpu(runtime: Runtime) -> None:
+    """Under unified addressing a view on the wrong GPU neither copies nor fails: CUDA is asked."""
+    spec = ImageSpec.packed(height=2, width=3, channels=1, device=1)
+    runtime.owners[0x7F00_0000_0000] = 0
+    with pytest.raises(
+        DeviceError, match=r"0x7f0000000000 is on cuda:0, not on cuda:1\. Describe it with device=0"
+    ):
+        GpuImage.from_pointer(0x7F00_0000_0000, spec)
+    runtime.owners[0x7F00_0000_0000] = 1
+    assert GpuImage.from_pointer(0x7F00_0000_0000, spec).device == Device("cuda", 1)
+    assert GpuImage.from_pointer(0x7E00_0000_0000, spec).device == Device("cuda", 1)  # unknown: trusted

@@ -234,6 +234,10 @@ class ImageConstructors(ImageCore[L, D]):
         ``owner`` is kept alive as long as the image or any view of it; without one the image is a
         borrow and the caller must keep the memory alive. Narrow the static layout with
         ``expect()``.
+
+        Raises:
+            DeviceError: CUDA reports ``ptr`` on another GPU than ``spec.device`` (asked where the
+                runtime can tell: with CuPy; torch's runtime cannot, and trusts ``spec``).
         """
         where = "GpuImage.from_pointer()"
         if not isinstance(cast(object, spec), ImageSpec):  # untyped callers pass anything
@@ -241,6 +245,14 @@ class ImageConstructors(ImageCore[L, D]):
         # model_construct() skips pydantic's validation: check every field again (SpecError only).
         spec = revalidated_spec(spec, where=where)
         check_pointer(ptr, spec.itemsize, extent=spec.nbytes, where=where)
+        if spec.device.is_cuda:
+            # a view on the wrong GPU is no copy and no error under unified addressing: ask CUDA
+            found = device_of(ptr)
+            if found is not None and found != spec.device:
+                raise DeviceError(
+                    f"{where}: the memory at {ptr:#x} is on {found}, not on {spec.device}. Describe it "
+                    f"with device={found.index}."
+                )
         handle = stream_handle(stream, where=where)
         family = cls._family(ptr, spec, owner, handle, bool(readonly), stream_keep(stream), located=False)
         return cast("GpuImage", family)

@@ -17,7 +17,7 @@ pytest.importorskip("torch")
 
 import torch
 
-from gpuimage import GpuImage, ImageSpec, _torch_exchange
+from gpuimage import DeviceError, GpuImage, ImageSpec, _torch_exchange
 
 pytestmark = pytest.mark.cuda
 
@@ -86,6 +86,7 @@ def test_a_wrong_device_in_a_described_spec_is_caught() -> None:
     if torch.cuda.device_count() < 2:
         pytest.skip("needs 2 CUDA devices to describe memory on the wrong one")
     spec = ImageSpec.packed(height=4, width=4, channels=1, device=1)
-    image = GpuImage.from_pointer(memory.data_ptr(), spec, owner=memory)
-    with pytest.raises(Exception, match="not on cuda:1"):
-        image.as_torch()
+    # CUDA says where the memory is: torch would view GPU 0's memory as a cuda:1 tensor, no copy
+    # and no error, through unified addressing (2 x H200)
+    with pytest.raises(DeviceError, match=r"is on cuda:0, not on cuda:1\. Describe it with device=0"):
+        GpuImage.from_pointer(memory.data_ptr(), spec, owner=memory)
