@@ -134,6 +134,7 @@ def test_a_replay_writes_each_calls_pointers_and_packs_only_what_changed(
     ``out`` packs nothing again (the buffer holds them), a new frame or ``out`` repacks."""
     monkeypatch.setattr(_frame_kernels, "_function", lambda variant, device: _FakeFunction())
     sent: list[tuple[int, list[int]]] = []
+    streams: list[int] = []
 
     def queue(variant: Any, device: int, grid: Any, args: tuple[Any, ...]) -> None:
         parameters = ctypes.cast(args[-2], ctypes.POINTER(ctypes.c_void_p))[0]
@@ -143,6 +144,7 @@ def test_a_replay_writes_each_calls_pointers_and_packs_only_what_changed(
             for offset in range(SHARED.size, len(block), ITEM.size)
         ]
         sent.append((int.from_bytes(block[:8], "little"), plane_0))
+        streams.append(args[-3].value)
 
     monkeypatch.setattr(_frame_kernels, "_queue", queue)
     packed: list[int] = []
@@ -161,8 +163,9 @@ def test_a_replay_writes_each_calls_pointers_and_packs_only_what_changed(
     replay([first] * 3, 0x7E0000000000, 5)
     assert len(packed) == 1
     replay([first, second, first], 0x7E0000000000, 5)
-    replay([first, second, first], 0x7E0000010000, 5)
+    replay([first, second, first], 0x7E0000010000, 7)  # another stream: its own launch arguments
     assert len(packed) == 3
+    assert streams == [5, 5, 5, 7]
     frame_0, frame_1 = first[0], second[0]
     assert sent == [
         (0x7E0000000000, [frame_0] * 3 + [0] * 5),  # capacity 8: three items, five unused records

@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 __all__ = ["FramesReplay", "convert_frames"]
 
 _WHERE = "convert_frames()"
+_STREAMS_KEPT = 16
+"""Streams whose launch arguments a replay keeps (a loop queues on one or a few)."""
 
 
 def convert_frames(
@@ -129,6 +131,7 @@ class FramesReplay:
     ``plane_alignment``)."""
 
     __slots__ = (
+        "_calls",
         "_device",
         "_item_pitch",
         "_launches",
@@ -156,19 +159,29 @@ class FramesReplay:
         self.plane_alignment = parts[0].plane_alignment
         self._lock = threading.Lock()  # the parameters are shared: pack and launch one call at a time
         self._packed: tuple[list[tuple[int, int, int]], int] = ([], -1)  # the pointers in the buffers
+        self._calls: dict[int, list[tuple[FrameVariant, tuple[int, int, int], tuple[object, ...]]]] = {}
 
     def __call__(self, pointers: Sequence[tuple[int, int, int]], target_ptr: int, stream: int) -> None:
         """Queue the call on ``stream`` with item ``i``'s plane pointers ``pointers[i]`` (zero-padded
         to three) and slot 0 at ``target_ptr``."""
-        stream_arg = ctypes.c_void_p(stream)
+        calls = self._calls.get(stream)
+        if calls is None:  # the launches' arguments, made once per stream
+            stream_arg = ctypes.c_void_p(stream)
+            calls = [
+                (part.variant, part.grid, (*head, stream_arg, parameters, None))
+                for part, head, parameters in self._launches
+            ]
+            if len(self._calls) >= _STREAMS_KEPT:
+                self._calls.clear()
+            self._calls[stream] = calls
         with self._lock:  # the driver copies the parameters at each launch
             if target_ptr != self._packed[1] or pointers != self._packed[0]:
                 # a loop over one frame and one out packs nothing: the buffers hold its pointers
                 for part, _, _ in self._launches:
                     repack(part, pointers, target_ptr, self._item_pitch)
                 self._packed = (list(pointers), target_ptr)
-            for part, head, parameters in self._launches:
-                _queue(part.variant, self._device, part.grid, (*head, stream_arg, parameters, None))
+            for variant, grid, arguments in calls:
+                _queue(variant, self._device, grid, arguments)
 
 
 def _call(driver: Callable[..., int], args: tuple[object, ...], device: int) -> int:
