@@ -41,3 +41,12 @@ def test_thousands_of_digits_are_a_device_error() -> None:
 def test_leading_zeros_and_the_host() -> None:
     assert parse_device("cuda:" + "0" * 30 + "3", where="test") == Device("cuda", 3)
     assert parse_device("cpu", where="test") is CPU
+
+
+def test_a_device_text_is_parsed_once_and_only_texts_that_parse_are_kept() -> None:
+    first = parse_device(" CUDA:1 ", where="test")
+    assert parse_device(" CUDA:1 ", where="test") is first == Device("cuda", 1)
+    for _ in range(2):  # a refusal is never kept: it raises every time
+        with pytest.raises(DeviceError):
+            parse_device("cuda:x", where="test")
+    assert parse_device("cpu", where="test") is CPU

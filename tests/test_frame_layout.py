@@ -304,3 +304,24 @@ def test_page_examples_run() -> None:
     results = runner.summarize(verbose=False)
     assert results.failed == 0
     assert results.attempted >= 4
+
+
+def test_a_layout_is_checked_once_per_exactly_typed_arguments() -> None:
+    """A decoder loop wraps every frame with the same arguments: the checked layout is served again,
+    but only for arguments of the same types (True and 1920.0 hash like ints, and are refused)."""
+    first = frame_layout("NV12", 1920, 1080, pitch=2048, aligned_height=1088)
+    assert frame_layout("NV12", 1920, 1080, pitch=2048, aligned_height=1088) is first
+    with pytest.raises(SpecError, match="positive int width"):
+        untyped_frame_layout("NV12", 1920.0, 1080, pitch=2048, aligned_height=1088)
+    with pytest.raises(PitchError):
+        untyped_frame_layout("NV12", 1920, 1080, pitch=2048.0, aligned_height=1088)
+    pitches = [2048, 2048]
+    listed = frame_layout("NV12", 1920, 1080, pitch=pitches, aligned_height=1088)
+    assert listed == first
+    pitches[1] = 1000  # the key copied the values: a changed list is checked again (a short row)
+    with pytest.raises(PitchError):
+        frame_layout("NV12", 1920, 1080, pitch=pitches, aligned_height=1088)
+    with pytest.raises(SpecError):  # a refusal is never stored: it raises every time
+        frame_layout("NV12", 1921, 1080)
+    with pytest.raises(SpecError):
+        frame_layout("NV12", 1921, 1080)

@@ -305,6 +305,19 @@ def test_another_executor_is_not_bypassed(recorder: Recorder) -> None:
     assert not recorder.replay.calls
 
 
+def test_a_key_first_seen_under_another_executor_is_replayed_by_the_current_one(recorder: Recorder) -> None:
+    """A call made under an override leaves its entry; once the override ends, the next full call
+    replaces it, and the calls after that are replayed again (not the full way for ever)."""
+    out, frame = FakeOut(0x900000), _frame(0x100000)
+    other = Recorder()
+    with override_executor(other):
+        _call([frame] * 3, out)
+    for _ in range(3):
+        _call([frame] * 3, out)
+    assert len(recorder.full) == 1, "checked in full once, then replayed"
+    assert len(recorder.replay.calls) == 2
+
+
 def test_which_item_is_where_is_in_the_key(recorder: Recorder) -> None:
     out = FakeOut(0x900000)
     wide = _frame(0x100000)

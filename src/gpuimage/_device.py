@@ -75,17 +75,32 @@ def parse_device(value: object, *, where: str) -> Device:
     if type(value) is int and value >= 0:
         return Device("cuda", _ordinal(value, value, where=where))
     if isinstance(value, str):
+        known = _texts.get(value) if type(value) is str else None
+        if known is not None:  # "cuda:0" on every frame of a loop
+            return known
         match = _DEVICE_TEXT.match(value.strip().lower())
         if match is not None:
             kind, index = match.group(1), match.group(2)
             if kind == "cpu" and index in (None, "0"):
-                return CPU
+                return _remembered(value, CPU)
             if kind == "cuda":
                 # Compare digit counts before int(): Python refuses to parse over 4300 digits.
                 digits = (index or "0").lstrip("0") or "0"
                 ordinal = MAX_DEVICE_INDEX + 1 if len(digits) > 10 else int(digits)  # 2**31 has 10 digits
-                return Device("cuda", _ordinal(ordinal, value, where=where))
+                return _remembered(value, Device("cuda", _ordinal(ordinal, value, where=where)))
     raise DeviceError(f"{where}: expected a device such as 0, 'cuda:0' or 'cpu', got device={value!r}.")
+
+
+_texts: dict[str, Device] = {}
+"""Device texts parsed, by their exact text (only texts that parsed)."""
+
+
+def _remembered(text: str, device: Device) -> Device:
+    if type(text) is str and len(text) <= 64:  # a str subclass may compare unlike its text
+        if len(_texts) >= 64:
+            _texts.clear()
+        _texts[text] = device
+    return device
 
 
 def _ordinal(index: int, value: object, *, where: str) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 from ._dtypes import DTypeName
 from ._errors import BoundsError, PitchError, SpecError
@@ -91,6 +91,10 @@ def frame_layout(
             bad ``row_alignment``, or one given together with ``pitch``.
         BoundsError: a negative plane offset.
     """
+    key = _exact_key(format, width, height, pitch, plane_offsets, aligned_height, row_alignment)
+    known = None if key is None else _layouts.get(key)
+    if known is not None:  # a decoder loop wraps every frame with the same arguments
+        return known
     where = "frame_layout()"
     info = FORMATS[parse_pixel_format(format, where=where)]
     check_frame_size(info, width, height, where)
@@ -118,7 +122,50 @@ def frame_layout(
             f"{where}: expected a frame below 2**63 bytes (CUDA, DLPack and torch sizes are int64), "
             f"got nbytes={nbytes}. Check the pitch and the offsets."
         )
-    return FrameLayout(info.format, width, height, planes, nbytes)
+    layout = FrameLayout(info.format, width, height, planes, nbytes)
+    if key is not None:
+        if len(_layouts) >= _LAYOUTS_KEPT:
+            _layouts.clear()
+        _layouts[key] = layout
+    return layout
+
+
+_LAYOUTS_KEPT = 256
+_layouts: dict[tuple[object, ...], FrameLayout] = {}
+"""Checked layouts by their exactly typed arguments (a layout is an immutable value)."""
+
+
+def _exact_key(
+    format: object,
+    width: object,
+    height: object,
+    pitch: object,
+    plane_offsets: object,
+    aligned_height: object,
+    row_alignment: object,
+) -> tuple[object, ...] | None:
+    """``frame_layout``'s arguments as a key where each is exactly what the checks accept (an int, not
+    a bool or a float that hashes alike; a sequence of ints as a tuple); None: check them in full."""
+    if type(format) is not str and type(format) is not PixelFormat:
+        return None
+    sizes = (width, height, row_alignment)
+    if {*map(type, sizes)} != _INT or (aligned_height is not None and type(aligned_height) is not int):
+        return None
+    given: list[object] = []
+    for value in (pitch, plane_offsets):
+        if value is None or type(value) is int:
+            given.append(value)
+        elif type(value) is tuple or type(value) is list:
+            values = cast("Sequence[object]", value)
+            if not {*map(type, values)} <= _INT:
+                return None
+            given.append(("sequence", *values))  # not an int pitch: a sequence of one is per plane
+        else:
+            return None
+    return (format, *sizes, aligned_height, *given)
+
+
+_INT = {int}
 
 
 def _pitches(

@@ -121,10 +121,11 @@ class Call(NamedTuple):
     ) -> None:
         """Keep the replay of the call that the full path just queued (checked, with these values)."""
         try:
-            if self.key in _entries:
-                return
+            known = _entries.get(self.key)
         except TypeError:  # unhashable (see run)
             return
+        if known is not None and known.executor is executor:
+            return  # else made by another executor (an override since ended): replaced below
         if len(_entries) >= _LIMIT:
             _entries.clear()
         launch = executor.frames_replay(sources, target, item_pitch, recipe)
