@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from fake_runtime import Runtime, runtime
-from gpuimage import GpuImage, ImageSpec, MissingBackendError, _runtime
+from gpuimage import GpuImage, ImageSpec, MissingBackendError, _ordering, _runtime
 
 __all__ = ["runtime"]  # the fixture
 
@@ -167,3 +167,20 @@ def test_reading_all_records_only_reads_that_a_writer_would_miss(runtime: Runtim
     runtime.waits.clear()
     with ready_elsewhere.writing(12):
         assert (9, 12, 0) in runtime.waits  # through that event
+
+
+def test_a_writer_being_captured_skips_the_legacy_stream(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Recording on the legacy default stream would invalidate a graph capture: a capturing writer
+    does not wait for legacy reads that way (they were queued before the capture, which
+    torch.cuda.graph starts by synchronizing), but still waits for the data and recorded reads."""
+    image = _image(stream=7)
+    with image.reading(None):  # the legacy default stream: nothing recorded
+        pass
+    with image.reading(9):
+        pass
+    monkeypatch.setattr(_ordering, "is_capturing", lambda stream: stream == 12)
+    runtime.waits.clear()
+    with image.writing(12):
+        assert runtime.waits == [(7, 12, 0), (9, 12, 0)]

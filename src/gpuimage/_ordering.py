@@ -12,6 +12,7 @@ from collections.abc import Generator, Sequence
 from contextlib import contextmanager
 from typing import Protocol, Self
 
+from ._driver import is_capturing
 from ._errors import DeviceError, InteropError
 from ._lifetime import Lifetime
 from ._runtime import missing_runtime, runtime
@@ -291,11 +292,16 @@ def read_record(stream: int, device: int) -> Event | None:
 
 
 def wait_for_reads(ready: ReadyState, writer: int, device: int) -> None:
-    """Make stream ``writer`` wait for every read recorded in ``ready`` (see ``read_record``)."""
+    """Make stream ``writer`` wait for every read recorded in ``ready`` (see ``read_record``).
+
+    A read on the legacy default stream is waited for by recording on that stream now, which a
+    stream being captured into a CUDA graph must not do (it would invalidate the capture). It is
+    skipped there: the read was queued before the capture began, and ``torch.cuda.graph``
+    synchronizes the device before it starts capturing."""
     for reader, read in ready.reads.items():
         if read is not None:
             runtime().wait_event(read, writer)
-        elif reader != writer:
+        elif reader != writer and not is_capturing(writer):
             runtime().wait(reader, writer, device)
 
 
