@@ -30,9 +30,11 @@ import contextlib
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from multiprocessing.queues import Queue
 from typing import Any
 
 import _processes_work as work
@@ -83,6 +85,23 @@ def timed(sizes: Sizes, seconds: float, total: float) -> Route:
     return {"fps": work.frames_per_second(sizes.frames, seconds), "seconds": seconds, "checksum": total}
 
 
+def produce(
+    sizes: Sizes, results: Queue[work.Message], child: BaseProcess, send: Callable[[int], None]
+) -> Route:
+    """Drive a consumer child: once it is ready, ``send(index)`` each frame; the clock starts when it
+    reports itself warm and stops when it reports done (with its checksum)."""
+    with work.explained(results):
+        work.wait_for(results, child, "ready")
+        start = 0.0
+        for index in range(sizes.warmup + sizes.frames):
+            if index == sizes.warmup:
+                work.wait_for(results, child, "warm")
+                start = time.perf_counter()
+            send(index)
+        done = work.wait_for(results, child, "done")
+        return timed(sizes, time.perf_counter() - start, done[1])
+
+
 def ring_route(sizes: Sizes) -> Route:
     """This process writes each frame into a ``SharedRing``; a child reads and infers."""
     ring = SharedRing.from_items([new_frame() for _ in range(SLOTS)])
@@ -92,18 +111,13 @@ def ring_route(sizes: Sizes) -> Route:
     )
     child.start()  # pickles the ring: its description, never pixels
     base = work.gradient(work.WIDTH, work.HEIGHT, "cuda")
+
+    def send(index: int) -> None:
+        with ring.writing(timeout=work.WAIT_S) as (_, slot):
+            work.fill(slot.as_torch(), base, index)
+
     try:
-        with work.explained(results):
-            work.wait_for(results, child, "ready")
-            start = 0.0
-            for index in range(sizes.warmup + sizes.frames):
-                if index == sizes.warmup:
-                    work.wait_for(results, child, "warm")
-                    start = time.perf_counter()
-                with ring.writing(timeout=work.WAIT_S) as (_, slot):
-                    work.fill(slot.as_torch(), base, index)
-            done = work.wait_for(results, child, "done")
-            return timed(sizes, time.perf_counter() - start, done[1])
+        return produce(sizes, results, child, send)
     finally:
         ring.close()  # a consumer still waiting (after an error here) stops at once
         work.stop(child)
@@ -118,18 +132,13 @@ def host_route(sizes: Sizes) -> Route:
     child.start()
     frame = new_frame()
     block, base = frame.as_torch(), work.gradient(work.WIDTH, work.HEIGHT, "cuda")
+
+    def send(index: int) -> None:
+        work.fill(block, base, index)
+        blocks.put(block.cpu(), timeout=work.WAIT_S)  # .cpu() waits for the write: the host syncs
+
     try:
-        with work.explained(results):
-            work.wait_for(results, child, "ready")
-            start = 0.0
-            for index in range(sizes.warmup + sizes.frames):
-                if index == sizes.warmup:
-                    work.wait_for(results, child, "warm")
-                    start = time.perf_counter()
-                work.fill(block, base, index)
-                blocks.put(block.cpu(), timeout=work.WAIT_S)  # .cpu() waits for the write: the host syncs
-            done = work.wait_for(results, child, "done")
-            return timed(sizes, time.perf_counter() - start, done[1])
+        return produce(sizes, results, child, send)
     finally:
         work.stop(child)
 
