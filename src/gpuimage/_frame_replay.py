@@ -107,7 +107,8 @@ class Call(NamedTuple):
         try:
             launch(self.pointers, out_ptr, stream)
         finally:  # even a failed launch may have queued work: the next writer waits for the stream
-            end_reads(self.planes, stream, record=record)
+            if record:
+                end_reads(self.planes, stream)
         return True
 
     def remember(

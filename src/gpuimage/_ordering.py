@@ -218,7 +218,7 @@ class StreamOrdering:
             yield
         finally:
             if record:
-                end_reads(images, reader, record=True)
+                end_reads(images, reader)
 
     def synchronize(self) -> None:
         """Block the host until the image's data is ready; afterwards nothing is pending (``stream``
@@ -236,19 +236,18 @@ class StreamOrdering:
 def begin_reads(images: Sequence[StreamOrdering], stream: int, keep: object = None) -> bool:
     """``reading_all``'s entry without a context manager (a replayed frame batch's, per frame):
     ``stream`` (a raw handle, kept alive by ``keep``) waits for each image's data. Images of one
-    CUDA device; after the reads are queued, call ``end_reads`` with what this returns (whether the
-    reads must be recorded), even when queueing failed."""
+    CUDA device. Returns whether the reads must be recorded: then, after they are queued, call
+    ``end_reads``, even when queueing failed (else a later writer waits for ``stream`` itself)."""
     record = False
     for image in images:
         record |= image._read_on(stream, keep)  # pyright: ignore[reportPrivateUsage]
     return record
 
 
-def end_reads(images: Sequence[StreamOrdering], stream: int, *, record: bool) -> None:
-    """``reading_all``'s exit: where ``record`` (``begin_reads``'s answer), one event records the
-    reads queued on ``stream`` for all ``images``, and the next writer of any of them waits for it."""
-    if not record:
-        return  # every image was ready on ``stream``: a later writer waits for the whole stream
+def end_reads(images: Sequence[StreamOrdering], stream: int) -> None:
+    """``reading_all``'s exit, where ``begin_reads`` said the reads must be recorded: one event
+    records the reads queued on ``stream`` for all ``images``, and the next writer of any of them
+    waits for it."""
     event = read_record(stream, images[0]._device_index)  # pyright: ignore[reportPrivateUsage]
     for state in {id(image._ready): image._ready for image in images}.values():  # pyright: ignore[reportPrivateUsage]
         state.reads[stream] = event
