@@ -9,13 +9,15 @@ codes inside the nominal range) -> 8 fixed regions (``_frames_routes.person_rois
 pixels tall, half at odd offsets) -> 224x224 bilinear (OpenCV ``INTER_LINEAR``) -> ``(x - mean) /
 std`` (ImageNet) -> one ``(8, 3, 224, 224)`` float32 batch. One row per route:
 
-- gpuimage: ``normalize_batch([frame] * 8, MEAN, STD, rois=..., size=(224, 224),
-  resize="bilinear", out=batch)`` (one launch) over a ``GpuFrame.from_dlpack(nv12, format="NV12",
-  colour=ColorSpec(BT709, LIMITED))`` made once before the clock; the same without ``out=``
-  (returns a new torch tensor); and ``from_dlpack`` + ``normalize_batch(out=)`` per frame (the
-  wrap of a new decoded frame timed too: shown, not judged). Frames are imported with
-  ``stream=_current_stream()``, so that gpuimage queues on the stream the others use (a
-  frame with nothing pending converts on the executor's current stream, CuPy's).
+- gpuimage: ``prepared([frame] * 8)`` where ``prepared = PreparedBatch(MEAN, STD, rois=...,
+  size=(224, 224), resize="bilinear", out=batch)`` (the per-frame loop's API: the arguments are
+  checked once, each call checks the frame and launches once); ``normalize_batch([frame] * 8, MEAN,
+  STD, rois=..., size=(224, 224), resize="bilinear", out=batch)`` (one launch), both over a
+  ``GpuFrame.from_dlpack(nv12, format="NV12", colour=ColorSpec(BT709, LIMITED))`` made once before
+  the clock; ``normalize_batch`` without ``out=`` (returns a new torch tensor); and ``from_dlpack``
+  + ``normalize_batch(out=)`` per frame (the wrap of a new decoded frame timed too: shown, not
+  judged). Frames are imported with ``stream=`` torch's current stream (asked for once, as a
+  decoder's stream is one object), so that gpuimage queues on the stream the others use.
 - torch: plane arithmetic (BT.709 limited, chroma nearest-upsampled) over the whole frame, then per
   region ``F.interpolate(bilinear, align_corners=False, antialias=False)``, ``cat`` and an in-place
   normalize (``_frames_routes.TorchRoute``).
@@ -271,9 +273,11 @@ def frame_rows(cv: Any, missing: str, loop: Loop) -> tuple[list[Row], str]:
     out = torch.empty((len(rois), 3, *SLOT), dtype=torch.float32, device=device)
     items, options = len(rois), {"rois": rois, "size": SLOT, "resize": "bilinear"}
 
+    decoder_stream = _current_stream()  # a decoder's stream is one object, not asked for per frame
+
     def wrap() -> Any:
         return GPUIMAGE.GpuFrame.from_dlpack(
-            nv12, format="NV12", colour=spec("BT709", "LIMITED"), stream=_current_stream()
+            nv12, format="NV12", colour=spec("BT709", "LIMITED"), stream=decoder_stream
         )
 
     def batch_op(with_out: bool) -> Op:
@@ -283,6 +287,10 @@ def frame_rows(cv: Any, missing: str, loop: Loop) -> tuple[list[Row], str]:
     def per_frame_op() -> Op:
         return lambda: GPUIMAGE.normalize_batch([wrap()] * items, MEAN, STD, **options, out=out)
 
+    def prepared_op() -> Op:
+        frame, prepared = wrap(), GPUIMAGE.PreparedBatch(MEAN, STD, **options, out=out)
+        return lambda: prepared([frame] * items)
+
     routes, missing = cvcuda_routes(cv, nv12, rois, SLOT, missing)
     torch_op = torch_routes["torch BT.709 limited"].run
     rows = [build("1080p", "torch", "planes + interpolate x 8 + cat + normalize", lambda: torch_op)]
@@ -290,6 +298,7 @@ def frame_rows(cv: Any, missing: str, loop: Loop) -> tuple[list[Row], str]:
         make = None if routes is None else functools.partial(method, routes)
         rows.append(build("1080p", "CV-CUDA", name, make, missing))
     rows += [
+        build("1080p", "gpuimage", "PreparedBatch(out=)(frames), frame made once", prepared_op),
         build("1080p", "gpuimage", "normalize_batch(out=), frame made once", lambda: batch_op(True)),
         build("1080p", "gpuimage", "normalize_batch (new tensor), frame made once", lambda: batch_op(False)),
         build("1080p", "gpuimage", "from_dlpack + normalize_batch(out=) per frame", per_frame_op),

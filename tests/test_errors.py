@@ -113,6 +113,7 @@ def test_exported_names_are_pinned() -> None:
             "OpenCVStubsError",
             "OutOfMemoryError",
             "PitchError",
+            "PreparedBatch",
             "ReadOnlyError",
             "Runtime",
             "SpecError",

@@ -77,6 +77,7 @@ BASE = frozenset(
         "_frame_recipe",
         "_frame_batch",  # normalize_batch over frames (and with resize=)
         "_frame_replay",  # a frame loop's normalize_batch, replayed with new pointers
+        "_prepared_batch",  # PreparedBatch: normalize_batch with every argument but the images fixed
         "_batch_out",  # where a batch conversion writes
         "_ipc",  # issue 15: pickling device images to CUDA IPC descriptions (the producer)
         "_ipc_open",  # and unpickling them (the consumer)

@@ -70,6 +70,7 @@ from ._ipc_ring import SharedRing
 from ._layout import CHW, HWC, AnyLayout, CHWLike, HWCLike, Layout, LayoutLike
 from ._lifetime import pending_releases
 from ._normalize import denormalize, normalize
+from ._prepared_batch import PreparedBatch
 from ._runtime import Allocation, Runtime, runtime, set_runtime
 from ._spec import ImageSpec
 from ._streams import StreamLike
@@ -139,6 +140,7 @@ __all__ = [
     "OpenCVStubsError",
     "OutOfMemoryError",
     "PitchError",
+    "PreparedBatch",
     "ReadOnlyError",
     "Runtime",
     "SpecError",

@@ -79,7 +79,7 @@ class ImageExports(StreamOrdering):
             work queued there has finished.
         """
         view = self._views.get(_TORCH)
-        if view is not None and stream is None:  # _settled_for, inlined: a frame loop's call
+        if view is not None and stream is None:  # nothing to order: a frame loop's call, inlined
             ready, life = self._ready, self._life
             if ready.event is None and life.tracked:
                 consumer = _current_stream[_TORCH](self._device_index)
@@ -103,22 +103,16 @@ class ImageExports(StreamOrdering):
                 needs, whatever is installed.
         """
         view = self._views.get(_CUPY)
-        if view is not None and stream is None and self._settled_for(_current_stream[_CUPY]):
-            return view  # type: ignore[no-any-return]
+        if view is not None and stream is None:  # nothing to order (as in as_torch), inlined
+            ready, life = self._ready, self._life
+            if ready.event is None and life.tracked:
+                consumer = _current_stream[_CUPY](self._device_index)
+                producer = ready.stream
+                if (producer is None or consumer == producer) and (
+                    consumer == life.home or (life.uses is not None and consumer in life.uses)
+                ):
+                    return view  # type: ignore[no-any-return]
         return cast("cupy.ndarray", self._view(_CUPY, "as_cupy()", stream))
-
-    def _settled_for(self, current_stream: Callable[[int], int]) -> bool:
-        """The cached view's fast path (a frame loop asks for it every frame): True when nothing is
-        pending for the consumer ``current_stream`` gives and it is the memory's home or already
-        noted. False sends the call down ``_view``, which decides the same thing slowly and orders."""
-        ready, life = self._ready, self._life
-        if ready.event is not None or not life.tracked:
-            return False
-        consumer = current_stream(self._device_index)
-        producer = ready.stream
-        return (producer is None or consumer == producer) and (
-            consumer == life.home or (life.uses is not None and consumer in life.uses)
-        )
 
     def _view(self, name: str, where: str, stream: StreamLike, *, by_current: bool = True) -> object:
         """The one path of every device view: spoke ``name``'s view, made once and cached (writable

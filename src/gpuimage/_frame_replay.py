@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from ._image import GpuImage
     from ._sampling import FrameSource, SampleRecipe
 
-__all__ = ["Call", "prepare"]
+__all__ = ["Call", "Entry", "ItemsPart", "items_part", "known", "launch_entry", "prepare"]
 
 _WHERE = "normalize_batch()"
 _NUMBERS = (float, int)
@@ -55,7 +55,9 @@ _LIMIT = 64
 Key = tuple[object, ...]
 
 
-class _Entry(NamedTuple):
+class Entry(NamedTuple):
+    """A replay: what the full path checked, and the launch that repeats it."""
+
     held: tuple[object, ...]  # the specs whose ids the key names
     executor: Executor
     launch: FramesReplay | None  # None: the executor has no replay (the full path every call)
@@ -64,7 +66,7 @@ class _Entry(NamedTuple):
     plane_extents: list[int]  # the bytes each of Call.planes spans (their specs are in the key)
 
 
-_entries: dict[Key, _Entry] = {}
+_entries: dict[Key, Entry] = {}
 
 
 class Call(NamedTuple):
@@ -78,38 +80,18 @@ class Call(NamedTuple):
     """The distinct planes (an image item is its own plane), in first-use order."""
     pointers: list[tuple[int, int, int]]
     """Per item, its plane pointers, zero-padded to three."""
+    items: tuple[object, ...]
+    """The items' part of the key (``ItemsPart.key``)."""
+    described: object
+    """``out``'s part of the key (its ``Spoke.out_signature`` record)."""
 
     def run(self) -> bool:
         """Queue the call if its key was seen: True, and ``out`` is being written on its library's
         current stream; False where the full path must run (then ``remember`` the call)."""
-        try:
-            entry = _entries.get(self.key)
-        except TypeError:  # a list for mean or std: never replayed
+        entry = known(self.key)
+        if entry is None:
             return False
-        if entry is None or entry.launch is None:
-            return False
-        launch = entry.launch
-        device = entry.device
-        if executor_for(device, _WHERE) is not entry.executor:  # an override since: the full way
-            return False
-        out_ptr = self.out_ptr
-        if out_ptr % launch.target_alignment or (
-            launch.plane_alignment > 1
-            and any(ptr % launch.plane_alignment for ptr in itertools.chain.from_iterable(self.pointers))
-        ):
-            return False  # the full path names what is misaligned
-        written = (out_ptr, entry.extent)
-        for plane, extent in zip(self.planes, entry.plane_extents, strict=True):
-            if ranges_overlap((plane.ptr, extent), written):
-                return False  # the full path refuses it
-        stream = self.spoke.current_stream(device.index)
-        record = begin_reads(self.planes, stream)
-        try:
-            launch(self.pointers, out_ptr, stream)
-        finally:  # even a failed launch may have queued work: the next writer waits for the stream
-            if record:
-                end_reads(self.planes, stream)
-        return True
+        return launch_entry(entry, self.spoke, self.planes, self.pointers, self.out_ptr)
 
     def remember(
         self,
@@ -122,16 +104,60 @@ class Call(NamedTuple):
     ) -> None:
         """Keep the replay of the call that the full path just queued (checked, with these values)."""
         try:
-            known = _entries.get(self.key)
-        except TypeError:  # unhashable (see run)
+            kept = _entries.get(self.key)
+        except TypeError:  # unhashable (see known)
             return
-        if known is not None and known.executor is executor:
+        if kept is not None and kept.executor is executor:
             return  # else made by another executor (an override since ended): replaced below
         if len(_entries) >= _LIMIT:
             _entries.clear()
         launch = executor.frames_replay(sources, target, item_pitch, recipe)
         extents = [plane.nbytes for plane in self.planes]
-        _entries[self.key] = _Entry(self.held, executor, launch, target.spec.device, extent, extents)
+        _entries[self.key] = Entry(self.held, executor, launch, target.spec.device, extent, extents)
+
+
+def known(key: Key) -> Entry | None:
+    """The replay of a call with this key, if one was kept (never for an unhashable key: a list for
+    mean or std)."""
+    try:
+        return _entries.get(key)
+    except TypeError:
+        return None
+
+
+def launch_entry(
+    entry: Entry,
+    spoke: Spoke,
+    planes: Sequence[GpuImage[Any, Any]],
+    pointers: Sequence[tuple[int, int, int]],
+    out_ptr: int,
+) -> bool:
+    """Queue ``entry``'s launch with these pointers (a call whose every other part matched the
+    entry's): True, and ``out`` is being written on ``spoke``'s current stream; False where the
+    full path must run (no replay, another executor, or a pointer it must refuse or name)."""
+    launch = entry.launch
+    if launch is None:
+        return False
+    device = entry.device
+    if executor_for(device, _WHERE) is not entry.executor:  # an override since: the full way
+        return False
+    if out_ptr % launch.target_alignment or (
+        launch.plane_alignment > 1
+        and any(ptr % launch.plane_alignment for ptr in itertools.chain.from_iterable(pointers))
+    ):
+        return False  # the full path names what is misaligned
+    written = (out_ptr, entry.extent)
+    for plane, extent in zip(planes, entry.plane_extents, strict=True):
+        if ranges_overlap((plane.ptr, extent), written):
+            return False  # the full path refuses it
+    stream = spoke.current_stream(device.index)
+    record = begin_reads(planes, stream)
+    try:
+        launch(pointers, out_ptr, stream)
+    finally:  # even a failed launch may have queued work: the next writer waits for the stream
+        if record:
+            end_reads(planes, stream)
+    return True
 
 
 def _item(
@@ -216,16 +242,32 @@ def prepare(
         return None
     out_ptr, described = signature
     boxes = None if rois is None else tuple(cast("Sequence[object]", rois))
-    key: Key
+    part = items_part(items)
+    if part is None:
+        return None
+    key = (type(out), described, part.key, boxes, size, flags, options)
+    return Call(key, part.held, spoke, out_ptr, part.planes, part.pointers, part.key, described)
+
+
+class ItemsPart(NamedTuple):
+    """The items' part of a call's key, and what a launch reads of them."""
+
+    key: tuple[object, ...]
+    """Each distinct item's token, and which item is where (a count where all are one)."""
+    held: tuple[object, ...]
+    planes: list[GpuImage[Any, Any]]
+    pointers: list[tuple[int, int, int]]
+
+
+def items_part(items: Sequence[object]) -> ItemsPart | None:
+    """The items described for a replay key (see ``Call``); None: an item is not a frame or an image."""
     ids = [*map(id, items)]
     if ids.count(ids[0]) == len(ids):  # regions of one frame: the common case, read once
         found = _item(items[0])
         if found is None:
             return None
         token, planes, specs = found
-        pointers = [_pointers(planes)] * len(ids)
-        key = (type(out), described, (token,), len(ids), boxes, size, flags, options)
-        return Call(key, specs, spoke, out_ptr, list(planes), pointers)
+        return ItemsPart(((token,), len(ids)), specs, list(planes), [_pointers(planes)] * len(ids))
     seen: dict[int, int] = {}
     tokens: list[tuple[object, ...]] = []
     held: list[object] = []
@@ -246,8 +288,7 @@ def prepare(
             item_pointers.append(_pointers(planes))
         pattern.append(index)
     pointers = [item_pointers[index] for index in pattern]
-    key = (type(out), described, tuple(tokens), tuple(pattern), boxes, size, flags, options)
-    return Call(key, tuple(held), spoke, out_ptr, all_planes, pointers)
+    return ItemsPart((tuple(tokens), tuple(pattern)), tuple(held), all_planes, pointers)
 
 
 def _pointers(planes: tuple[GpuImage[Any, Any], ...]) -> tuple[int, int, int]:

@@ -28,6 +28,7 @@ from gpuimage import (
     ImageSpec,
     Layout,
     PixelFormat,
+    PreparedBatch,
     UInt8,
     UInt16,
     denormalize,
@@ -93,6 +94,14 @@ def batches_return_the_library_array(images: list[GpuImage[HWC, UInt8]], out: to
     assert_type(normalize_batch(images, 0.5, 0.25, like="cupy"), cupy.ndarray)
     assert_type(normalize_batch(images, 0.5, 0.25, like="numpy"), npt.NDArray[Any])
     assert_type(normalize_batch(images, 0.5, 0.25, rois=[(0, 0, 8, 8)] * len(images), out=out), torch.Tensor)
+
+
+def prepared_batches_return_their_out(
+    frames: list[GpuFrame], out: torch.Tensor, array: cupy.ndarray, batch: GpuBatch
+) -> None:
+    assert_type(PreparedBatch(0.5, 0.25, size=(8, 8), resize="bilinear", out=out)(frames), torch.Tensor)
+    assert_type(PreparedBatch(0.5, 0.25, size=(8, 8), resize="bilinear", out=array)(frames), cupy.ndarray)
+    assert_type(PreparedBatch(0.5, 0.25, out=batch).out, GpuBatch)
 
 
 def checked_narrowing(image: GpuImage) -> None:

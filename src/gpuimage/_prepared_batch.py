@@ -1,0 +1,146 @@
+"""``PreparedBatch``: a frame loop's ``normalize_batch`` with everything but the images fixed once.
+
+``normalize_batch`` replays a call it has seen (``_frame_replay``), but it still reads and keys every
+argument on every call (the regions' types, mean and std, the options: about half its host time).
+A prepared batch owns copies of those arguments, so a call compares only what can change: the
+items (their formats, colours and plane geometries, by the interned tokens the replay table uses)
+and ``out``'s description. When they match the call it last checked in full, it launches with the
+new pointers, checked and ordered exactly as a replay is (``launch_entry``). Anything else goes
+through ``normalize_batch`` itself, which checks in full, raises what is wrong, and leaves the replay
+this object adopts.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar, cast
+
+from ._affine import ChannelValues
+from ._batch import Roi, normalize_batch
+from ._dtypes import DTypeLike
+from ._formats import ChannelOrderLike
+from ._frame_replay import Entry, items_part, known, launch_entry, prepare
+from ._image_batch import GpuBatch
+from ._sampling import ResizeMode
+from ._spokes import Spoke
+
+if TYPE_CHECKING:
+    import cupy
+    import numpy.typing as npt
+    import torch
+
+    from ._frame import GpuFrame
+    from ._image import GpuImage
+
+__all__ = ["PreparedBatch"]
+
+OutT = TypeVar("OutT", "torch.Tensor", "cupy.ndarray", "npt.NDArray[Any]", GpuBatch)
+"""The type of a prepared batch's ``out``, which every call returns."""
+
+
+class _Fast(NamedTuple):
+    """The call last checked in full, as a replay: what a new call must match to launch at once."""
+
+    items: tuple[object, ...]  # ItemsPart.key
+    held: tuple[object, ...]  # the specs whose ids ``items`` names
+    described: object  # out's Spoke.out_signature record
+    spoke: Spoke
+    entry: Entry
+
+
+class PreparedBatch(Generic[OutT]):
+    """``normalize_batch`` with every argument but the images fixed, for a per-frame loop.
+
+    ``prepared(frames)`` does what ``normalize_batch(frames, mean, std, rois=..., ..., out=out)``
+    does, and returns ``out``. The arguments are copied when the object is made (mutating the list
+    of regions afterwards changes nothing) and checked on the first call, in full, as
+    ``normalize_batch`` checks them. A later call whose items are described as the last checked
+    call's (same formats, colours, plane geometries and the same pattern of items) and whose
+    ``out`` is described as before launches at once: only the new pointers are checked
+    (alignment, ``out`` overlapping an input), and the streams are ordered as ``normalize_batch``
+    orders them. Any other call is checked in full again.
+
+    Example::
+
+        prepared = gpuimage.PreparedBatch(MEAN, STD, rois=rois, size=(224, 224), resize="bilinear", out=batch)
+        for frame in decoded:  # GpuFrames of one geometry
+            model(prepared([frame] * len(rois)))
+
+    The fast path needs an array ``out`` (torch or CuPy) and a GPU executor with replays (the
+    kernels); otherwise every call is a plain ``normalize_batch`` call.
+    """
+
+    __slots__ = ("_arguments", "_fast", "_flags", "_numbers", "_options", "_out", "_rois", "_size")
+
+    def __init__(
+        self,
+        mean: ChannelValues,
+        std: ChannelValues,
+        *,
+        rois: Sequence[Roi | None] | None = None,
+        size: tuple[int, int] | None = None,
+        resize: ResizeMode | None = None,
+        keep_aspect: bool = False,
+        order: ChannelOrderLike | None = None,
+        pad_value: float = 0.0,
+        dtype: DTypeLike | None = None,
+        scale: float | None = None,
+        reverse_channels: bool = False,
+        out: OutT,
+    ) -> None:
+        # deep copies: a caller's list mutated later must not change what was checked
+        mean, std, rois, size = copy.deepcopy((mean, std, rois, size))
+        self._arguments: dict[str, Any] = {
+            "mean": mean,
+            "std": std,
+            "rois": rois,
+            "size": size,
+            "resize": resize,
+            "keep_aspect": keep_aspect,
+            "order": order,
+            "pad_value": pad_value,
+            "dtype": dtype,
+            "scale": scale,
+            "reverse_channels": reverse_channels,
+        }
+        self._rois, self._size = rois, size
+        self._out: OutT = out
+        self._flags = (keep_aspect, reverse_channels)
+        self._numbers = (mean, std, pad_value, scale)
+        self._options = (resize, order, dtype)
+        self._fast: _Fast | None = None
+
+    @property
+    def out(self) -> OutT:
+        """The array (or ``GpuBatch``) every call writes and returns."""
+        return self._out
+
+    def __call__(self, images: Sequence[GpuImage[Any, Any] | GpuFrame]) -> OutT:
+        """Normalize ``images`` (one per region) into ``out`` and return it; see the class."""
+        fast, items = self._fast, cast("Sequence[object]", images)
+        if fast is not None and (type(items) is list or type(items) is tuple) and items:
+            part = items_part(cast("Sequence[object]", items))
+            if part is not None and part.key == fast.items:
+                signature = fast.spoke.out_signature(self._out)
+                if (
+                    signature is not None
+                    and signature[1] == fast.described
+                    and launch_entry(fast.entry, fast.spoke, part.planes, part.pointers, signature[0])
+                ):
+                    return self._out
+        cast(Any, normalize_batch)(images, **self._arguments, out=self._out)  # returns out
+        self._adopt(images)
+        return self._out
+
+    def _adopt(self, images: Sequence[GpuImage[Any, Any] | GpuFrame]) -> None:
+        """Keep the replay that the full call just left, if it left one (a call that raised left none)."""
+        call = prepare(images, self._rois, self._out, self._size, self._flags, self._numbers, self._options)
+        if call is None:
+            self._fast = None
+            return
+        entry = known(call.key)
+        if entry is None or entry.launch is None:
+            self._fast = None
+            return
+        self._fast = _Fast(call.items, call.held, call.described, call.spoke, entry)
