@@ -90,7 +90,7 @@ GPUIMAGE: Any = gpuimage
 SLOT = (224, 224)  # (height, width) of each batch item
 FRAMES = {"1080p": (1080, 1920), "4K": (2160, 3840)}  # (height, width) of each case's frame
 DEVICE = "cuda"  # where the frames are made (tests/test_benchmarks_frames.py runs the script on "cpu")
-QUICK, FULL = Loop(calls=30, repeats=3, warmup=5, gpu_calls=10), Loop(300, 7, 30, 100)
+QUICK, FULL = Loop(calls=200, repeats=3, warmup=30, gpu_calls=50), Loop(300, 7, 30, 100)
 SPEED_TARGET, BANDWIDTH_TARGET = 0.5, 0.85
 FLOAT_TOLERANCE = 1e-3  # float32 routes of one recipe: rounding only
 CVCUDA_TOLERANCE = 3 / 255 / min(STD)  # 8-bit RGB and fixed-point BT.601: within ~3 codes

@@ -432,7 +432,15 @@ class _Gpuimage:
                 stand_in.calls.append("from_dlpack")
                 return _Frame(obj, colour, routes)
 
-        self.GpuFrame = GpuFrame
+        class PreparedBatch:
+            def __init__(self, mean: Any, std: Any, **options: Any) -> None:
+                self.mean, self.std, self.options = mean, std, options
+
+            def __call__(self, items: list[_Frame]) -> torch.Tensor:
+                stand_in.calls.append("PreparedBatch")
+                return stand_in.normalize_batch(items, self.mean, self.std, **self.options)
+
+        self.GpuFrame, self.PreparedBatch = GpuFrame, PreparedBatch
 
     def normalize_batch(
         self, items: list[_Frame], mean: Any, std: Any, *, rois: Any, size: Any, resize: str, out: Any = None
@@ -506,8 +514,12 @@ def test_a_whole_run_with_stand_ins_prints_the_table_and_writes_the_json(
     assert "from_dlpack" in stand_in.calls
     assert "normalize" in stand_in.calls
     assert results["timings"]["1080p | gpuimage normalize_batch(out=), frame made once"]["median_us"] == 50.0
+    prepared = results["timings"]["1080p | gpuimage PreparedBatch(out=)(frames), frame made once"]
+    assert prepared["median_us"] == 50.0
+    assert "note" not in prepared
+    assert "PreparedBatch" in stand_in.calls
     assert "of 1 targets passed." in out
-    assert results["config"] == {"calls": 30, "repeats": 3, "warmup": 5, "gpu_calls": 10}
+    assert results["config"] == {"calls": 200, "repeats": 3, "warmup": 30, "gpu_calls": 50}
     first_cv = results["timings"]["1080p | CV-CUDA cvtcolor+rccr x N+normalize (NCHW planes)"]
     assert first_cv["note"].startswith("WRONG OUTPUT")
     assert all(diff is None or diff > 1 for diff in first_cv["max_abs_diff"].values())

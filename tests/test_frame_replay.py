@@ -6,13 +6,14 @@ executor and the fake runtime stand in for the GPU (``fake_replay``)."""
 from __future__ import annotations
 
 import weakref
+from typing import Any
 
 import numpy as np
 import pytest
 
-from fake_replay import MEAN, NORMALIZE_BATCH, ROIS, STD, STREAM, FakeOut, Recorder, frame, recorder
+from fake_replay import MEAN, NORMALIZE_BATCH, ROIS, SPOKE, STD, STREAM, FakeOut, Recorder, frame, recorder
 from fake_runtime import Runtime, runtime
-from gpuimage import ColorSpec, GpuFrame, PitchError, SpecError, _frame_replay
+from gpuimage import ColorSpec, GpuFrame, PitchError, SpecError, _frame_batch, _frame_replay
 from gpuimage._conversions import override_executor
 from gpuimage._formats import ChannelOrderLike
 
@@ -219,3 +220,31 @@ def test_which_item_is_where_is_in_the_key(recorder: Recorder) -> None:
     _call([wide, narrow, narrow], out, rois=rois)
     assert len(recorder.full) == 2
     assert len(recorder.replay.calls) == 1
+
+
+def test_a_call_without_out_is_replayed_into_a_new_array_of_its_kind(
+    recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made: list[tuple[str, FakeOut]] = []
+
+    def allocate(like: str, items: int, channels: int, size: tuple[int, int], *rest: object) -> FakeOut:
+        array = FakeOut(0x900000 + 0x100000 * len(made), items, size)
+        made.append((like, array))
+        return array
+
+    monkeypatch.setattr(_frame_batch, "allocate_batch", allocate)
+    monkeypatch.setattr(_frame_replay, "allocate_batch", allocate)
+    monkeypatch.setattr(_frame_replay, "spoke_named", lambda name: SPOKE)
+    options: dict[str, Any] = {"rois": ROIS, "size": (8, 8), "resize": "bilinear"}
+    first = NORMALIZE_BATCH([_frame(0x100000)] * 3, MEAN, STD, **options)
+    assert len(recorder.full) == 1
+    decoded = _frame(0x200000)
+    second = NORMALIZE_BATCH([decoded] * 3, MEAN, STD, **options)
+    assert second is made[1][1]
+    assert second is not first
+    assert len(recorder.full) == 1, "the second frame went the full way"
+    luma, chroma = decoded.planes[0].ptr, decoded.planes[1].ptr
+    assert recorder.replay.calls == [([(luma, chroma, 0)] * 3, second.ptr, STREAM)]
+    NORMALIZE_BATCH([decoded] * 3, MEAN, STD, **options, like="cupy")  # another library: checked once
+    assert len(recorder.full) == 2
+    assert [like for like, _ in made] == ["torch", "torch", "cupy"]

@@ -206,6 +206,12 @@ def normalize_batch(
             call = prepare(images, rois, out, size, flags, numbers, (resize, order, dtype))
             if call is not None and call.run():
                 return out
+        else:  # a new array per call: replayed into a new array of the kind the first call made
+            flags, numbers = (keep_aspect, reverse_channels), (mean, std, pad_value, scale)
+            call = prepare(images, rois, None, size, flags, numbers, (resize, order, dtype), like)
+            made = None if call is None else call.run_new()
+            if made is not None:
+                return made
         return normalize_frames_batch(
             _listed(images, "images", "a sequence of GpuImages or GpuFrames", where),
             mean,

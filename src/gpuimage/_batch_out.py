@@ -13,7 +13,7 @@ from ._geometry import Geometry, byte_extent, check_geometry
 from ._image_batch import GpuBatch
 from ._spokes import Spoke, spoke_of
 
-__all__ = ["BatchOut", "allocate_batch", "parse_batch_out"]
+__all__ = ["BatchOut", "NewOut", "allocate_batch", "parse_batch_out"]
 
 
 class BatchOut(NamedTuple):
@@ -79,9 +79,21 @@ def gpu_batch_out(
     return BatchOut(out, out.ptr, out.item_pitch, out.item_spec.geometry, dtype, out.device, None)
 
 
+class NewOut(NamedTuple):
+    """``allocate_batch``'s arguments for a call without ``out``: a new array of one geometry."""
+
+    like: str
+    items: int
+    channels: int
+    size: tuple[int, int]
+    dtype: DTypeName
+    device: Device
+
+
 def allocate_batch(
     like: str, count: int, channels: int, size: tuple[int, int], dtype: DTypeName, device: Device, where: str
 ) -> object:
+    """A new packed ``(count, channels, *size)`` array of ``like``'s library (``NewOut``'s fields)."""
     shape = (count, channels, *size)
     if like == "torch":
         from . import _torch

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from ._affine import ChannelValues
-from ._batch_out import allocate_batch, parse_batch_out
+from ._batch_out import NewOut, allocate_batch, parse_batch_out
 from ._channel_order import batch_plan, check_out_order
 from ._conversions import executor_for
 from ._dtypes import DTypeLike, Float32, dtype_info, parse_dtype
@@ -154,8 +154,10 @@ def normalize_frames_batch(
         where=where,
     )
     executor = executor_for(device, where)  # no GPU library: say so before allocating anything
+    new_out = None
     if out is None:
-        out = allocate_batch(like, len(sources), channels, slot_hw, target, device, where)
+        new_out = NewOut(like, len(sources), channels, slot_hw, target, device)
+        out = allocate_batch(*new_out, where)
     batch = parse_batch_out(out, len(sources), channels, slot_hw, target, where)
     if batch.device != device:
         raise DeviceError(f"{where}: expected out on {device}, got {batch.device}.")
@@ -176,7 +178,7 @@ def normalize_frames_batch(
         stream = batch.spoke.current_stream(device.index)
         convert_frames_into(sources, slot, batch.item_pitch, recipe, stream, where=where, planes=planes)
         if replay is not None:  # checked and queued: the next call of this kind only launches
-            replay.remember(executor, sources, slot, batch.item_pitch, recipe, extent)
+            replay.remember(executor, sources, slot, batch.item_pitch, recipe, extent, new_out)
     else:  # a GpuBatch: on its ready stream (else the executor's), after its pending uses
         gpu_batch = cast(GpuBatch, out)
         ready, keep = gpu_batch.stream, None

@@ -30,12 +30,15 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from ._affine import channel_key
+from ._batch_out import NewOut, allocate_batch
 from ._conversions import executor_for
+from ._errors import MissingBackendError
 from ._exports import ImageExports
 from ._frame_exports import FrameExports
 from ._ordering import begin_reads, end_reads
 from ._plan import ranges_overlap
 from ._spokes import Spoke, spoke_of
+from ._spokes import spoke as spoke_named
 
 if TYPE_CHECKING:
     from ._device import Device
@@ -64,6 +67,7 @@ class Entry(NamedTuple):
     device: Device
     extent: int  # bytes written from out's pointer
     plane_extents: list[int]  # the bytes each of Call.planes spans (their specs are in the key)
+    new_out: NewOut | None = None  # a call without out: the array each call makes
 
 
 _entries: dict[Key, Entry] = {}
@@ -93,6 +97,18 @@ class Call(NamedTuple):
             return False
         return launch_entry(entry, self.spoke, self.planes, self.pointers, self.out_ptr)
 
+    def run_new(self) -> object:
+        """A call without ``out`` (``prepare_new``): the new array, written as ``run`` writes ``out``,
+        if its key was seen; else None, and the full path must run (then ``remember`` the call)."""
+        entry = known(self.key)
+        if entry is None or entry.new_out is None or entry.launch is None:
+            return None
+        made = allocate_batch(*entry.new_out, _WHERE)
+        signature = self.spoke.out_signature(made)
+        if signature is None or not launch_entry(entry, self.spoke, self.planes, self.pointers, signature[0]):
+            return None
+        return made
+
     def remember(
         self,
         executor: Executor,
@@ -101,8 +117,10 @@ class Call(NamedTuple):
         item_pitch: int,
         recipe: SampleRecipe,
         extent: int,
+        new_out: NewOut | None = None,
     ) -> None:
-        """Keep the replay of the call that the full path just queued (checked, with these values)."""
+        """Keep the replay of the call that the full path just queued (checked, with these values;
+        ``new_out``: how it made its array, for a call without ``out``)."""
         try:
             kept = _entries.get(self.key)
         except TypeError:  # unhashable (see known)
@@ -113,7 +131,7 @@ class Call(NamedTuple):
             _entries.clear()
         launch = executor.frames_replay(sources, target, item_pitch, recipe)
         extents = [plane.nbytes for plane in self.planes]
-        _entries[self.key] = Entry(self.held, executor, launch, target.spec.device, extent, extents)
+        _entries[self.key] = Entry(self.held, executor, launch, target.spec.device, extent, extents, new_out)
 
 
 def known(key: Key) -> Entry | None:
@@ -220,10 +238,12 @@ def prepare(
     flags: tuple[object, ...],
     numbers: tuple[object, object, object, object],
     options: tuple[object, ...],
+    like: object = None,
 ) -> Call | None:
     """The call described for the replay table, or None where it cannot be replayed (see the
     module). ``flags``: the bool arguments; ``numbers``: mean, std, pad_value and scale; ``options``:
-    every other argument, as given (a value of a wrong type there hashes unlike every valid one)."""
+    every other argument, as given (a value of a wrong type there hashes unlike every valid one).
+    Without ``out``, ``like`` names the library of the array each call makes (``Call.run_new``)."""
     if type(images) is not list and type(images) is not tuple:
         return None
     items = cast("Sequence[object]", images)
@@ -234,13 +254,24 @@ def prepare(
     if means is None or stds is None or type(pad_value) not in _NUMBERS or type(scale) not in _SCALES:
         return None
     options = (*options, means, stds, pad_value, scale)
-    spoke = spoke_of(out)
-    if spoke is None:
-        return None
-    signature = spoke.out_signature(out)
-    if signature is None:
-        return None
-    out_ptr, described = signature
+    spoke: Spoke | None
+    described: object
+    if out is None:  # a new array per call: its geometry follows from the rest of the key
+        if like != "torch" and like != "cupy":  # host arrays have no replay
+            return None
+        try:
+            spoke = spoke_named("torch" if like == "torch" else "cupy")
+        except MissingBackendError:  # the full path says what to install, after the other checks
+            return None
+        out_ptr, described = 0, ("new", like)
+    else:
+        spoke = spoke_of(out)
+        if spoke is None:
+            return None
+        signature = spoke.out_signature(out)
+        if signature is None:
+            return None
+        out_ptr, described = signature
     boxes = None if rois is None else tuple(cast("Sequence[object]", rois))
     part = items_part(items)
     if part is None:

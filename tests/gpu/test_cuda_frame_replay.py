@@ -6,7 +6,7 @@ launches)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -25,6 +25,7 @@ pytestmark = pytest.mark.cuda
 
 BT709 = ColorSpec(matrix="BT709", range="LIMITED")
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+NORMALIZE_BATCH: Any = gi.normalize_batch  # like= chosen by a parameter
 
 
 def _rois(count: int, width: int, height: int) -> list[tuple[int, int, int, int]]:
@@ -130,3 +131,23 @@ def test_a_cupy_out_is_replayed_too(launches: list[int]) -> None:
             cupy.asnumpy(out), _host_result(data, "NV12", rois, size), rtol=1e-5, atol=2e-5
         )
     assert launches == [8, 8]
+
+
+@pytest.mark.parametrize("like", ["torch", "cupy"])
+def test_calls_without_out_are_replayed_into_new_arrays(
+    like: Literal["torch", "cupy"], launches: list[int]
+) -> None:
+    height, width, size = 96, 128, (24, 32)
+    rois = _rois(6, width, height)
+    results: list[Any] = []
+    for seed in range(3):  # the first call is checked in full, the next two are replayed
+        data = _frame_tensor(height, width, seed)
+        frame = GpuFrame.from_dlpack(data, format="NV12", colour=BT709)
+        batch: Any = NORMALIZE_BATCH(
+            [frame] * 6, MEAN, STD, rois=rois, size=size, resize="bilinear", like=like
+        )
+        host = batch.cpu().numpy() if like == "torch" else batch.get()
+        np.testing.assert_allclose(host, _host_result(data, "NV12", rois, size), rtol=1e-5, atol=2e-5)
+        results.append(batch)
+    assert launches == [6, 6]
+    assert len({id(batch) for batch in results}) == 3, "each call returns its own array"
