@@ -27,9 +27,12 @@ from ._runtime import Allocation, DeviceGuard, Memory, cuda_error, wait_for_even
 __all__ = ["CupyRuntime", "RecordedEvent", "current_stream", "current_stream_object", "external_stream"]
 
 
+_get_current_stream = cupy.cuda.get_current_stream  # bound once: a cached view asks per call
+
+
 def current_stream(index: int) -> int:
     """The raw handle of CuPy's current stream on device ``index`` (0 for the null stream)."""
-    return int(cupy.cuda.get_current_stream(index).ptr)
+    return _get_current_stream(index).ptr
 
 
 def current_stream_object(index: int) -> object:

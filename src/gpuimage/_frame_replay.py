@@ -12,7 +12,9 @@ the call's *key*, everything the checks depended on except pointers:
 - the regions, size, resize, aspect, order, mean, std, pad, dtype and scale as given, exactly
   typed (an int region is not a float one, nor is True a 1: the full path refuses those, and they
   are never replayed);
-- ``out``'s library and its ``Spoke.out_signature`` (shape, strides, dtype, device, flags).
+- ``out``'s library and its ``Spoke.out_signature`` (shape, strides, dtype, device, flags); for a
+  call without ``out``, the library ``like`` names (each replay makes a new array of the kind the
+  first call made: ``NewOut``).
 
 A call with the same key reads its pointers, checks what depends on them (alignment, ``out``
 overlapping an input), orders the streams exactly as the full path does (the out library's current
@@ -98,8 +100,9 @@ class Call(NamedTuple):
         return launch_entry(entry, self.spoke, self.planes, self.pointers, self.out_ptr)
 
     def run_new(self) -> object:
-        """A call without ``out`` (``prepare_new``): the new array, written as ``run`` writes ``out``,
-        if its key was seen; else None, and the full path must run (then ``remember`` the call)."""
+        """A call without ``out`` (``prepare`` with ``like``): a new array of the kind the first call
+        made, written as ``run`` writes ``out``, if its key was seen; else None, and the full path
+        must run (then ``remember`` the call)."""
         entry = known(self.key)
         if entry is None or entry.new_out is None or entry.launch is None:
             return None
