@@ -33,6 +33,7 @@ __all__ = [
     "assert_bits_equal",
     "assert_strides",
     "churn",
+    "count_replayed_launches",
     "cupy_bits",
     "device_bytes",
     "expected_bits",
@@ -169,3 +170,20 @@ def churn(nbytes: int, *, count: int = 48) -> list[object]:
 def gpu_settings(max_examples: int) -> settings:
     """Hypothesis settings for GPU tests: a fixed example budget, no deadline (first CUDA calls are slow)."""
     return settings(max_examples=max_examples, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def count_replayed_launches(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The item count of every launch a frame replay makes (``FramesReplay.__call__``: the fast path
+    of ``normalize_batch`` and ``PreparedBatch``), from an empty replay table on."""
+    from gpuimage import _frame_kernels, _frame_replay
+
+    counted: list[int] = []
+    real = _frame_kernels.FramesReplay.__call__
+
+    def counting(self: Any, pointers: Any, target_ptr: int, stream: int) -> None:
+        counted.append(len(pointers))
+        real(self, pointers, target_ptr, stream)
+
+    monkeypatch.setattr(_frame_kernels.FramesReplay, "__call__", counting)
+    monkeypatch.setattr(_frame_replay, "_entries", {})
+    return counted

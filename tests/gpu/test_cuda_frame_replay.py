@@ -18,8 +18,10 @@ import numpy.typing as npt
 import torch
 
 import gpuimage as gi
-from gpuimage import ColorSpec, GpuFrame, _frame_kernels, _frame_replay
+from gpuimage import ColorSpec, GpuFrame
 from gpuimage._formats import PixelFormatLike
+
+from ._support import count_replayed_launches
 
 pytestmark = pytest.mark.cuda
 
@@ -51,17 +53,7 @@ def _host_result(
 
 @pytest.fixture
 def launches(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Counts replayed launches; starts with an empty replay table."""
-    counted: list[int] = []
-    real = _frame_kernels.FramesReplay.__call__
-
-    def counting(self: Any, pointers: Any, target_ptr: int, stream: int) -> None:
-        counted.append(len(pointers))
-        real(self, pointers, target_ptr, stream)
-
-    monkeypatch.setattr(_frame_kernels.FramesReplay, "__call__", counting)
-    monkeypatch.setattr(_frame_replay, "_entries", {})
-    return counted
+    return count_replayed_launches(monkeypatch)
 
 
 def _frame_tensor(height: int, width: int, seed: int, dtype: torch.dtype = torch.uint8) -> torch.Tensor:

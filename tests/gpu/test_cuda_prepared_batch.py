@@ -4,8 +4,6 @@ a frame still being written on the decoder's stream and a frame of another geome
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 pytest.importorskip("cupy")
@@ -16,7 +14,9 @@ import numpy.typing as npt
 import torch
 
 import gpuimage as gi
-from gpuimage import ColorSpec, GpuFrame, _frame_kernels, _frame_replay
+from gpuimage import ColorSpec, GpuFrame
+
+from ._support import count_replayed_launches
 
 pytestmark = pytest.mark.cuda
 
@@ -40,18 +40,7 @@ def _reference(data: torch.Tensor, rois: list[tuple[int, int, int, int]]) -> npt
 
 @pytest.fixture
 def launches(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Counts launches made by replays (the fast path), by item count; starts with an empty replay
-    table."""
-    counted: list[int] = []
-    real = _frame_kernels.FramesReplay.__call__
-
-    def counting(self: Any, pointers: Any, target_ptr: int, stream: int) -> None:
-        counted.append(len(pointers))
-        real(self, pointers, target_ptr, stream)
-
-    monkeypatch.setattr(_frame_kernels.FramesReplay, "__call__", counting)
-    monkeypatch.setattr(_frame_replay, "_entries", {})
-    return counted
+    return count_replayed_launches(monkeypatch)
 
 
 def test_a_decoder_loop_matches_the_reference_frame_by_frame(launches: list[int]) -> None:
