@@ -157,3 +157,21 @@ def test_arguments_no_replay_can_key_are_full_calls_every_time(recorder: Recorde
         prepared([frame(ptr)] * 3)
     assert len(recorder.full) == 3
     assert not recorder.replay.calls
+
+
+def test_it_needs_an_out_and_arguments_it_can_copy() -> None:
+    with pytest.raises(SpecError, match="expected out="):
+        PREPARED(MEAN, STD, out=None)
+    with pytest.raises(SpecError, match="cannot be copied: TypeError"):
+        PREPARED(MEAN, STD, rois=(box for box in ROIS), out=FakeOut(0x900000))
+
+
+def test_its_repr_shows_what_was_given() -> None:
+    prepared = _prepared(FakeOut(0x900000), keep_aspect=True)
+    assert repr(prepared) == (
+        "PreparedBatch(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), rois=<3 regions>, "
+        "size=(8, 8), resize='bilinear', keep_aspect=True, out=FakeOut)"
+    )
+    assert (
+        repr(PREPARED(0.5, 0.25, out=FakeOut(0x900000))) == "PreparedBatch(mean=0.5, std=0.25, out=FakeOut)"
+    )

@@ -16,9 +16,10 @@ import copy
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar, cast
 
-from ._affine import ChannelValues
+from ._affine import ChannelValues, short_repr
 from ._batch import Roi, normalize_batch
 from ._dtypes import DTypeLike
+from ._errors import SpecError
 from ._formats import ChannelOrderLike
 from ._frame_replay import Entry, items_part, known, launch_entry, prepare
 from ._image_batch import GpuBatch
@@ -37,6 +38,20 @@ __all__ = ["PreparedBatch"]
 
 OutT = TypeVar("OutT", "torch.Tensor", "cupy.ndarray", "npt.NDArray[Any]", GpuBatch)
 """The type of a prepared batch's ``out``, which every call returns."""
+
+
+_DEFAULTS: dict[str, object] = {
+    "rois": None,
+    "size": None,
+    "resize": None,
+    "keep_aspect": False,
+    "order": None,
+    "pad_value": 0.0,
+    "dtype": None,
+    "scale": None,
+    "reverse_channels": False,
+}
+"""The arguments a repr leaves out when they equal the signature's defaults (and are of their type)."""
 
 
 class _Fast(NamedTuple):
@@ -89,8 +104,19 @@ class PreparedBatch(Generic[OutT]):
         reverse_channels: bool = False,
         out: OutT,
     ) -> None:
-        # deep copies: a caller's list mutated later must not change what was checked
-        mean, std, rois, size = copy.deepcopy((mean, std, rois, size))
+        where = "PreparedBatch()"
+        if cast(object, out) is None:  # untyped callers
+            raise SpecError(
+                f"{where}: expected out= (the array or GpuBatch every call writes), got None. Call "
+                "normalize_batch(...) for a new array per call."
+            )
+        try:  # deep copies: a caller's list mutated later must not change what was checked
+            mean, std, rois, size = copy.deepcopy((mean, std, rois, size))
+        except Exception as exc:  # a generator, a lock: nothing normalize_batch takes either
+            raise SpecError(
+                f"{where}: expected mean, std, rois and size as numbers, tuples, lists or NumPy arrays "
+                f"(copied when it is made), got one that cannot be copied: {type(exc).__name__}: {exc}"
+            ) from exc
         self._arguments: dict[str, Any] = {
             "mean": mean,
             "std": std,
@@ -110,6 +136,21 @@ class PreparedBatch(Generic[OutT]):
         self._numbers = (mean, std, pad_value, scale)
         self._options = (resize, order, dtype)
         self._fast: _Fast | None = None
+
+    def __repr__(self) -> str:
+        given = {
+            name: value
+            for name, value in self._arguments.items()
+            if name not in _DEFAULTS or type(value) is not type(_DEFAULTS[name]) or value != _DEFAULTS[name]
+        }
+        given.pop("rois", None)
+        shown = [f"{name}={short_repr(value)}" for name, value in given.items()]
+        rois: object = self._rois
+        if isinstance(rois, list | tuple):
+            shown.insert(2, f"rois=<{len(cast('list[object]', rois))} regions>")
+        elif rois is not None:
+            shown.insert(2, f"rois={short_repr(rois)}")
+        return f"PreparedBatch({', '.join(shown)}, out={type(self._out).__name__})"
 
     @property
     def out(self) -> OutT:
