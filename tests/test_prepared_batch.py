@@ -9,8 +9,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
-from fake_replay import MEAN, ROIS, STD, STREAM, FakeOut, Recorder, frame, recorder
+from fake_replay import BT709, MEAN, ROIS, STD, STREAM, FakeOut, Recorder, frame, recorder
 from fake_runtime import Runtime, runtime
 from gpuimage import ColorSpec, GpuFrame, PreparedBatch, SpecError, _frame_replay
 from gpuimage._conversions import override_executor
@@ -175,3 +177,63 @@ def test_its_repr_shows_what_was_given() -> None:
     assert (
         repr(PREPARED(0.5, 0.25, out=FakeOut(0x900000))) == "PreparedBatch(mean=0.5, std=0.25, out=FakeOut)"
     )
+
+
+_GEOMETRIES = ((64, 32), (48, 32))  # (width, height): ROIS fit both
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=60, deadline=None)
+@given(
+    calls=st.lists(
+        st.tuples(
+            st.lists(
+                st.tuples(st.integers(0, 2), st.integers(0, 1), st.integers(1, 64)), min_size=3, max_size=3
+            ),
+            st.booleans(),
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_every_call_launches_with_its_own_items_pointers(
+    recorder: Recorder, calls: list[tuple[list[tuple[int, int, int]], bool]]
+) -> None:
+    """Whatever sequence of frames, geometries, colours and item patterns a loop passes, each call's
+    work (a full conversion or a launch at once) reads exactly its own items' planes, into ``out``."""
+    prepared = _prepared(FakeOut(0x9000000))
+    bt601 = ColorSpec(matrix="BT601", range="LIMITED")
+    for items, one_frame in calls:
+        frames: dict[int, GpuFrame] = {}
+        chosen: list[GpuFrame] = []
+        for index, (frame_id, geometry, page) in enumerate(items):
+            key = 0 if one_frame else frame_id
+            if key not in frames:
+                width, height = _GEOMETRIES[geometry]
+                made = GpuFrame.from_pointer(
+                    page << 16,
+                    format="NV12",
+                    width=width,
+                    height=height,
+                    device="cuda:0",
+                    owner=None,
+                    colour=BT709 if index % 2 == 0 else bt601,
+                )
+                frames[key] = made
+            chosen.append(frames[key])
+        full, replayed = len(recorder.full), len(recorder.replay.calls)
+        try:
+            assert prepared(chosen) is prepared.out
+        except SpecError as error:  # one launch converts frames of one colour description only
+            assert "colour" in str(error) or "same" in str(error)
+            event("refused: mixed colours")
+            continue
+        expected = [(frame.planes[0].ptr, frame.planes[1].ptr, 0) for frame in chosen]
+        if len(recorder.full) > full:
+            sources, target, _, _ = recorder.full[-1]
+            launched = [(*(plane.ptr for plane in source.planes), 0) for source in sources]
+            assert (launched, target) == (expected, 0x9000000)
+            event("checked in full")
+        else:
+            assert len(recorder.replay.calls) == replayed + 1
+            assert recorder.replay.calls[-1][:2] == (expected, 0x9000000)
+            event("launched at once")
