@@ -28,7 +28,8 @@ def _prepared(out: FakeOut, rois: object = ROIS, **options: object) -> Any:
 
 @pytest.fixture
 def key_builds(monkeypatch: pytest.MonkeyPatch) -> list[object]:
-    """Every ``_frame_replay.prepare`` call (building a call's whole key) made by a prepared batch."""
+    """Every ``_frame_replay.prepare`` call (building a call's whole key), through ``replay_call``:
+    ``normalize_batch``'s own and a prepared batch's."""
     built: list[object] = []
     original = _frame_replay.prepare
 
@@ -36,7 +37,7 @@ def key_builds(monkeypatch: pytest.MonkeyPatch) -> list[object]:
         built.append(args)
         return original(*args)
 
-    monkeypatch.setattr("gpuimage._prepared_batch.prepare", counted)
+    monkeypatch.setattr("gpuimage._batch.prepare", counted)
     return built
 
 
@@ -49,7 +50,7 @@ def test_the_first_call_is_checked_in_full_and_later_frames_launch_at_once(
     first = frame(0x100000)
     assert prepared([first] * 3) is out
     assert len(recorder.full) == 1
-    assert len(key_builds) == 1, "the full call's key is built once, to adopt its replay"
+    assert len(key_builds) == 2, "the full call builds its key, and the prepared batch once more to adopt it"
     for ptr in (0x200000, 0x300000):  # the next decoded frames: same geometry, new memory
         decoded = frame(ptr)
         assert prepared([decoded] * 3) is out
@@ -57,7 +58,7 @@ def test_the_first_call_is_checked_in_full_and_later_frames_launch_at_once(
         assert recorder.replay.calls[-1] == ([(luma, chroma, 0)] * 3, 0x900000, STREAM)
     assert len(recorder.full) == 1
     assert len(recorder.replay.calls) == 2
-    assert len(key_builds) == 1, "a matching call builds no key"
+    assert len(key_builds) == 2, "a matching call builds no key"
     sources = recorder.full[0][0]
     assert [source.region for source in sources] == ROIS
 

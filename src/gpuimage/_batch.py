@@ -29,7 +29,7 @@ from ._exports import ImageExports
 from ._formats import ChannelOrderLike
 from ._frame_batch import normalize_frames_batch
 from ._frame_convert import is_frame
-from ._frame_replay import prepare
+from ._frame_replay import Call, prepare
 from ._geometry import byte_extent, crop_offset
 from ._image_batch import GpuBatch
 from ._layout import Layout
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from ._frame import GpuFrame
     from ._image import GpuImage
 
-__all__ = ["normalize_batch"]
+__all__ = ["normalize_batch", "replay_call"]
 
 Roi = tuple[int, int, int, int]
 
@@ -199,19 +199,32 @@ def normalize_batch(
             f"{where}: expected resize='bilinear' or 'nearest' with keep_aspect=True, got resize=None."
         )
     if resize is not None or _has_frames(images):
-        call = None
-        if out is not None:  # a frame loop's call: replayed when its key was seen (_frame_replay)
-            flags = (keep_aspect, reverse_channels)
-            numbers = (mean, std, pad_value, scale)
-            call = prepare(images, rois, out, size, flags, numbers, (resize, order, dtype))
-            if call is not None and call.run():
-                return out
-        else:  # a new array per call: replayed into a new array of the kind the first call made
-            flags, numbers = (keep_aspect, reverse_channels), (mean, std, pad_value, scale)
-            call = prepare(images, rois, None, size, flags, numbers, (resize, order, dtype), like)
-            made = None if call is None else call.run_new()
-            if made is not None:
-                return made
+        # a frame loop's call: replayed when its key was seen (_frame_replay); without out, into a
+        # new array of the kind the first call made
+        call = replay_call(
+            images,
+            mean,
+            std,
+            rois=rois,
+            size=size,
+            resize=resize,
+            keep_aspect=keep_aspect,
+            order=order,
+            pad_value=pad_value,
+            dtype=dtype,
+            scale=scale,
+            reverse_channels=reverse_channels,
+            out=out,
+            like=like,
+        )
+        if call is not None:
+            if out is not None:
+                if call.run():
+                    return out
+            else:
+                made = call.run_new()
+                if made is not None:
+                    return made
         return normalize_frames_batch(
             _listed(images, "images", "a sequence of GpuImages or GpuFrames", where),
             mean,
@@ -290,6 +303,29 @@ def _write_gpu_batch(
         stream, keep = executor_for(device, where).stream_for(device.index)
     with out.writing(stream if keep is None else keep):  # the stream object, where one keeps it alive
         convert_batch_into(sources, regions, slot, out.item_pitch, affine, pad_value, stream, where=where)
+
+
+def replay_call(
+    images: object,
+    mean: object,
+    std: object,
+    *,
+    rois: object,
+    size: object,
+    resize: object,
+    keep_aspect: object,
+    order: object,
+    pad_value: object,
+    dtype: object,
+    scale: object,
+    reverse_channels: object,
+    out: object,
+    like: object = "torch",
+) -> Call | None:
+    """``normalize_batch``'s arguments described for the replay table (``_frame_replay.prepare``);
+    None where the call cannot be replayed."""
+    flags, numbers = (keep_aspect, reverse_channels), (mean, std, pad_value, scale)
+    return prepare(images, rois, out, size, flags, numbers, (resize, order, dtype), like)
 
 
 def _has_frames(items: object) -> bool:

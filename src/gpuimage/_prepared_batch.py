@@ -17,11 +17,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar, cast
 
 from ._affine import ChannelValues, short_repr
-from ._batch import Roi, normalize_batch
+from ._batch import Roi, normalize_batch, replay_call
 from ._dtypes import DTypeLike
 from ._errors import SpecError
 from ._formats import ChannelOrderLike
-from ._frame_replay import Entry, items_part, known, launch_entry, prepare
+from ._frame_replay import Entry, items_part, known, launch_entry
 from ._image_batch import GpuBatch
 from ._sampling import ResizeMode
 from ._spokes import Spoke
@@ -86,7 +86,7 @@ class PreparedBatch(Generic[OutT]):
     kernels); otherwise every call is a plain ``normalize_batch`` call.
     """
 
-    __slots__ = ("_arguments", "_fast", "_flags", "_numbers", "_options", "_out", "_rois", "_size")
+    __slots__ = ("_arguments", "_fast", "_out")
 
     def __init__(
         self,
@@ -130,11 +130,7 @@ class PreparedBatch(Generic[OutT]):
             "scale": scale,
             "reverse_channels": reverse_channels,
         }
-        self._rois, self._size = rois, size
         self._out: OutT = out
-        self._flags = (keep_aspect, reverse_channels)
-        self._numbers = (mean, std, pad_value, scale)
-        self._options = (resize, order, dtype)
         self._fast: _Fast | None = None
 
     def __repr__(self) -> str:
@@ -145,7 +141,7 @@ class PreparedBatch(Generic[OutT]):
         }
         given.pop("rois", None)
         shown = [f"{name}={short_repr(value)}" for name, value in given.items()]
-        rois: object = self._rois
+        rois: object = self._arguments["rois"]
         if isinstance(rois, list | tuple):
             shown.insert(2, f"rois=<{len(cast('list[object]', rois))} regions>")
         elif rois is not None:
@@ -176,7 +172,7 @@ class PreparedBatch(Generic[OutT]):
 
     def _adopt(self, images: Sequence[GpuImage[Any, Any] | GpuFrame]) -> None:
         """Keep the replay that the full call just left, if it left one (a call that raised left none)."""
-        call = prepare(images, self._rois, self._out, self._size, self._flags, self._numbers, self._options)
+        call = replay_call(images, **self._arguments, out=self._out)
         if call is None:
             self._fast = None
             return
