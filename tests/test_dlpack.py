@@ -26,9 +26,13 @@ from gpuimage import (
     InteropError,
     Layout,
     LifetimeError,
+    SpecError,
+    _dlpack,
     _dlpack_abi,
+    _source,
 )
 from gpuimage._dlpack import _exports, live_exports
+from gpuimage._source import SpecCache
 from hypothesis_paths import record
 
 
@@ -554,3 +558,33 @@ def test_objects_of_no_native_spoke_still_go_through_their_capsule() -> None:
     image = GpuImage.from_dlpack(Producer())
     assert len(calls) == 1
     assert np.array_equal(image.as_numpy()[..., 0], array)
+
+
+def test_a_geometry_seen_before_reuses_its_spec_and_still_checks_each_pointer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A decoder exports one geometry per frame: the spec is built once, the pointer checked each time."""
+    built: list[tuple[object, ...]] = []
+    monkeypatch.setattr(_dlpack, "_specs", SpecCache())  # geometries of earlier tests forgotten
+    original = _source.spec_from_strided
+
+    def counted(*args: Any, **kwargs: Any) -> ImageSpec:
+        built.append(args)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(_dlpack, "spec_from_strided", counted)
+    base = _HOST.ctypes.data  # 64 bytes: a 4x4 uint16 image at base and at base + 2 stays inside
+    crafted = [Crafted(dtype=(1, 16, 1), data=base + offset) for offset in (0, 2, 1)]
+    first = GpuImage.from_dlpack(crafted[0].capsule)
+    second = GpuImage.from_dlpack(crafted[1].capsule)
+    assert second.spec is first.spec
+    assert len(built) == 1, "the second capsule of the geometry was checked in full again"
+    assert second.ptr == first.ptr + 2
+    with pytest.raises(SpecError, match="aligned"):  # an odd address for 2-byte elements
+        GpuImage.from_dlpack(crafted[2].capsule)
+    with pytest.raises(SpecError, match="2\\*\\*64"):  # the same geometry ending past the address space
+        GpuImage.from_dlpack(Crafted(dtype=(1, 16, 1), data=2**64 - 16).capsule)
+    with pytest.raises(SpecError, match="overlap"):  # rows over each other: never stored, refused
+        GpuImage.from_dlpack(Crafted(dtype=(1, 16, 1), data=base, strides=(1, 1)).capsule)
+    del first, second
+    gc.collect()

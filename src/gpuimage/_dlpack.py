@@ -21,48 +21,26 @@ from typing_extensions import CapsuleType
 
 from ._device import CPU, DLPACK_CPU, DLPACK_CUDA, DLPACK_CUDA_HOST, Device
 from ._dlpack_abi import (
-    NAME as _NAME,
-)
-from ._dlpack_abi import (
-    NAME_VERSIONED as _NAME_VERSIONED,
-)
-from ._dlpack_abi import (
-    NO_DESTRUCTOR as _NO_DESTRUCTOR,
-)
-from ._dlpack_abi import (
-    USED as _USED,
-)
-from ._dlpack_abi import (
-    USED_VERSIONED as _USED_VERSIONED,
-)
-from ._dlpack_abi import (
-    Deleter as _Deleter,
-)
-from ._dlpack_abi import (
+    NAME,
+    NAME_VERSIONED,
+    NO_DESTRUCTOR,
+    USED,
+    USED_VERSIONED,
+    Deleter,
     DLManagedTensor,
     DLManagedTensorVersioned,
     DLTensor,
-)
-from ._dlpack_abi import (
-    capsule_is_valid as _capsule_is_valid,
-)
-from ._dlpack_abi import (
-    capsule_new as _capsule_new,
-)
-from ._dlpack_abi import (
-    capsule_pointer as _capsule_pointer,
-)
-from ._dlpack_abi import (
-    capsule_set_name as _capsule_set_name,
-)
-from ._dlpack_abi import (
-    immortal as _immortal,
+    capsule_is_valid,
+    capsule_new,
+    capsule_pointer,
+    capsule_set_name,
+    immortal,
 )
 from ._dtypes import dtype_from_dlpack, dtype_info
 from ._errors import DeviceError, ExportError, GpuImageError, InteropError, LifetimeError
 from ._layout import Layout
 from ._runtime import runtime
-from ._source import Imported, refuse_lazy_negation, spec_from_strided
+from ._source import Imported, SpecCache, check_placement, refuse_lazy_negation, spec_from_strided
 from ._spec import ImageSpec
 from ._spokes import Spoke, spoke_of
 from ._streams import LEGACY_DEFAULT, from_protocol, to_protocol
@@ -76,7 +54,7 @@ _C_INT_MAX = 2**31 - 1  # DLPack's device_id is an int32
 
 
 # address of a DLManagedTensor[Versioned] we exported -> (struct, shape, strides, memory owner, capsule)
-_exports: dict[int, tuple[object, ...]] = _immortal({})
+_exports: dict[int, tuple[object, ...]] = immortal({})
 _CAPSULE = 4
 _MIN_SWEEP = 16
 _sweep_at = [_MIN_SWEEP]
@@ -88,7 +66,7 @@ def _release_export(address: int | None, registry: dict[int, tuple[object, ...]]
         registry.pop(address, None)
 
 
-_DELETER = _immortal(_Deleter(_release_export))
+_DELETER = immortal(Deleter(_release_export))
 
 
 def _references(entry: tuple[object, ...]) -> int:
@@ -106,7 +84,7 @@ def live_exports() -> int:
         # Only the registry holds it, and nobody renamed it: it was never consumed and never will be
         # (nothing else can reach it now). The entry is popped once: dict.pop is atomic.
         if _references(entry) <= _BASELINE and (
-            _capsule_is_valid(entry[_CAPSULE], _NAME) or _capsule_is_valid(entry[_CAPSULE], _NAME_VERSIONED)
+            capsule_is_valid(entry[_CAPSULE], NAME) or capsule_is_valid(entry[_CAPSULE], NAME_VERSIONED)
         ):
             _exports.pop(address, None)
     _sweep_at[0] = max(_MIN_SWEEP, 2 * len(_exports))
@@ -147,10 +125,10 @@ def export_capsule(
         managed = DLManagedTensorVersioned()
         managed.version.major, managed.version.minor = DLPACK_VERSION
         managed.flags = (READ_ONLY if readonly else 0) | (IS_COPIED if copied else 0)
-        name = _NAME_VERSIONED
+        name = NAME_VERSIONED
     else:
         managed = DLManagedTensor()
-        name = _NAME
+        name = NAME
     tensor = managed.dl_tensor
     tensor.data = ptr
     tensor.device.device_type, tensor.device.device_id = spec.device.dlpack
@@ -161,7 +139,7 @@ def export_capsule(
     tensor.byte_offset = 0
     managed.deleter = _DELETER
     address = ctypes.addressof(managed)
-    capsule: CapsuleType = _capsule_new(address, name, _NO_DESTRUCTOR)
+    capsule: CapsuleType = capsule_new(address, name, NO_DESTRUCTOR)
     _exports[address] = (managed, shape, strides, owner, capsule)
     return capsule
 
@@ -247,7 +225,7 @@ def parse(
         # Take ownership only once the tensor is known to be usable: otherwise whoever holds the
         # capsule still frees it.
         _claim(capsule, producer, where=where)
-        _capsule_set_name(capsule, _USED_VERSIONED if versioned else _USED)
+        capsule_set_name(capsule, USED_VERSIONED if versioned else USED)
         deleter = managed.deleter
     owner = DLPackOwner(address, deleter, "dltensor_versioned" if versioned else "dltensor")
     # A bare capsule was exported without our stream: the caller's ``stream`` says where it is ready.
@@ -258,13 +236,13 @@ def parse(
 
 def _claim(capsule: object, producer: str, *, where: str) -> tuple[int, bool]:
     """The tensor's address and whether it is versioned, if ``capsule`` is an unconsumed DLPack one."""
-    for name, versioned in ((_NAME_VERSIONED, True), (_NAME, False)):
-        if _capsule_is_valid(capsule, name):
-            address = _capsule_pointer(capsule, name)
+    for name, versioned in ((NAME_VERSIONED, True), (NAME, False)):
+        if capsule_is_valid(capsule, name):
+            address = capsule_pointer(capsule, name)
             if address:  # PyCapsule_New refuses NULL: a valid capsule has a pointer
                 return address, versioned
     ctypes.pythonapi.PyErr_Clear()
-    if _capsule_is_valid(capsule, _USED) or _capsule_is_valid(capsule, _USED_VERSIONED):
+    if capsule_is_valid(capsule, USED) or capsule_is_valid(capsule, USED_VERSIONED):
         raise LifetimeError(
             f"{where}: expected an unconsumed DLPack capsule, got one that was already consumed (by another "
             "call, or another thread); a capsule is used once. Ask the producer for a new capsule."
@@ -394,7 +372,16 @@ def _spec_of(tensor: DLTensor, layout: Layout | None, producer: str, *, where: s
     else:  # NULL strides mean compact row-major (DLPack < 1.2 allowed it)
         strides = tuple(itemsize * math.prod(shape[index + 1 :]) for index in range(ndim))
     ptr = (tensor.data or 0) + tensor.byte_offset
-    return spec_from_strided(ptr, shape, strides, dtype, layout, device, where=where)
+    # a decoder loop exports one geometry per frame: its spec is checked once, the pointer every time
+    key = (device, dtype, shape, strides, layout)
+    spec = _specs.get(key)
+    if spec is not None:
+        check_placement(ptr, spec, 0, -1, where=where)
+        return spec
+    return _specs.put(key, spec_from_strided(ptr, shape, strides, dtype, layout, device, where=where))
+
+
+_specs = SpecCache()
 
 
 SPOKE = Spoke(name="dlpack", parse=parse)
