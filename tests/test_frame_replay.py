@@ -248,3 +248,20 @@ def test_a_call_without_out_is_replayed_into_a_new_array_of_its_kind(
     NORMALIZE_BATCH([decoded] * 3, MEAN, STD, **options, like="cupy")  # another library: checked once
     assert len(recorder.full) == 2
     assert [like for like, _ in made] == ["torch", "torch", "cupy"]
+
+
+def test_regions_changed_in_place_are_checked_again(recorder: Recorder) -> None:
+    """The region tuples last found exactly typed are remembered by identity (a loop passes the same
+    ones every frame); a list changed in place holds other tuples, which are checked again."""
+    out, frame = FakeOut(0x900000), _frame(0x100000)
+    rois: list[tuple[object, ...]] = list(ROIS)
+    for _ in range(2):
+        _call([frame] * 3, out, rois=rois)
+    assert len(recorder.replay.calls) == 1
+    rois[0] = (0.0, 0, 32, 16)  # equal to the old region, and hashed alike
+    with pytest.raises(SpecError, match="tuple of ints"):
+        _call([frame] * 3, out, rois=rois)
+    rois[0] = (0, 0, 32, 8)
+    _call([frame] * 3, out, rois=rois)  # a new kind of call: checked in full
+    assert len(recorder.full) == 2
+    assert len(recorder.replay.calls) == 1

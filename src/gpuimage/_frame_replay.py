@@ -229,8 +229,20 @@ def _exact(rois: object, size: object, flags: tuple[object, ...]) -> bool:
         return True
     if type(rois) is not list and type(rois) is not tuple:
         return False
+    global _checked_boxes  # one tuple, replaced whole: a racing thread reads the old or the new
     boxes = cast("Sequence[tuple[object, ...]]", rois)
-    return {*map(type, boxes)} == {tuple} and {*map(type, itertools.chain.from_iterable(boxes))} == {int}
+    ids = [*map(id, boxes)]
+    checked_ids, _held = _checked_boxes
+    if ids == checked_ids:  # the very tuples checked last (held, so their ids are theirs): unchanged
+        return True
+    exact = {*map(type, boxes)} == {tuple} and {*map(type, itertools.chain.from_iterable(boxes))} == {int}
+    if exact:  # tuples of ints never change: a loop passing the same ones is checked once
+        _checked_boxes = (ids, tuple(boxes))
+    return exact
+
+
+_checked_boxes: tuple[list[int], tuple[object, ...]] = ([], ())
+"""The ids of the region tuples ``_exact`` last found exactly typed, and the tuples themselves."""
 
 
 def prepare(
