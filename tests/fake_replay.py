@@ -54,6 +54,9 @@ class Recorder:
     def convert(self, *args: object) -> None:
         raise AssertionError("not a frame call")
 
+    def convert_replay(self, *args: object) -> None:
+        return None
+
     def convert_batch(self, *args: object) -> None:
         raise AssertionError("not a frame call")
 

@@ -387,6 +387,9 @@ class Recording:
         self.calls.append("convert")
         HOST.convert(source, target, affine, stream)
 
+    def convert_replay(self, source: Operand, target: Operand, affine: Affine, /) -> None:
+        return None
+
     def convert_batch(
         self,
         sources: Sequence[Operand],
@@ -471,14 +474,14 @@ def test_the_torch_executor_computes_what_numpy_computes_through_the_public_api(
 def gpu_choice() -> Iterator[None]:
     """The GPU executor chosen afresh inside the test, and again after it."""
     _conversions._gpu_executor.cache_clear()
-    saved = dict(_conversions._chosen)
-    _conversions._chosen.pop("cuda", None)
+    saved = dict(_conversions.chosen)
+    _conversions.chosen.pop("cuda", None)
     try:
         yield
     finally:
         _conversions._gpu_executor.cache_clear()
-        _conversions._chosen.clear()
-        _conversions._chosen.update(saved)
+        _conversions.chosen.clear()
+        _conversions.chosen.update(saved)
 
 
 @pytest.mark.parametrize(

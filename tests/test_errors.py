@@ -153,7 +153,8 @@ def _libraries_see_no_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("cupy")
     monkeypatch.setattr(_runtime, "_probe", lambda library: "sees no GPU")
     monkeypatch.setattr(_conversions, "_gpu_executor", lambda: None)
-    monkeypatch.setattr(_conversions, "_chosen", {})
+    for kind in ("cpu", "cuda"):  # emptied in place: the replay table reads the same dict
+        monkeypatch.delitem(_conversions.chosen, kind, raising=False)
 
 
 def test_no_gpu_with_both_libraries_installed_says_so_and_what_was_found(
@@ -176,7 +177,8 @@ def test_no_gpu_with_both_libraries_installed_says_so_and_what_was_found(
 def test_nothing_installed_still_names_the_extras(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_runtime, "_probe", lambda library: "not installed")
     monkeypatch.setattr(_conversions, "_gpu_executor", lambda: None)
-    monkeypatch.setattr(_conversions, "_chosen", {})
+    for kind in ("cpu", "cuda"):  # emptied in place: the replay table reads the same dict
+        monkeypatch.delitem(_conversions.chosen, kind, raising=False)
     with pytest.raises(MissingBackendError, match=r"pip install 'gpuimage\[torch\]' or 'gpuimage\[cupy\]'"):
         _conversions.executor_for(Device("cuda", 0), "astype()")
 

@@ -113,7 +113,15 @@ def test_every_executor_implements_the_interface(module: str, name: str) -> None
     found = pytest.importorskip(f"gpuimage.{module}")
     executor: Executor = found.EXECUTOR
     members = get_protocol_members(Executor)
-    assert members == {"name", "stream_for", "convert", "convert_batch", "convert_frames", "frames_replay"}
+    assert members == {
+        "name",
+        "stream_for",
+        "convert",
+        "convert_replay",
+        "convert_batch",
+        "convert_frames",
+        "frames_replay",
+    }
     assert all(callable(getattr(executor, member)) for member in members - {"name"})
     assert executor.name == name
 
@@ -122,10 +130,13 @@ def test_the_host_executor_queues_on_no_stream() -> None:
     assert HOST_EXECUTOR.stream_for(0) == (0, None), "done when a call returns"
 
 
-def test_only_the_kernels_replay_frame_calls() -> None:
-    """torch and NumPy have nothing cheaper than their own convert_frames: they offer no replay."""
+def test_only_the_kernels_replay_calls() -> None:
+    """torch and NumPy have nothing cheaper than their own convert and convert_frames: they offer
+    no replay."""
     none: Any = None
     host: Executor = HOST_EXECUTOR
     assert host.frames_replay([], none, 0, none) is None
+    assert host.convert_replay(none, none, none) is None
     torch_convert = pytest.importorskip("gpuimage._torch_convert")
     assert torch_convert.EXECUTOR.frames_replay([], None, 0, None) is None
+    assert torch_convert.EXECUTOR.convert_replay(None, None, None) is None

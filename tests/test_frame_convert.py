@@ -47,6 +47,9 @@ class Recorder:
     def convert(self, *args: object) -> None:
         raise AssertionError("a frame conversion must not call convert")
 
+    def convert_replay(self, *args: object) -> None:
+        return None
+
     def convert_batch(self, *args: object) -> None:
         raise AssertionError("a frame conversion must not call convert_batch")
 

@@ -56,6 +56,7 @@ BASE = frozenset(
         "_dlpack_abi",  # DLPack's C ABI (ctypes only): the DLPack spoke's and torch's exchange view's
         "_backends",
         "_conversions",
+        "_convert_replay",  # a single-image conversion seen before, replayed with new pointers
         "_executor",
         "_plan",
         "_affine",

@@ -149,9 +149,21 @@ def identity_affine(channels: int, *, reverse: bool = False) -> Affine:
 
 
 def scaled_affine(channels: int, scale: float, offset: float, *, where: str) -> Affine:
-    """``astype``'s map: the same ``x * scale + offset`` for every channel."""
+    """``astype``'s map: the same ``x * scale + offset`` for every channel. One object per map, so a
+    loop's conversion finds its plan and its replay by identity."""
     factor, shift = finite_number(scale, "scale", where), finite_number(offset, "offset", where)
-    return Affine((factor,) * channels, (shift,) * channels, False)
+    # -0.0 equals 0.0 but may give a float result another zero's sign: its own key
+    key = (channels, factor, shift, factor == 0.0 and math.copysign(1.0, factor) < 0.0,
+           shift == 0.0 and math.copysign(1.0, shift) < 0.0)  # fmt: skip
+    found = _scaled.get(key)
+    if found is None:
+        if len(_scaled) >= 256:
+            _scaled.clear()
+        found = _scaled[key] = Affine((factor,) * channels, (shift,) * channels, False)
+    return found
+
+
+_scaled: dict[tuple[int, float, float, bool, bool], Affine] = {}
 
 
 def input_scale(dtype: DTypeName, scale: float | None, *, where: str) -> float:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Final, Self
 
 from ._affine import Affine, flag, identity_affine
 from ._conversions import convert_into, converted
+from ._convert_replay import remember, replayed
 from ._dtypes import DTypeName
 from ._errors import LayoutError
 from ._formats import ChannelOrder, ChannelOrderLike, parse_channel_order
@@ -201,7 +202,11 @@ def ordered(
     map_checked: bool = False,
 ) -> GpuImage[Any, Any]:
     """``_conversions.converted``, whose new result records ``order`` (``out`` is checked against it
-    before any work, and keeps its own record)."""
+    before any work, and keeps its own record). A call of a kind already seen is replayed
+    (``_convert_replay``); a call that succeeds the full way is remembered for that."""
+    result = replayed(source, order, dtype, layout, affine, row_alignment, out)
+    if result is not None:
+        return result
     if out is not None:
         check_out_order(out, order, where=where)
     result = converted(
@@ -214,8 +219,9 @@ def ordered(
         out=out,
         map_checked=map_checked,
     )
-    if out is None and order is not None:  # new images record None already: no call in a frame loop
+    if out is None and order is not None:  # new images record None already
         result._channel_order = order  # pyright: ignore[reportPrivateUsage]
+    remember(source, order, dtype, layout, affine, row_alignment, out, result)
     return result
 
 

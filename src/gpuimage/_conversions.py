@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ChannelValues",
     "check_is_image",
+    "chosen",
     "convert_batch_into",
     "convert_into",
     "converted",
@@ -46,8 +47,9 @@ __all__ = [
 
 # -- the executor ------------------------------------------------------------------------------------
 
-_chosen: dict[str, Executor] = {}
-"""The executor per ``Device.kind``, chosen on first use (``executor_for``)."""
+chosen: dict[str, Executor] = {}
+"""The executor per ``Device.kind``, chosen on first use (``executor_for``); a replayed conversion
+(``_convert_replay``) reads it to launch only with the executor that checked it."""
 
 
 def executor_for(device: Device, where: str) -> Executor:
@@ -59,7 +61,7 @@ def executor_for(device: Device, where: str) -> Executor:
        ``MissingBackendError`` naming what to install.
 
     ``override_executor`` replaces the choice (tests, benchmarks)."""
-    executor = _chosen.get(device.kind)
+    executor = chosen.get(device.kind)
     if executor is None:
         executor = _host_executor() if device.kind == "cpu" else _gpu_executor()
         if executor is None:
@@ -67,7 +69,7 @@ def executor_for(device: Device, where: str) -> Executor:
                 f"{where}: converting a GPU image needs CuPy (its kernels) or torch to reach a GPU, and "
                 f"neither does here: {why_no_gpu()}"
             )
-        _chosen[device.kind] = executor
+        chosen[device.kind] = executor
     return executor
 
 
@@ -96,13 +98,13 @@ def _gpu_executor() -> Executor | None:
 @contextlib.contextmanager
 def override_executor(executor: Executor) -> Generator[Executor]:
     """Convert every image (host and GPU) with ``executor`` inside the block, then choose as before."""
-    saved = dict(_chosen)
-    _chosen.update(cpu=executor, cuda=executor)
+    saved = dict(chosen)
+    chosen.update(cpu=executor, cuda=executor)
     try:
         yield executor
     finally:
-        _chosen.clear()
-        _chosen.update(saved)
+        chosen.clear()
+        chosen.update(saved)
 
 
 def _launch_stream(image: GpuImage[Any, Any], executor: Executor) -> tuple[int | None, object]:

@@ -22,7 +22,16 @@ if TYPE_CHECKING:
     from ._sampling import FrameSource, SampleRecipe
     from ._spec import ImageSpec
 
-__all__ = ["Buffer", "Executor", "FramesReplay", "Operand", "convert_each", "region_of", "slot_of"]
+__all__ = [
+    "Buffer",
+    "ConvertReplay",
+    "Executor",
+    "FramesReplay",
+    "Operand",
+    "convert_each",
+    "region_of",
+    "slot_of",
+]
 
 
 class Operand(Protocol):
@@ -60,6 +69,17 @@ class Buffer(NamedTuple):
     spec: ImageSpec
     owner: object
     readonly: bool = False
+
+
+class ConvertReplay(NamedTuple):
+    """A checked ``convert`` call made repeatable with new pointers (``Executor.convert_replay``):
+    ``launch(source_ptr, target_ptr, stream)`` queues it, for pointers whose residues modulo
+    ``modulus`` are the ones the call was planned for (else call ``convert``)."""
+
+    launch: Callable[[int, int, int], None]
+    modulus: int
+    source_residue: int
+    target_residue: int
 
 
 class FramesReplay(Protocol):
@@ -102,6 +122,12 @@ class Executor(Protocol):
     def convert(self, source: Operand, target: Operand, affine: Affine, stream: int, /) -> None:
         """Write ``affine(source)`` into ``target``: same height, width and channels, on one device;
         any layouts, pitches and dtypes; memory that does not overlap."""
+        ...
+
+    def convert_replay(self, source: Operand, target: Operand, affine: Affine, /) -> ConvertReplay | None:
+        """This ``convert`` call made repeatable with new pointers and no checks (a frame loop's
+        call: ``_convert_replay``), or None where the executor has no cheaper way than ``convert``
+        itself. Called after the same ``convert`` call succeeded."""
         ...
 
     def convert_batch(

@@ -130,6 +130,9 @@ class HostExecutor:
     def convert(self, source: Operand, target: Operand, affine: Affine, stream: int, /) -> None:
         convert_arrays(hwc_array(source), hwc_array(target), source.spec.dtype, target.spec.dtype, affine)
 
+    def convert_replay(self, source: Operand, target: Operand, affine: Affine, /) -> None:
+        return None  # host images: the work itself is the cost
+
     def convert_batch(
         self,
         sources: Sequence[Operand],

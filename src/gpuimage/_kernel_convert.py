@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final
 
 from . import _cupy
-from ._executor import Operand
+from ._executor import ConvertReplay, Operand
 from ._frame_kernels import FramesReplay
 from ._frame_kernels import convert_frames as _convert_frames
 from ._geometry import Geometry
@@ -46,34 +46,16 @@ class KernelExecutor:
         return _cupy.current_stream(device), _cupy.current_stream_object(device)
 
     def convert(self, source: Operand, target: Operand, affine: Affine, stream: int, /) -> None:
-        source_spec, target_spec = source.spec, target.spec
         source_ptr, target_ptr = source.ptr, target.ptr
-        # Specs and maps are shared per description, so a frame loop finds its plan by identity,
-        # without hashing geometries; the entry holds what it was made for, so an id is never reused.
-        key = (id(source_spec), id(target_spec), source_ptr % MAX_VECTOR, target_ptr % MAX_VECTOR, id(affine))
-        entry = _plans.get(key)
-        if (
-            entry is None
-            or entry[0] is not source_spec
-            or entry[1] is not target_spec
-            or entry[2] is not affine
-        ):
-            plan = launch_plan(
-                source_spec.dtype,
-                target_spec.dtype,
-                source_ptr % MAX_VECTOR,
-                source_spec.geometry,
-                target_ptr % MAX_VECTOR,
-                target_spec.geometry,
-                affine,
-                source_spec.device.index,
-            )
-            if len(_plans) >= _PLANS_LIMIT:
-                _plans.clear()
-            _plans[key] = (source_spec, target_spec, affine, plan)
-        else:
-            plan = entry[3]
-        plan.launch(source_ptr, target_ptr, stream)
+        _plan_for(source.spec, source_ptr, target.spec, target_ptr, affine).launch(
+            source_ptr, target_ptr, stream
+        )
+
+    def convert_replay(self, source: Operand, target: Operand, affine: Affine, /) -> ConvertReplay:
+        # the plan depends on the pointers only through their residues modulo MAX_VECTOR
+        source_ptr, target_ptr = source.ptr, target.ptr
+        plan = _plan_for(source.spec, source_ptr, target.spec, target_ptr, affine)
+        return ConvertReplay(plan.launch, MAX_VECTOR, source_ptr % MAX_VECTOR, target_ptr % MAX_VECTOR)
 
     def convert_batch(
         self,
@@ -122,3 +104,29 @@ class KernelExecutor:
 
 
 EXECUTOR: Final = KernelExecutor()
+
+
+def _plan_for(
+    source_spec: ImageSpec, source_ptr: int, target_spec: ImageSpec, target_ptr: int, affine: Affine
+) -> LaunchPlan:
+    """The launch plan of one conversion. Specs and maps are shared per description, so a frame loop
+    finds its plan by identity, without hashing geometries; the entry holds what it was made for, so
+    an id is never reused."""
+    key = (id(source_spec), id(target_spec), source_ptr % MAX_VECTOR, target_ptr % MAX_VECTOR, id(affine))
+    entry = _plans.get(key)
+    if entry is not None and entry[0] is source_spec and entry[1] is target_spec and entry[2] is affine:
+        return entry[3]
+    plan = launch_plan(
+        source_spec.dtype,
+        target_spec.dtype,
+        source_ptr % MAX_VECTOR,
+        source_spec.geometry,
+        target_ptr % MAX_VECTOR,
+        target_spec.geometry,
+        affine,
+        source_spec.device.index,
+    )
+    if len(_plans) >= _PLANS_LIMIT:
+        _plans.clear()
+    _plans[key] = (source_spec, target_spec, affine, plan)
+    return plan

@@ -151,6 +151,9 @@ class TorchExecutor:
                 hwc_tensor(source), hwc_tensor(target), source.spec.dtype, target.spec.dtype, affine
             )
 
+    def convert_replay(self, source: Operand, target: Operand, affine: Affine, /) -> None:
+        return None  # nothing cheaper than convert: its cost is torch's operations
+
     def convert_batch(
         self,
         sources: Sequence[Operand],
