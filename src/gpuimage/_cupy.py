@@ -25,7 +25,7 @@ from ._device import Device, cuda_device
 from ._dtypes import DTypeName, parse_dtype
 from ._errors import CudaError, DeviceError, DTypeError, InteropError, MissingBackendError
 from ._layout import Layout
-from ._source import Imported, SpecCache, SpecMemo, check_placement, spec_from_strided
+from ._source import Imported, SpecCache, SpecMemo, check_placement, imported, spec_from_strided
 from ._spec import ImageSpec
 from ._spokes import OutArray, Spoke
 
@@ -66,7 +66,7 @@ def parse(
         stream, keep = int(current.ptr), current
     # memory CuPy did not allocate carries the device its wrapper gave (our own views included)
     located = type(memory) is not cupy.cuda.UnownedMemory
-    return Imported(ptr, spec, array, stream, False, keep, located)
+    return imported((ptr, spec, array, stream, False, keep, located))
 
 
 def _checked_spec(array: cupy.ndarray, layout: Layout | None, where: str) -> ImageSpec:
@@ -109,8 +109,16 @@ _headers = SpecMemo(_header)
 
 
 def gpu_available() -> bool:
-    """True when CuPy can reach a GPU."""
-    return bool(cupy.is_available())
+    """True when CuPy can reach a GPU (a yes is kept: every wrap asks)."""
+    if _available:
+        return True
+    found = bool(cupy.is_available())
+    if found:
+        _available.append(True)
+    return found
+
+
+_available: list[bool] = []
 
 
 def gpu_runtime() -> CupyRuntime | None:

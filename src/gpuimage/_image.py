@@ -27,7 +27,7 @@ from ._layout import CHW, HWC, AnyLayout, CHWLike, HWCLike, Layout, LayoutLike, 
 from ._lifetime import Lifetime
 from ._runtime import missing_runtime, runtime
 from ._spec import ImageSpec
-from ._streams import ReadyState, StreamLike
+from ._streams import LEGACY_DEFAULT, ReadyState, StreamLike
 
 if TYPE_CHECKING:
     import cv2
@@ -104,6 +104,20 @@ class GpuImage(ImageConstructors[L, D]):
             left, so the mat stays valid as long as you hold it. Headers OpenCV derives from it
             (``rowRange``, ROI constructors) are not tracked: use ``crop()`` for ROIs.
         """
+        view = self._views.get("opencv")
+        if view is not None and stream is None:  # OpenCV's stream: the legacy default, no query; inlined
+            ready, life = self._ready, self._life
+            producer = ready.stream
+            if (
+                ready.event is None
+                and (producer is None or producer == LEGACY_DEFAULT)
+                and (
+                    not life.tracked
+                    or life.home == LEGACY_DEFAULT
+                    or (life.uses is not None and LEGACY_DEFAULT in life.uses)
+                )
+            ):
+                return view  # type: ignore[no-any-return]
         return cast("cv2.cuda.GpuMat", self._view("opencv", "as_gpumat()", stream, by_current=False))
 
     # -- layouts and copies ---------------------------------------------------------------------

@@ -117,9 +117,11 @@ class ImageCore(ImageExports, ChannelOrdered, Generic[L, D]):
         parse = spoke(name).parse
         if located is None:  # a caller's device= is a say-so; the spoke adds what it knows (Imported)
             located = device is None
-        if stream is None:
-            imported = parse(obj, layout=layout, device=device, stream=None, where=where)
-            return cls._from_imported(imported, located=located)
+        if stream is None:  # a frame loop's wrap: the parse unpacked here, one call to _family
+            ptr, spec, owner, ready_on, readonly, keep, known = parse(
+                obj, layout=layout, device=device, stream=None, where=where
+            )
+            return cls._family(ptr, spec, owner, ready_on, readonly, keep, located=located and known)
         handle = stream_handle(stream, where=where)
         imported = parse(obj, layout=layout, device=device, stream=handle, where=where)
         return cls._from_imported(imported, stream_keep(stream), located=located)

@@ -247,18 +247,8 @@ class LaunchPlan:
     driver with ctypes arguments made once (no per-call packing or argument conversion).
     """
 
-    __slots__ = (
-        "_args",
-        "_lock",
-        "_size",
-        "_stream",
-        "buffer",
-        "device",
-        "function",
-        "slots",
-        "values",
-        "variant",
-    )
+    __slots__ = ("_args", "_driver", "_lock", "_one_device", "_size", "_stream",
+                 "buffer", "device", "function", "slots", "values", "variant")  # fmt: skip
 
     def __init__(
         self, variant: Variant, device: int, region: Geometry, out: Geometry, affine: Affine
@@ -294,16 +284,19 @@ class LaunchPlan:
         ]
         self._stream = 0
         self._lock = threading.Lock()  # the pointers are written into one shared buffer
+        # both answers are fixed for the process: looked up here, not on every launch
+        self._driver = _raw_launch() if self.function.ptr else None
+        self._one_device = _single_device()
 
     def launch(self, source_ptr: int, target_ptr: int, stream: int) -> None:
         """Queue the kernel on ``stream`` for these pointers."""
-        driver = _raw_launch()
-        if driver is None or not self.function.ptr:  # no libcuda: CuPy's launch, argument by argument
+        driver = self._driver
+        if driver is None:  # no libcuda: CuPy's launch, argument by argument
             values = (*self.values[:1], source_ptr, *self.values[2:5], target_ptr, *self.values[6:])
             with cupy.cuda.Device(self.device):
                 _launch_packed(self.variant, self.device, *self.grid_block(), stream, values)
             return
-        if _single_device() or cupy.cuda.runtime.getDevice() == self.device:
+        if self._one_device or cupy.cuda.runtime.getDevice() == self.device:
             status = self._launch_locked(driver, source_ptr, target_ptr, stream)
         else:
             with cupy.cuda.Device(self.device):

@@ -270,7 +270,8 @@ class DefaultRuntime:
         """Host memory from NumPy; device memory from the memory library."""
         if device.kind != "cuda":
             return _host_allocation(nbytes, alignment)
-        return self._memory_runtime().allocate(nbytes, device, alignment=alignment, stream=stream)
+        memory = self._memory or self._memory_runtime()  # once per conversion: no call once picked
+        return memory.allocate(nbytes, device, alignment=alignment, stream=stream)
 
     def copy(self, source: Memory, target: Memory, stream: int, device: int, /) -> None:
         """A copy by the memory library."""

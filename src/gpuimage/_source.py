@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Generic, NamedTuple, TypeVar, cast
@@ -22,6 +23,7 @@ __all__ = [
     "check_placement",
     "check_address_range",
     "check_pointer",
+    "imported",
     "revalidated_spec",
     "spec_from_strided",
 ]
@@ -44,6 +46,14 @@ class Imported(NamedTuple):
     located: bool = True
     """The source library reported the memory's device (rather than a caller, or a guess)."""
 
+
+imported: Callable[[tuple[int, ImageSpec, object, int | None, bool, object, bool]], Imported] = (
+    functools.partial(
+        tuple.__new__,  # pyright: ignore[reportUnknownMemberType]
+        Imported,
+    )
+)
+"""``Imported`` from all seven fields, without NamedTuple's Python ``__new__`` (a frame loop's wrap)."""
 
 ADDRESS_SPACE = 2**64
 """Pointers are 64-bit: every image's bytes ``[ptr, ptr + extent)`` must lie below this."""

@@ -19,7 +19,7 @@ from ._dtypes import DTypeName
 from ._errors import DeviceError, DTypeError, InteropError, MissingBackendError
 from ._interfaces import CudaArrayExport, cuda_array_interface, host_view
 from ._layout import Layout
-from ._source import Imported, SpecCache, SpecMemo, check_placement, spec_from_strided
+from ._source import Imported, SpecCache, SpecMemo, check_placement, imported, spec_from_strided
 from ._spec import ImageSpec
 
 if TYPE_CHECKING:
@@ -91,7 +91,7 @@ def parse(
     device = spec.device
     if stream is None and device.kind == "cuda":
         stream = current_stream(device.index)
-    return Imported(ptr, spec, tensor, stream, False)
+    return imported((ptr, spec, tensor, stream, False, None, True))
 
 
 def _checked_spec(tensor: torch.Tensor, layout: Layout | None, where: str) -> ImageSpec:

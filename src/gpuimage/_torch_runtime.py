@@ -153,14 +153,14 @@ class TorchRuntime:
         size = nbytes + alignment - 1
         try:
             if _raw_alloc is not None and _current_device() == index:
-                block = _RawBlock(_raw_alloc(max(size, 1), home))
-                base, owner = block.ptr, cast(object, block)
+                owner: object = _RawBlock(_raw_alloc(max(size, 1), home))
+                base = int(cast(int, owner))
             else:
                 buffer = torch.empty(size, dtype=torch.uint8, device=torch_device(index))
                 base, owner = buffer.data_ptr(), buffer
         except RuntimeError as exc:  # torch.OutOfMemoryError included
             raise cuda_error(f"allocating {nbytes} bytes on {device} from torch's allocator", exc) from exc
-        return Allocation(base + (-base) % alignment, owner, home)
+        return _allocation((base + (-base) % alignment, owner, home))
 
     def copy(self, source: Memory, target: Memory, stream: int, device: int, /) -> None:
         """``Tensor.copy_`` on ``stream``; into host memory it has completed on return."""
@@ -179,20 +179,28 @@ class TorchRuntime:
         return DeviceGuard(index, torch.cuda.current_device, torch.cuda.set_device)
 
 
-class _RawBlock:
-    """A block of torch's caching allocator, given back when this owner goes (as a tensor would)."""
+class _RawBlock(int):
+    """A block of torch's caching allocator (its address), given back when this owner goes (as a
+    tensor would). An int, so that making one (once per conversion) runs no Python ``__init__``."""
 
-    __slots__ = ("ptr",)
+    __slots__ = ()
 
-    def __init__(self, ptr: int) -> None:
-        self.ptr = ptr
+    @property
+    def ptr(self) -> int:
+        return int(self)
 
     def __del__(self) -> None:
         try:  # not contextlib.suppress: it costs more than the delete, once per conversion
-            cast("Callable[[int], None]", _raw_delete)(self.ptr)
+            _raw_delete(int(self))  # type: ignore[misc]  # pyright: ignore[reportOptionalCall]  # set where blocks are made
         except Exception:  # at exit torch may be gone first: the process frees it all
             return
 
+
+# NamedTuple's __new__ is Python code: the tuple's own is not (a conversion allocates every call)
+_allocation: Callable[[tuple[int, object, int | None]], Allocation] = functools.partial(
+    tuple.__new__,  # pyright: ignore[reportUnknownMemberType]
+    Allocation,
+)
 
 _C = torch._C  # pyright: ignore[reportPrivateUsage]
 _raw_alloc: Callable[[int, int], int] | None = getattr(_C, "_cuda_cudaCachingAllocator_raw_alloc", None)
