@@ -135,7 +135,12 @@ class ImageCore(ImageExports, ChannelOrdered, Generic[L, D]):
         alignment = math.lcm(row_alignment, spec.itemsize)
         memory = runtime().allocate(spec.nbytes, spec.device, alignment=alignment, stream=stream)
         # home: the allocating stream, which the allocator itself accounts for
-        image = cls._family(memory.ptr, spec, memory.owner, memory.stream, False)
+        device = spec.device
+        if device.kind == "cuda":  # _family's, without its call (a loop's conversion allocates each call)
+            life = Lifetime(memory.owner, device.index, memory.stream, cuda=True)  # its runtime reaches a GPU
+            image = cls._wrap(memory.ptr, spec, life, ReadyState(memory.stream), False)
+        else:
+            image = cls._family(memory.ptr, spec, memory.owner, memory.stream, False)
         if stream is not None and memory.stream is not None and stream != memory.stream:
             # the pool handed out memory that earlier work on the allocating stream may still use
             image._use(stream, keep, None)

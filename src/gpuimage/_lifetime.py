@@ -104,8 +104,18 @@ class Lifetime:
         uses = self.uses
         if uses is None:
             self.uses = {stream: keep}
+            # from now on the release must be ordered: the class with the finalizer (same slots)
+            self.__class__ = _NotedLifetime  # pyright: ignore[reportAttributeAccessIssue]
         elif uses.get(stream) is None:
             uses[stream] = keep
+
+
+class _NotedLifetime(Lifetime):
+    """A ``Lifetime`` that has noted a stream, whose release ``__del__`` orders. Only these carry a
+    finalizer: most images note none (their home stream does all the work), and a finalizer is a
+    Python call at every release, once per frame in a loop."""
+
+    __slots__ = ()
 
     def __del__(self) -> None:
         uses = self.uses
