@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 import gpuimage
 from fake_runtime import Runtime, runtime
-from gpuimage import Device, GpuImage, ImageSpec, _channel_order, _convert_replay
+from gpuimage import Device, GpuImage, ImageSpec, _channel_order, _convert_replay, _image, _lifetime, _runtime
 from gpuimage._affine import Affine
 from gpuimage._conversions import override_executor
 from gpuimage._executor import Buffer, ConvertReplay, Operand
@@ -190,32 +190,49 @@ def test_a_replay_orders_streams_exactly_as_the_full_way(program: list[int]) -> 
     events recorded, the same ready states and the same values with replays as without them."""
     traces = []
     for replay in (True, False):
-        fake = Runtime()
-        gpuimage.set_runtime(fake)
-        executor = Computing()
-        _convert_replay.forget()
-        source_array, chw_array = pixels(3), np.zeros((3, 4, 6), np.uint8)
-        images = {"source": device_image(source_array, stream=5), "chw": device_image(chw_array, "CHW")}
+        with pytest.MonkeyPatch.context() as patch:
+            traces.append(_run(program, replay=replay, patch=patch))
+    assert traces[0] == traces[1]
+
+
+def _run(program: list[int], *, replay: bool, patch: pytest.MonkeyPatch) -> object:
+    """``program``'s steps on a fresh fake runtime (put back afterwards, as the ``runtime`` fixture
+    does), with replays or without: what the runtime saw, the ready states and the values."""
+    fake = Runtime()
+    patch.setattr(_runtime, "_chosen", _runtime._chosen)
+    patch.setattr(_lifetime, "_recorder", list(_lifetime._recorder))
+    gpuimage.set_runtime(fake)
+    executor = Computing()
+    _convert_replay.forget()
+    if not replay:  # both places that try a replay first
+        patch.setattr(_channel_order, "replayed", lambda *args: None)
+        patch.setattr(_image, "replayed", lambda *args: None)
+    images: dict[str, GpuImage[Any, Any]] = {}
+    made: list[object] = []
+    try:
+        images.update(
+            source=device_image(pixels(3), stream=5), chw=device_image(np.zeros((3, 4, 6), np.uint8), "CHW")
+        )
         steps = _steps(fake)
-        with override_executor(executor), pytest.MonkeyPatch.context() as patch:
-            if not replay:
-                patch.setattr(_channel_order, "replayed", lambda *args: None)
-            made = [steps[index](images) for index in program]
+        with override_executor(executor):
+            made.extend(steps[index](images) for index in program)
         states = [
             (image.stream, image._ready.event is not None, sorted(image._ready.reads))
             for image in images.values()
         ]
         results = [values(image).tolist() for image in made if isinstance(image, GpuImage)]
-        traces.append((list(fake.waits), list(fake.recorded), states, results))
         if not replay:
             assert not executor.launches
         elif program.count(0) > 1:  # the second call into chw is a replay
             assert executor.launches
-        del images, made
-        gc.collect()  # released on this runtime, not the next run's
-    assert traces[0] == traces[1]
-    gpuimage.set_runtime(None)
-    _convert_replay.forget()
+        return list(fake.waits), list(fake.recorded), states, results
+    finally:
+        images.clear()  # released on this runtime, not the next run's
+        made.clear()
+        gc.collect()
+        fake.complete_all()
+        _lifetime.pending_releases()
+        _convert_replay.forget()
 
 
 def test_what_the_checks_depend_on_goes_the_full_way_again(computing: Computing) -> None:

@@ -200,13 +200,16 @@ def ordered(
     out: GpuImage[Any, Any] | None = None,
     row_alignment: int = 1,
     map_checked: bool = False,
+    replay: bool = True,
 ) -> GpuImage[Any, Any]:
     """``_conversions.converted``, whose new result records ``order`` (``out`` is checked against it
     before any work, and keeps its own record). A call of a kind already seen is replayed
-    (``_convert_replay``); a call that succeeds the full way is remembered for that."""
-    result = replayed(source, order, dtype, layout, affine, row_alignment, out)
-    if result is not None:
-        return result
+    (``_convert_replay``; ``replay=False``: the caller has just tried); a call that succeeds the full
+    way is remembered for that."""
+    if replay:
+        result = replayed(source, order, dtype, layout, affine, row_alignment, out)
+        if result is not None:
+            return result
     if out is not None:
         check_out_order(out, order, where=where)
     result = converted(

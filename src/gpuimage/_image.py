@@ -17,6 +17,7 @@ from typing_extensions import TypeVar
 from . import _ops
 from ._affine import identity_affine, scaled_affine
 from ._channel_order import ordered, recorded, reordered
+from ._convert_replay import replayed
 from ._device import CPU, Device, DeviceLike, parse_device
 from ._dtypes import AnyDType, DTypeLike, DTypeName, parse_dtype, parse_dtype_marker
 from ._errors import DeviceError, DTypeError, LayoutError
@@ -243,6 +244,9 @@ class GpuImage(ImageConstructors[L, D]):
         self, dtype: DTypeName, layout: Layout, row_alignment: int, where: str, out: GpuImage[Any, Any] | None
     ) -> GpuImage[Any, Any]:
         affine, order = identity_affine(self._spec.channels), self._channel_order
+        result = replayed(self, order, dtype, layout, affine, row_alignment, out)  # a loop's call: here
+        if result is not None:
+            return result
         return ordered(
             self,
             order,
@@ -252,6 +256,7 @@ class GpuImage(ImageConstructors[L, D]):
             row_alignment=row_alignment,
             where=where,
             out=out,
+            replay=False,
         )
 
     def cuda(self, device: DeviceLike | None = None) -> Self:

@@ -296,24 +296,10 @@ class LaunchPlan:
             with cupy.cuda.Device(self.device):
                 _launch_packed(self.variant, self.device, *self.grid_block(), stream, values)
             return
-        if self._one_device or cupy.cuda.runtime.getDevice() == self.device:
-            status = self._launch_locked(driver, source_ptr, target_ptr, stream)
-        else:
-            with cupy.cuda.Device(self.device):
-                status = self._launch_locked(driver, source_ptr, target_ptr, stream)
-        if status:
-            raise CudaError(
-                f"launching the conversion kernel on cuda:{self.device} failed: CUresult {status}"
-            )
-
-    def grid_block(self) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
-        """The launch's grid and block dimensions."""
-        dims = [cast(ctypes.c_uint, value).value for value in self._args[1:7]]
-        return (dims[0], dims[1], dims[2]), (dims[3], dims[4], dims[5])
-
-    def _launch_locked(
-        self, driver: Callable[..., int], source_ptr: int, target_ptr: int, stream: int
-    ) -> int:
+        if not self._one_device and cupy.cuda.runtime.getDevice() != self.device:
+            with cupy.cuda.Device(self.device):  # the plan's device current: the path below
+                self.launch(source_ptr, target_ptr, stream)
+            return
         args = self._args
         with self._lock:  # the driver copies the parameters at launch: the buffer is free again after
             if stream != self._stream:
@@ -323,7 +309,15 @@ class LaunchPlan:
             if status == _INVALID_CONTEXT:
                 cupy.cuda.runtime.setDevice(self.device)  # binds the device's primary context to this thread
                 status = driver(*args)
-        return status
+        if status:
+            raise CudaError(
+                f"launching the conversion kernel on cuda:{self.device} failed: CUresult {status}"
+            )
+
+    def grid_block(self) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+        """The launch's grid and block dimensions."""
+        dims = [cast(ctypes.c_uint, value).value for value in self._args[1:7]]
+        return (dims[0], dims[1], dims[2]), (dims[3], dims[4], dims[5])
 
 
 @functools.cache

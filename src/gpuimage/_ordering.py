@@ -135,14 +135,17 @@ class StreamOrdering:
             self._use(stream, keep, None)
         else:
             self._life.note(stream, keep)
-        wait_for_reads(ready, stream, self._device_index)
+        if ready.reads:  # a loop's output is rarely read elsewhere: no call then
+            wait_for_reads(ready, stream, self._device_index)
 
     def _written_on(self, stream: int, keep: object) -> None:
         """The image was written by the work queued on ``stream`` so far (a conversion): consumers
-        wait for that stream, which ``keep`` keeps alive; no event is needed."""
+        wait for that stream, which ``keep`` keeps alive; no event is needed. (``ReadyState.written_on``
+        inlined, with ``keep``: once per conversion.)"""
         ready = self._ready
-        ready.written_on(stream, None)
-        ready.keep = keep
+        ready.stream, ready.event, ready.keep = stream, None, keep
+        if ready.reads:
+            ready.reads = {}
 
     def _note_current_streams(self) -> None:
         """Note the current streams of the loaded spokes as users: a consumer that reads the CUDA
