@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from fake_runtime import Runtime, runtime
-from gpuimage import GpuImage, ImageSpec, MissingBackendError, _ordering, _runtime
+from gpuimage import GpuImage, ImageSpec, MissingBackendError, _ordering, _runtime, _spokes
 
 __all__ = ["runtime"]  # the fixture
 
@@ -184,3 +184,31 @@ def test_a_writer_being_captured_skips_the_legacy_stream(
     runtime.waits.clear()
     with image.writing(12):
         assert runtime.waits == [(7, 12, 0), (9, 12, 0)]
+
+
+def test_a_cai_export_fetches_a_stream_object_only_for_a_stream_it_notes(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``__cuda_array_interface__`` notes each loaded library's current stream as a user. Asking
+    torch for its stream object costs microseconds: it is asked only for a stream not noted yet
+    (not the memory's home, not noted with its object before)."""
+    fetched: list[str] = []
+
+    def library(name: str, handle: int) -> _spokes.Spoke:
+        def stream_object(device: int) -> object:
+            fetched.append(name)
+            return f"{name} stream {handle}"
+
+        return _spokes.Spoke(
+            name=name, current_stream=lambda device: handle, current_stream_object=stream_object
+        )
+
+    monkeypatch.setattr(_spokes, "_loaded", {"torch": library("torch", 7), "cupy": library("cupy", 9)})
+    image = GpuImage.from_pointer(
+        0x10000, ImageSpec(height=2, width=2, channels=3, device="cuda:0"), owner=object(), stream=7
+    )
+    assert image._life.home == 7  # torch's current stream: its allocator's, nothing to note
+    for _ in range(3):
+        assert image.__cuda_array_interface__["data"] == (0x10000, False)
+    assert fetched == ["cupy"], "torch's stream is the home; CuPy's object is fetched once, when first noted"
+    assert image._life.uses == {9: "cupy stream 9"}

@@ -151,9 +151,18 @@ class StreamOrdering:
         """Note the current streams of the loaded spokes as users: a consumer that reads the CUDA
         Array Interface names no stream, and queues its work on its library's current stream."""
         life = self._life
-        if life.tracked:
-            for handle, keep in current_streams(self._device_index):
-                life.note(handle, keep)
+        if not life.tracked:
+            return
+        device = self._device_index
+        for source in loaded_spokes("cupy", "torch"):  # only spokes already loaded are asked
+            try:
+                handle = source.current_stream(device)
+                uses = life.uses
+                if handle == life.home or (uses is not None and uses.get(handle) is not None):
+                    continue  # noted already, with its stream object: no object to fetch (torch's costs µs)
+                life.note(handle, source.current_stream_object(device))
+            except Exception:  # the library cannot reach the device (torch: AssertionError): no stream there
+                continue
 
     def record_write(self, stream: StreamLike) -> None:
         """Tell the image that work queued on ``stream`` (so far) wrote it: later views and exports

@@ -151,10 +151,11 @@ class TorchRuntime:
         index = device.index
         home = current_stream(index)
         size = nbytes + alignment - 1
+        owner: object  # no typing.cast call: this runs once per conversion
         try:
             if _raw_alloc is not None and _current_device() == index:
-                owner: object = _RawBlock(_raw_alloc(max(size, 1), home))
-                base = int(cast(int, owner))
+                block = _RawBlock(_raw_alloc(max(size, 1), home))
+                base, owner = int(block), block
             else:
                 buffer = torch.empty(size, dtype=torch.uint8, device=torch_device(index))
                 base, owner = buffer.data_ptr(), buffer
