@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import gpuimage
-from gpuimage import Allocation, Device, _lifetime, _runtime
+from gpuimage import Allocation, Device, _driver, _lifetime, _runtime
 from gpuimage._interfaces import host_view
 from gpuimage._runtime import Memory
 from gpuimage._streams import Event
@@ -127,6 +127,9 @@ def runtime(monkeypatch: pytest.MonkeyPatch) -> Iterator[Runtime]:
     was chosen before (also nothing); afterwards every event it recorded completes, so no release
     waits on into the next test."""
     fake = Runtime()
+    # its streams are small numbers, not handles: on a machine with a GPU, the driver's capture query
+    # (made outside the runtime) would read them as pointers and crash, so it answers "no driver"
+    monkeypatch.setattr(_driver, "_stream_is_capturing", lambda: None)
     monkeypatch.setattr(_runtime, "_chosen", _runtime._chosen)
     monkeypatch.setattr(_lifetime, "_recorder", list(_lifetime._recorder))
     gpuimage.set_runtime(fake)
