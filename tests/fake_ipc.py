@@ -26,7 +26,7 @@ import numpy.typing as npt
 import pytest
 
 import gpuimage
-from fake_runtime import Runtime
+from fake_runtime import Runtime, install
 from gpuimage import (
     Allocation,
     Device,
@@ -37,7 +37,6 @@ from gpuimage import (
     _ipc_open,
     _ipc_ring_open,
     _lifetime,
-    _runtime,
 )
 from gpuimage._errors import ExportError
 from gpuimage._interfaces import host_view
@@ -184,9 +183,7 @@ def ipc(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeDriver]:
 def fake_ipc_driver(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeDriver]:
     """``ipc``'s setup and clean-up, for callers that are not tests (the docs-truth table)."""
     fake_runtime = IpcRuntime()
-    monkeypatch.setattr(_runtime, "_chosen", _runtime._chosen)
-    monkeypatch.setattr(_lifetime, "_recorder", list(_lifetime._recorder))
-    gpuimage.set_runtime(fake_runtime)
+    install(fake_runtime, monkeypatch)
     driver = FakeDriver(fake_runtime.ranges)
     driver.runtime = fake_runtime
     _ipc_driver.set_driver(driver)

@@ -17,7 +17,7 @@ from gpuimage._interfaces import host_view
 from gpuimage._runtime import Memory
 from gpuimage._streams import Event
 
-__all__ = ["RecordedEvent", "Runtime", "runtime"]
+__all__ = ["RecordedEvent", "Runtime", "install", "runtime"]
 
 
 class Runtime:
@@ -121,18 +121,24 @@ class RecordedEvent:
         return self.done
 
 
+def install(fake: gpuimage.Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make ``fake`` the runtime until ``monkeypatch`` undoes it, the runtime chosen before (or none)
+    and its release-event recorder coming back then."""
+    # a fake's streams are small numbers, not handles: on a machine with a GPU, the driver's capture
+    # query (made outside the runtime) would read them as pointers and crash, so it finds no driver
+    monkeypatch.setattr(_driver, "_stream_is_capturing", lambda: None)
+    monkeypatch.setattr(_runtime, "_chosen", _runtime._chosen)
+    monkeypatch.setattr(_lifetime, "_recorder", list(_lifetime._recorder))
+    gpuimage.set_runtime(fake)
+
+
 @pytest.fixture
 def runtime(monkeypatch: pytest.MonkeyPatch) -> Iterator[Runtime]:
     """Installs a ``Runtime`` through ``gpuimage.set_runtime`` for one test, and puts back whatever
     was chosen before (also nothing); afterwards every event it recorded completes, so no release
     waits on into the next test."""
     fake = Runtime()
-    # its streams are small numbers, not handles: on a machine with a GPU, the driver's capture query
-    # (made outside the runtime) would read them as pointers and crash, so it answers "no driver"
-    monkeypatch.setattr(_driver, "_stream_is_capturing", lambda: None)
-    monkeypatch.setattr(_runtime, "_chosen", _runtime._chosen)
-    monkeypatch.setattr(_lifetime, "_recorder", list(_lifetime._recorder))
-    gpuimage.set_runtime(fake)
+    install(fake, monkeypatch)
     yield fake
     gc.collect()
     fake.complete_all()

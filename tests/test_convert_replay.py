@@ -18,8 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import gpuimage
-from fake_runtime import Runtime, runtime
-from gpuimage import Device, GpuImage, ImageSpec, _channel_order, _convert_replay, _image, _lifetime, _runtime
+from fake_runtime import Runtime, install, runtime
+from gpuimage import Device, GpuImage, ImageSpec, _channel_order, _convert_replay, _image, _lifetime
 from gpuimage._affine import Affine
 from gpuimage._conversions import override_executor
 from gpuimage._executor import Buffer, ConvertReplay, Operand
@@ -199,9 +199,7 @@ def _run(program: list[int], *, replay: bool, patch: pytest.MonkeyPatch) -> obje
     """``program``'s steps on a fresh fake runtime (put back afterwards, as the ``runtime`` fixture
     does), with replays or without: what the runtime saw, the ready states and the values."""
     fake = Runtime()
-    patch.setattr(_runtime, "_chosen", _runtime._chosen)
-    patch.setattr(_lifetime, "_recorder", list(_lifetime._recorder))
-    gpuimage.set_runtime(fake)
+    install(fake, patch)
     executor = Computing()
     _convert_replay.forget()
     if not replay:  # both places that try a replay first
