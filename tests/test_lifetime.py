@@ -9,7 +9,7 @@ import weakref
 
 import pytest
 
-from fake_runtime import Runtime, runtime
+from fake_runtime import RecordedEvent, Runtime, runtime
 from gpuimage import GpuImage, ImageSpec, _lifetime, _runtime
 
 __all__ = ["runtime"]  # the fixture
@@ -197,6 +197,38 @@ def test_polls_scan_a_bounded_number_of_busy_entries(runtime: Runtime) -> None:
     assert _lifetime.collect(limit=8) == waiting
     runtime.complete_all()
     assert _lifetime.pending_releases() == len(_lifetime._unreleasable)
+
+
+def test_a_new_image_polls_releases_up_to_the_first_busy_one(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An image is made once per frame or more: while the GPU is behind, its poll costs one event
+    query, not one per release in flight; finished releases ahead of it all go."""
+    images = [_image(Owner()) for _ in range(12)]
+    for index in range(len(images)):  # no loop variable left holding an image
+        images[index].as_cupy(stream=9)
+    images.clear()
+    gc.collect()
+    queried: list[int] = []
+    real_query = RecordedEvent.query
+
+    def query(event: RecordedEvent) -> bool:
+        queried.append(id(event))
+        return real_query(event)
+
+    monkeypatch.setattr(RecordedEvent, "query", query)
+    waiting = len(_lifetime._pending)
+    assert waiting >= 12
+    _image(Owner())
+    assert len(queried) == 1, "the oldest release is busy: nothing newer is asked"
+    assert len(_lifetime._pending) == waiting
+    for events, _owner in list(_lifetime._pending)[:3]:
+        for event in events:
+            event.synchronize()  # the three oldest releases have finished
+    queried.clear()
+    _image(Owner())
+    assert len(queried) == 4, "three finished, then the first busy one"
+    assert len(_lifetime._pending) == waiting - 3
 
 
 def test_streams_that_are_idle_at_release_hold_nothing_back(

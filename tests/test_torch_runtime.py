@@ -133,12 +133,28 @@ def test_allocations_come_aligned_from_the_raw_allocator_on_torchs_stream(
         1000, Device("cuda", 0), alignment=alignment, stream=9
     )
     assert allocation.ptr == aligned
-    assert allocation.stream == 0x500, "torch's pool serves its current stream, not the one asked"
+    assert allocation.stream == 0x500, (
+        "an external stream may go before the block: torch's current one serves"
+    )
     assert allocator.allocations == [(1000 + alignment - 1, 0x500)], "room to align inside the block"
     assert isinstance(allocation.owner, torch_runtime._RawBlock)
     del allocation
     gc.collect()
     assert allocator.deleted == [base], "the block, not the aligned pointer, goes back"
+
+
+@pytest.mark.parametrize("stream", [0, 2], ids=["legacy-default", "per-thread-default"])
+def test_an_allocation_for_a_default_stream_is_that_streams(
+    monkeypatch: pytest.MonkeyPatch, stream: int
+) -> None:
+    """A default stream always exists, so the allocator may keep it as the block's: a conversion
+    queued there from inside another stream's context needs no wait between the two."""
+    allocator = _fake_allocator(monkeypatch, 0x4000)
+    allocation = torch_runtime.TorchRuntime(_host_view).allocate(
+        64, Device("cuda", 0), alignment=1, stream=stream
+    )
+    assert allocation.stream == stream
+    assert allocator.allocations == [(64, stream)]
 
 
 def test_an_allocation_for_another_device_goes_through_torch_empty(monkeypatch: pytest.MonkeyPatch) -> None:

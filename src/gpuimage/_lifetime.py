@@ -94,8 +94,8 @@ class Lifetime:
         self.tracked = cuda and owner is not None
         # handle -> the stream object kept alive for it (None: a raw handle, the caller's to keep)
         self.uses: dict[int, object] | None = None
-        if _pending or _captured:
-            collect()
+        if _pending or _captured:  # a new image polls: the oldest release first, one busy entry at most
+            collect(limit=1)
 
     def note(self, stream: int, keep: object) -> None:
         """Remember that work may be queued on ``stream`` that touches the memory."""
@@ -152,7 +152,8 @@ def collect(*, limit: int = 8) -> int:
     """Release the owners whose events have completed; return how many still wait. Never blocks.
 
     Releases complete roughly in order, so the scan stops after ``limit`` entries that are still
-    busy: a poll costs a few event queries however many frames are in flight.
+    busy: a poll costs a few event queries however many frames are in flight (a new image's poll,
+    made once per frame or more, stops at the first: one query while the GPU is behind).
     """
     if not _poll_lock.acquire(blocking=False):
         return len(_pending)  # another thread (or a finalizer inside a poll) is polling

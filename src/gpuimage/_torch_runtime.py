@@ -19,6 +19,7 @@ import torch
 from ._device import Device
 from ._runtime import Allocation, DeviceGuard, Memory, cuda_error, wait_for_event
 from ._spec import ImageSpec
+from ._streams import LEGACY_DEFAULT, PER_THREAD_DEFAULT
 
 __all__ = [
     "RecordedEvent",
@@ -147,16 +148,25 @@ class TorchRuntime:
             raise cuda_error(f"querying stream {stream:#x} on cuda:{device}", exc) from exc
 
     def allocate(self, nbytes: int, device: Device, /, *, alignment: int, stream: int | None) -> Allocation:
-        """From torch's caching allocator, which serves its current stream (not ``stream``)."""
+        """From torch's caching allocator: for ``stream`` where it is a default stream, else for
+        torch's current stream.
+
+        The allocator keeps each block's stream, and may synchronize it later (expandable
+        segments) or free on it (``cudaMallocAsync``), so it is handed only streams that outlive
+        every block: the default streams, which always exist, and torch's current one (torch never
+        destroys its own; an external one is its caller's to keep). A conversion queued on the
+        default stream from inside another stream's context so allocates where it runs: no wait
+        between the two streams, and no event at release."""
         index = device.index
-        home = current_stream(index)
+        home = current_stream(index) if stream is None or stream not in _DEFAULTS else stream
         size = nbytes + alignment - 1
         owner: object  # no typing.cast call: this runs once per conversion
         try:
             if _raw_alloc is not None and _current_device() == index:
                 block = _RawBlock(_raw_alloc(max(size, 1), home))
                 base, owner = int(block), block
-            else:
+            else:  # torch.empty serves the current stream
+                home = current_stream(index)
                 buffer = torch.empty(size, dtype=torch.uint8, device=torch_device(index))
                 base, owner = buffer.data_ptr(), buffer
         except RuntimeError as exc:  # torch.OutOfMemoryError included
@@ -202,6 +212,8 @@ _allocation: Callable[[tuple[int, object, int | None]], Allocation] = functools.
     tuple.__new__,  # pyright: ignore[reportUnknownMemberType]
     Allocation,
 )
+
+_DEFAULTS = (LEGACY_DEFAULT, PER_THREAD_DEFAULT)  # streams that always exist
 
 _C = torch._C  # pyright: ignore[reportPrivateUsage]
 _raw_alloc: Callable[[int, int], int] | None = getattr(_C, "_cuda_cudaCachingAllocator_raw_alloc", None)

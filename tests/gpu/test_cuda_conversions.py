@@ -386,6 +386,29 @@ def test_a_loop_on_one_stream_records_no_event_and_waits_for_nothing(monkeypatch
     assert torch.equal(out.as_torch(), (expected.float() / 255 - 0.5) / 0.25)
 
 
+def test_a_loop_on_the_default_stream_inside_another_streams_context_waits_for_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The data is ready on the legacy default stream and torch's current stream is another: each
+    conversion is queued on the default stream, and its result is allocated there, so no
+    cross-stream wait is asked and no release waits for an event."""
+    calls: list[str] = []
+    counting = CountingRuntime(runtime(), calls)
+    monkeypatch.setattr(_ordering, "runtime", lambda: counting)
+    frame = torch.randint(0, 255, (120, 160, 3), dtype=torch.uint8, device="cuda")
+    image = GpuImage.from_torch(frame, layout="HWC")  # ready on the legacy default stream
+    side = torch.cuda.Stream()
+    torch.cuda.synchronize()
+    with torch.cuda.stream(side):
+        planar = image.to_layout("CHW")
+        for _ in range(20):
+            planar = image.to_layout("CHW")
+            assert planar._life.uses is None, "a result used only where it was made notes no stream"
+            assert planar._ready.stream == 0
+    assert calls == [], "the memory comes from the stream the conversion runs on"
+    assert torch.equal(planar.as_torch(), frame.permute(2, 0, 1))
+
+
 def test_an_out_destination_waits_for_the_reads_recorded_on_another_stream() -> None:
     reader = torch.cuda.Stream()
     source = GpuImage.from_torch(torch.full((64, 64, 3), 9, dtype=torch.uint8, device="cuda"), layout="HWC")

@@ -106,8 +106,12 @@ def test_allocations_are_aligned_usable_and_ready_on_their_stream(runtime: gpuim
     side = torch.cuda.Stream()
     asked = runtime.allocate(64, Device("cuda", 0), alignment=1, stream=side.cuda_stream)
     # CuPy's pool takes the memory for the stream asked; torch's allocator serves its current stream
+    # (an external stream may be destroyed before the block is freed)
     expected = side.cuda_stream if runtime.name == "cupy" else torch.cuda.current_stream().cuda_stream
     assert asked.stream == expected
+    with torch.cuda.stream(side):  # a default stream always exists: both pools serve it when asked
+        default = runtime.allocate(64, Device("cuda", 0), alignment=1, stream=0)
+    assert default.stream == 0
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES, ids=IDS)
