@@ -67,9 +67,10 @@ def test_uses_on_the_home_stream_release_at_once(runtime: Runtime) -> None:
     assert _released(owner_ref)
 
 
-def test_only_a_lifetime_that_noted_a_stream_carries_a_finalizer() -> None:
+def test_only_a_lifetime_that_noted_a_stream_carries_a_finalizer(runtime: Runtime) -> None:
     """A finalizer is a Python call at every release: a loop's images that only ever use their home
-    stream go without one; the first stream noted switches the lifetime to the class that has one."""
+    stream go without one; the first stream noted switches the lifetime to the class that has one.
+    (The fake runtime records the release: stream 9 is no handle a real one could record on.)"""
     owner = Owner()
     life = _lifetime.Lifetime(owner, 0, 7, cuda=True)
     life.note(7, None)  # the home stream: nothing to order at release
@@ -79,6 +80,8 @@ def test_only_a_lifetime_that_noted_a_stream_carries_a_finalizer() -> None:
     assert isinstance(life, _lifetime.Lifetime)
     assert hasattr(type(life), "__del__")
     assert (life.owner, life.home, life.device) == (owner, 7, 0), "the same slots, kept"
+    del life
+    assert runtime.recorded == [(9, 0)], "the finalizer orders the release after stream 9's work"
 
 
 def test_every_family_member_holds_the_owner(runtime: Runtime) -> None:
