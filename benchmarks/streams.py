@@ -9,6 +9,9 @@ Usage: ``python benchmarks/streams.py [--quick] [--json PATH]`` on a machine wit
 2. 1920x1080x3 uint8 frames: "decode" on A into a ring of buffers, "preprocess" (224x224 crops to
    normalized float CHW) and "infer" (a small conv net) on B, ordered by gpuimage (no host sync per
    frame) or by ``torch.cuda.synchronize()`` per frame. Both must produce equal outputs.
+3. Shown, not judged: ``to_layout("CHW")`` per call inside a side stream's context, by where the
+   source's data is ready (that stream, the legacy default stream, another stream; a conversion is
+   queued where its data is ready), beside torch's ``permute(2, 0, 1).contiguous()`` there.
 
 Timing as in views.py: batches timed with ``time.perf_counter_ns`` after a warm-up batch; per-call
 times are batch means, p10/p90 percentiles of them; a pipeline run is a batch of one call that ends
@@ -51,6 +54,13 @@ TORCH_REUSED = "the same, one reused torch Event"
 CUPY_ORDERED, CUPY_SAME = "record_write(A); as_cupy(stream=B)", "record_write(B); as_cupy(stream=B)"
 CUPY_BY_HAND, PRIMITIVE = "cupy Event().record(A); B.wait_event", "gpuimage.runtime().wait(A, B, 0)"
 OVERHEAD, ORDERED, SYNCHRONIZED = "(loop overhead: identity)", "gpuimage ordering", "synchronize per frame"
+CONVERTED = (
+    "to_layout, data ready on the current stream",
+    "to_layout, data ready on the legacy default stream",
+    "to_layout, data ready on another stream",
+    "to_layout(out=), data ready on another stream",
+    "torch permute(2, 0, 1).contiguous()",
+)
 RESULT = {True: "PASS", False: "FAIL", None: "info"}
 PAIRS = ((TORCH_ORDERED, TORCH_SAME, TORCH_BY_HAND), (CUPY_ORDERED, CUPY_SAME, CUPY_BY_HAND))
 
@@ -75,6 +85,7 @@ class Results:
     info: dict[str, str]
     config: Config
     ordering: dict[str, Stats]  # per call
+    conversions: dict[str, Stats]  # per call
     stage_gpu_ms: dict[str, float]
     pipelines: dict[str, Stats]  # per run of config.frames frames
     checks: list[dict[str, Any]]
@@ -150,6 +161,31 @@ def run_ordering(config: Config) -> dict[str, Stats]:
     stats[CUPY_BY_HAND] = timed(cupy_by_hand, (ca, cb))
     stats[PRIMITIVE] = timed(lambda h: runtime().wait(h[0], h[1], 0), (a.cuda_stream, b.cuda_stream))
     return stats
+
+
+def run_conversions(config: Config) -> dict[str, Stats]:
+    """Part 3: microseconds per conversion inside a side stream's context, by where the data is
+    ready. The result of each call is dropped at once (its release is timed too)."""
+    tensor = torch.randint(0, 256, (HEIGHT, WIDTH, CHANNELS), dtype=torch.uint8, device="cuda:0")
+    side, other = torch.cuda.Stream(), torch.cuda.Stream()
+    on_default = GpuImage.from_torch(tensor, layout="HWC", stream=0)  # 0: the legacy default stream
+    on_other = GpuImage.from_torch(tensor, layout="HWC", stream=other)
+    timed = functools.partial(measure, batch=config.batch, batches=config.batches)
+    torch.cuda.synchronize()
+    with torch.cuda.stream(side):
+        here = GpuImage.from_torch(tensor, layout="HWC")
+        out = here.to_layout("CHW")
+
+        def planar(image: GpuImage[HWC]) -> object:
+            return image.to_layout("CHW")
+
+        return {
+            CONVERTED[0]: timed(planar, here),
+            CONVERTED[1]: timed(planar, on_default),
+            CONVERTED[2]: timed(planar, on_other),
+            CONVERTED[3]: timed(lambda image: image.to_layout("CHW", out=out), on_other),
+            CONVERTED[4]: timed(lambda t: t.permute(2, 0, 1).contiguous(), tensor),
+        }
 
 
 @dataclass(frozen=True)
@@ -286,6 +322,9 @@ def report(results: Results) -> None:
     print(f"\n{'ordering (A, B: two streams)':<44}{'median us':>11}{'p10 us':>10}{'p90 us':>10}")
     for name, stats in results.ordering.items():
         print(f"{name:<44}{stats.median_us:>11.3f}{stats.p10_us:>10.3f}{stats.p90_us:>10.3f}")
+    print(f"\n{'conversion in a side stream, HWC->CHW':<52}{'median us':>11}{'p10 us':>10}{'p90 us':>10}")
+    for name, stats in results.conversions.items():
+        print(f"{name:<52}{stats.median_us:>11.3f}{stats.p10_us:>10.3f}{stats.p90_us:>10.3f}")
     print(f"\npipeline: {config.frames} frames, {RING} buffers, {len(BOXES)} {CROP}x{CROP} crops per frame")
     decode_ms, infer_ms = stages["decode"], stages["preprocess + infer"]
     print(f"GPU ms per frame (events): decode {decode_ms:.3f} on A, preprocess + infer {infer_ms:.3f} on B")
@@ -307,11 +346,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     config = Config(batch=100, batches=5, frames=30, runs=2) if args.quick else Config(1_000, 30, 300, 7)
     torch.backends.cudnn.deterministic = True  # the same convolution algorithms in both variants
-    info, ops = header(), run_ordering(config)
+    info, ops, conversions = header(), run_ordering(config), run_conversions(config)
     pipes, stages, max_diff = run_pipelines(config)
     checks = compare(ops, pipes, max_diff)
     all_passed = all(row["passed"] is not False for row in checks)
-    results = Results(info, config, ops, stages, pipes, checks, all_passed)
+    results = Results(info, config, ops, conversions, stages, pipes, checks, all_passed)
     report(results)
     if args.json is not None:
         args.json.write_text(json.dumps(asdict(results), indent=2) + "\n")
