@@ -31,7 +31,7 @@ from ._layout import Layout
 from ._lifetime import Lifetime
 from ._ordering import BY_HANDLE, StreamOrdering
 from ._runtime import runtime
-from ._spokes import spoke
+from ._spokes import Spoke, spoke
 from ._streams import LEGACY_DEFAULT, StreamLike, from_protocol
 
 if TYPE_CHECKING:
@@ -119,9 +119,11 @@ class ImageExports(StreamOrdering):
         views of read-only memory refused), then ordered for its consumer on every call: ``stream``,
         else the spoke's current stream (``by_current``), else the legacy default stream."""
         view = self._views.get(name)
+        source: Spoke | None = None
         if view is None:
             view = self._views.setdefault(name, self._new_view(name, where))
-            _current_stream.setdefault(name, spoke(name).current_stream)
+            source = spoke(name)  # loaded: the view was made; looked up once more, not twice
+            _current_stream.setdefault(name, source.current_stream)
         ready, life = self._ready, self._life
         producer = ready.stream
         if producer is None and not life.tracked:
@@ -133,15 +135,14 @@ class ImageExports(StreamOrdering):
             if not by_current:
                 consumer = LEGACY_DEFAULT
             elif life.tracked or runtime().has_gpu:  # a tracked family was made with a GPU runtime
-                consumer = spoke(name).current_stream(self._device_index)
+                consumer = (source or spoke(name)).current_stream(self._device_index)
             else:
                 consumer = -1  # no runtime: _consume says what ordering would need
             if (producer is None or consumer == producer) and (
                 consumer == life.home or not life.tracked or (life.uses is not None and consumer in life.uses)
             ):
                 return view
-        source = spoke(name) if by_current else None
-        self._consume(stream, source)
+        self._consume(stream, (source or spoke(name)) if by_current else None)
         return view
 
     def _new_view(self, name: str, where: str) -> object:
