@@ -19,7 +19,7 @@ import torch
 from ._device import Device
 from ._runtime import Allocation, DeviceGuard, Memory, cuda_error, wait_for_event
 from ._spec import ImageSpec
-from ._streams import LEGACY_DEFAULT, PER_THREAD_DEFAULT
+from ._streams import is_default_stream
 
 __all__ = [
     "RecordedEvent",
@@ -158,7 +158,7 @@ class TorchRuntime:
         default stream from inside another stream's context so allocates where it runs: no wait
         between the two streams, and no event at release."""
         index = device.index
-        home = current_stream(index) if stream is None or stream not in _DEFAULTS else stream
+        home = stream if stream is not None and is_default_stream(stream) else current_stream(index)
         size = nbytes + alignment - 1
         owner: object  # no typing.cast call: this runs once per conversion
         try:
@@ -212,8 +212,6 @@ _allocation: Callable[[tuple[int, object, int | None]], Allocation] = functools.
     tuple.__new__,  # pyright: ignore[reportUnknownMemberType]
     Allocation,
 )
-
-_DEFAULTS = (LEGACY_DEFAULT, PER_THREAD_DEFAULT)  # streams that always exist
 
 _C = torch._C  # pyright: ignore[reportPrivateUsage]
 _raw_alloc: Callable[[int, int], int] | None = getattr(_C, "_cuda_cudaCachingAllocator_raw_alloc", None)
