@@ -6,6 +6,10 @@ Two figures per call:
   back to back and followed by one device synchronize; the wall clock of that, divided by
   ``calls``, is one sample. The median of ``repeats`` samples is reported, with p10 and p90.
   Host work, launches, allocation and GPU time all count, as they do in a per-frame loop.
+  Calls that are compared with each other are sampled in turn (``wall_per_call_interleaved``):
+  a cloud host's speed drifts by up to 2x within a minute, and a library whose call is bound by
+  the host moves with it while one bound by the GPU does not, so figures taken one after another
+  would compare different hosts.
 - **GPU only** (beside it): CUDA events around ``gpu_calls`` calls queued behind a sleep kernel,
   so the GPU runs them back to back whatever the host costs. If the host could not queue them
   all before the sleep ended (a call that blocks the host, or a slow host), the figure would
@@ -18,7 +22,7 @@ from __future__ import annotations
 import gc
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -63,18 +67,33 @@ def wall_per_call(op: Callable[[], object], loop: Loop) -> Spread:
     The result of each call is dropped at once, as a loop that rebinds its variable does, so
     freeing it is timed too.
     """
-    for _ in range(loop.warmup):
+    return wall_per_call_interleaved([op], loop)[0]
+
+
+def wall_per_call_interleaved(ops: Sequence[Callable[[], object]], loop: Loop) -> list[Spread]:
+    """``wall_per_call`` of each op, their samples taken in turn: one sample of each op per round,
+    each round starting one op further on, so no op is always sampled first. A host that speeds
+    up or slows down during the run then moves every op's median alike."""
+    for op in ops:
+        for _ in range(loop.warmup):
+            op()
+    torch.cuda.synchronize()
+    samples: list[list[float]] = [[] for _ in ops]
+    for repeat in range(loop.repeats):
+        for shift in range(len(ops)):
+            index = (repeat + shift) % len(ops)
+            samples[index].append(_sample(ops[index], loop.calls))
+    return [_spread(each) for each in samples]
+
+
+def _sample(op: Callable[[], object], calls: int) -> float:
+    """Microseconds per call of ``calls`` calls queued back to back, then one synchronize."""
+    gc.collect()  # earlier garbage is not collected on this sample's clock
+    start = time.perf_counter_ns()
+    for _ in range(calls):
         op()
     torch.cuda.synchronize()
-    samples: list[float] = []
-    for _ in range(loop.repeats):
-        gc.collect()  # earlier garbage is not collected on this repetition's clock
-        start = time.perf_counter_ns()
-        for _ in range(loop.calls):
-            op()
-        torch.cuda.synchronize()
-        samples.append((time.perf_counter_ns() - start) / loop.calls / 1000)
-    return _spread(samples)
+    return (time.perf_counter_ns() - start) / calls / 1000
 
 
 def wall_per_call_each(op: Callable[[T], object], make: Callable[[], T], loop: Loop) -> Spread:

@@ -21,7 +21,8 @@ Each case runs without ``out=`` (every call allocates its result, as user code d
 gpuimage's ``out=`` is used where ``inspect.signature`` shows one; elsewhere the row says n/a.
 
 Timing: see ``_timing.py``. The headline is wall clock per call, N calls queued then one
-synchronize (median of repetitions); GPU-only time goes beside it. Inputs are wrapped once before
+synchronize (median of repetitions, a case's variants sampled in turn); GPU-only time goes beside
+it. Inputs are wrapped once before
 the loop (gpuimage images; CV-CUDA tensors, with a batch dimension as in CV-CUDA's samples). All
 three libraries run on one stream: a CV-CUDA stream that is also torch's current stream (as
 CV-CUDA's samples do), or a torch side stream without CV-CUDA. GB/s counts bytes read plus
@@ -38,7 +39,7 @@ import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 from _common import (
@@ -54,14 +55,14 @@ from _common import (
     write_json,
 )
 from _cvcuda_ops import Routes
-from _timing import Loop, Spread, gpu_per_call, wall_per_call
+from _timing import Loop, Spread, gpu_per_call, wall_per_call, wall_per_call_interleaved
 
 import gpuimage
 from gpuimage import GpuImage
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 SIZES = {"1080p": (1080, 1920), "4K": (2160, 3840)}
-QUICK, FULL = Loop(calls=200, repeats=3, warmup=50, gpu_calls=50), Loop(1000, 7, 100, 100)
+QUICK, FULL = Loop(calls=200, repeats=5, warmup=50, gpu_calls=50), Loop(1000, 7, 100, 100)
 LIBRARIES = ("gpuimage", "torch", "CV-CUDA")
 # Issue 12's bars: gpuimage / alternative per call <= limit, by (size, out=); None: shown only.
 LIMITS: dict[tuple[str, bool], dict[str, float | None]] = {
@@ -236,19 +237,36 @@ def mismatch(output: object, reference: torch.Tensor) -> str:
     return "" if torch.equal(tensor, reference) else "WRONG OUTPUT: differs from torch's"
 
 
-def measure(variant: Variant, reference: torch.Tensor, loop: Loop) -> None:
-    """Check the variant's output once, then time it; an exception becomes its note."""
-    if variant.op is None:
-        return
+def measure(case: Case, loop: Loop) -> None:
+    """Check each variant's output once, then time the case's variants together (their samples in
+    turn), then each one's GPU time; an exception becomes the variant's note."""
+    timed: list[Variant] = []
+    for variant in case.variants:
+        if variant.op is None:
+            continue
+        try:
+            if variant.exact:
+                variant.note = mismatch(variant.op(), case.reference)
+            timed.append(variant)
+        except Exception as exc:
+            failed(variant, exc)
+    walls: list[Spread | None]
     try:
-        if variant.exact:
-            variant.note = mismatch(variant.op(), reference)
-        variant.wall = wall_per_call(variant.op, loop)
-        variant.gpu = gpu_per_call(variant.op, loop, variant.wall.median_us)
-    except Exception as exc:
-        variant.note = f"error: {describe(exc)}"
-        with contextlib.suppress(Exception):
-            torch.cuda.synchronize()
+        walls = list(wall_per_call_interleaved([cast(Op, v.op) for v in timed], loop))
+    except Exception:  # one of them fails while timed: time each alone, so only it gets the note
+        walls = [None] * len(timed)
+    for variant, wall in zip(timed, walls, strict=True):
+        try:
+            variant.wall = wall_per_call(cast(Op, variant.op), loop) if wall is None else wall
+            variant.gpu = gpu_per_call(cast(Op, variant.op), loop, variant.wall.median_us)
+        except Exception as exc:
+            failed(variant, exc)
+
+
+def failed(variant: Variant, exc: Exception) -> None:
+    variant.note = f"error: {describe(exc)}"
+    with contextlib.suppress(Exception):
+        torch.cuda.synchronize()
 
 
 def variant_line(case: Case | None, variant: Variant | None) -> str:
@@ -335,8 +353,8 @@ def run_cases(cv: Any, loop: Loop) -> list[Case]:
             packing_case(size, roi, routes),
             normalize_case(size, hwc, routes),
         ):
+            measure(case, loop)
             for variant in case.variants:
-                measure(variant, case.reference, loop)
                 print(variant_line(case, variant), flush=True)
             cases.append(case)
     return cases

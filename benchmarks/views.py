@@ -5,7 +5,8 @@ Usage: ``python benchmarks/views.py [--quick] [--json PATH]`` on a machine with 
 CV-CUDA (``import cvcuda``) is optional: without it its row says why and is not judged.
 
 Rows, on a 1080x1920x3 uint8 image (timed as ``_timing.py`` says: N calls, then one synchronize,
-median of repetitions; each result is dropped at once, so freeing it is timed too):
+median of repetitions, a target's two rows sampled in turn; each result is dropped at once, so
+freeing it is timed too):
 
 - wrap + first view, the targets (gpuimage / one-liner):
   CuPy -> torch: ``GpuImage.from_cupy(a, layout="HWC").as_torch()`` vs ``torch.as_tensor(a,
@@ -51,7 +52,7 @@ from _common import (
     value_check,
     write_json,
 )
-from _timing import Loop, Spread, wall_per_call, wall_per_call_each
+from _timing import Loop, Spread, wall_per_call, wall_per_call_each, wall_per_call_interleaved
 
 import gpuimage
 from gpuimage import HWC, GpuImage
@@ -112,6 +113,14 @@ def run_ops(loop: Loop, cv: Any) -> tuple[dict[str, Spread], dict[str, str]]:
         except Exception as exc:
             errors[name] = describe(exc)
 
+    def timed_together(rows: dict[str, Callable[[], object]]) -> None:
+        """Rows compared with each other: their samples taken in turn (``_timing``)."""
+        try:
+            timings.update(zip(rows, wall_per_call_interleaved(list(rows.values()), loop), strict=True))
+        except Exception:  # time each alone, so that only the failing row says why
+            for name, op in rows.items():
+                timed(name, op)
+
     def timed_each(
         name: str, op: Callable[[GpuImage[HWC]], object], make: Callable[[], GpuImage[HWC]]
     ) -> None:
@@ -123,12 +132,24 @@ def run_ops(loop: Loop, cv: Any) -> tuple[dict[str, Spread], dict[str, str]]:
     timed("(loop overhead: a no-op call)", lambda: None)
     timed("GpuImage.from_torch", lambda: GpuImage.from_torch(tensor, layout="HWC"))
     timed("GpuImage.from_cupy", lambda: GpuImage.from_cupy(array, layout="HWC"))
-    timed(CUPY_TO_TORCH, lambda: GpuImage.from_cupy(array, layout="HWC").as_torch())
-    timed(TORCH_TO_CUPY, lambda: GpuImage.from_torch(tensor, layout="HWC").as_cupy())
-    timed(TORCH_TO_MAT, lambda: GpuImage.from_torch(tensor, layout="HWC").as_gpumat())
-    timed(TORCH_CAI, lambda: torch.as_tensor(array, device="cuda"))
-    timed(CUPY_CAI, lambda: cupy.asarray(tensor))
-    timed(MAT_BY_HAND, lambda: gpumat_by_hand(tensor))
+    timed_together(
+        {
+            CUPY_TO_TORCH: lambda: GpuImage.from_cupy(array, layout="HWC").as_torch(),
+            TORCH_CAI: lambda: torch.as_tensor(array, device="cuda"),
+        }
+    )
+    timed_together(
+        {
+            TORCH_TO_CUPY: lambda: GpuImage.from_torch(tensor, layout="HWC").as_cupy(),
+            CUPY_CAI: lambda: cupy.asarray(tensor),
+        }
+    )
+    timed_together(
+        {
+            TORCH_TO_MAT: lambda: GpuImage.from_torch(tensor, layout="HWC").as_gpumat(),
+            MAT_BY_HAND: lambda: gpumat_by_hand(tensor),
+        }
+    )
     timed("torch from_dlpack(cupy)", lambda: torch.utils.dlpack.from_dlpack(array))
     timed("cupy.from_dlpack(torch)", lambda: cupy.from_dlpack(tensor))
     timed(
@@ -138,8 +159,12 @@ def run_ops(loop: Loop, cv: Any) -> tuple[dict[str, Spread], dict[str, str]]:
     if cv is None:
         errors[TORCH_TO_CV] = errors[CV_RAW] = "cvcuda is not importable"
     else:
-        timed(TORCH_TO_CV, lambda: cv.as_tensor(GpuImage.from_torch(tensor, layout="HWC"), "HWC"))
-        timed(CV_RAW, lambda: cv.as_tensor(tensor, "HWC"))
+        timed_together(
+            {
+                TORCH_TO_CV: lambda: cv.as_tensor(GpuImage.from_torch(tensor, layout="HWC"), "HWC"),
+                CV_RAW: lambda: cv.as_tensor(tensor, "HWC"),
+            }
+        )
     # First views of fresh images made before the clock (the view and dropping the image are timed).
     timed_each("as_torch() first", lambda i: i.as_torch(), lambda: GpuImage.from_cupy(array, layout="HWC"))
     timed_each("as_cupy() first", lambda i: i.as_cupy(), lambda: GpuImage.from_torch(tensor, layout="HWC"))

@@ -103,3 +103,49 @@ def test_the_wall_clock_loop_times_every_call_after_the_warm_up(monkeypatch: pyt
     )
     assert synchronized == [4, 14, 24, 34]
     assert 0 < spread.p10_us <= spread.median_us <= spread.p90_us
+
+
+@pytest.mark.usefixtures("load")
+def test_calls_compared_with_each_other_are_sampled_in_turn(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a host whose speed drifts moves each op's median alike: one sample of each op per round,
+    # each round starting one op further on
+    timing = module("_timing")
+    order: list[str] = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda: None)
+    spreads = timing.wall_per_call_interleaved(
+        [lambda: order.append("a"), lambda: order.append("b"), lambda: order.append("c")],
+        timing.Loop(calls=2, repeats=3, warmup=1, gpu_calls=0),
+    )
+    assert "".join(order) == "abc" + "aabbcc" + "bbccaa" + "ccaabb"
+    assert len(spreads) == 3
+
+
+@pytest.mark.usefixtures("load")
+def test_a_variant_that_fails_while_timed_is_the_only_one_with_a_note(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    conversions = module("conversions")
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda: None)
+    monkeypatch.setattr(conversions, "gpu_per_call", lambda op, loop, wall_us: 1.0)
+    reference = torch.arange(6)
+    calls = {"n": 0}
+
+    def fails_later() -> torch.Tensor:
+        calls["n"] += 1
+        if calls["n"] > 2:  # the output check and the first warm-up call pass
+            raise RuntimeError("out of memory")
+        return reference
+
+    case = conversions.Case("1080p uint8 HWC->CHW", "1080p", reference, 12)
+    case.add("gpuimage", "to_layout", False, lambda: lambda: reference.clone())
+    case.add("torch", "permute.contiguous", False, lambda: fails_later)
+    case.add("torch", "wrong", False, lambda: lambda: reference + 1)
+    conversions.measure(case, conversions.Loop(calls=3, repeats=2, warmup=2, gpu_calls=1))
+    ours, failing, wrong = case.variants
+    assert (ours.note, ours.gpu) == ("", 1.0)
+    assert ours.us is not None
+    assert failing.note.startswith("error: RuntimeError")
+    assert failing.us is None
+    assert wrong.note.startswith("WRONG OUTPUT")
+    assert wrong.wall is not None, "a wrong output is still timed (shown), not used as a yardstick"
+    assert wrong.us is None
