@@ -86,6 +86,37 @@ def wall_per_call_interleaved(ops: Sequence[Callable[[], object]], loop: Loop) -
     return [_spread(each) for each in samples]
 
 
+def walls_in_turn(ops: Sequence[Callable[[], object]], loop: Loop) -> list[Spread | Exception]:
+    """``wall_per_call_interleaved``; where an op raises on the way, each op is timed alone instead,
+    and a failing op's exception stands in its place (the others' figures are still good)."""
+    try:
+        return list(wall_per_call_interleaved(ops, loop))
+    except Exception:
+        walls: list[Spread | Exception] = []
+        for op in ops:
+            try:
+                walls.append(wall_per_call(op, loop))
+            except Exception as exc:
+                walls.append(exc)
+        return walls
+
+
+def timed_in_turn(
+    ops: Sequence[Callable[[], object]], loop: Loop
+) -> list[tuple[Spread, float | str] | Exception]:
+    """Each op's wall clock (``walls_in_turn``) and GPU time (``gpu_per_call``), or the exception
+    it raised."""
+    results: list[tuple[Spread, float | str] | Exception] = []
+    for op, wall in zip(ops, walls_in_turn(ops, loop), strict=True):
+        try:
+            if isinstance(wall, Exception):
+                raise wall
+            results.append((wall, gpu_per_call(op, loop, wall.median_us)))
+        except Exception as exc:
+            results.append(exc)
+    return results
+
+
 def _sample(op: Callable[[], object], calls: int) -> float:
     """Microseconds per call of ``calls`` calls queued back to back, then one synchronize."""
     gc.collect()  # earlier garbage is not collected on this sample's clock

@@ -55,7 +55,7 @@ from _common import (
     write_json,
 )
 from _cvcuda_ops import Routes
-from _timing import Loop, Spread, gpu_per_call, wall_per_call, wall_per_call_interleaved
+from _timing import Loop, Spread, timed_in_turn
 
 import gpuimage
 from gpuimage import GpuImage
@@ -250,17 +250,13 @@ def measure(case: Case, loop: Loop) -> None:
             timed.append(variant)
         except Exception as exc:
             failed(variant, exc)
-    walls: list[Spread | None]
-    try:
-        walls = list(wall_per_call_interleaved([cast(Op, v.op) for v in timed], loop))
-    except Exception:  # one of them fails while timed: time each alone, so only it gets the note
-        walls = [None] * len(timed)
-    for variant, wall in zip(timed, walls, strict=True):
-        try:
-            variant.wall = wall_per_call(cast(Op, variant.op), loop) if wall is None else wall
-            variant.gpu = gpu_per_call(cast(Op, variant.op), loop, variant.wall.median_us)
-        except Exception as exc:
-            failed(variant, exc)
+    for variant, result in zip(
+        timed, timed_in_turn([cast(Op, each.op) for each in timed], loop), strict=True
+    ):
+        if isinstance(result, Exception):
+            failed(variant, result)
+        else:
+            variant.wall, variant.gpu = result
 
 
 def failed(variant: Variant, exc: Exception) -> None:

@@ -37,12 +37,13 @@ GB/s = (NV12 bytes read + float32 bytes written) / GPU time, against a device-to
 ``Tensor.copy_`` of 256 MiB measured in the same run (read + write bytes / GPU time).
 
 Columns: **wall us** (the headline) is wall clock per frame: N frames' work queued back to back,
-then one synchronize, median of repetitions (p10-p90 beside it); **GPU us** is GPU time per frame
-from CUDA events around calls queued behind a sleep kernel (``_timing.py``). All libraries run on
-one stream: a CV-CUDA stream that is torch's current one (as CV-CUDA's samples do), or a torch side
-stream without CV-CUDA. Targets: gpuimage's wall per frame (its faster judged row) <= 0.5 x
-CV-CUDA's fastest matching route's (at least 2x faster); 4K conversion >= 0.85 of the copy
-bandwidth. Beside them, shown only: gpuimage / torch, GPU-time ratios, the per-frame-wrap row.
+then one synchronize, median of repetitions taken with a case's rows in turn (p10-p90 beside
+it); **GPU us** is GPU time per frame from CUDA events around calls queued behind a sleep kernel
+(``_timing.py``). All libraries run on one stream: a CV-CUDA stream that is torch's current one
+(as CV-CUDA's samples do), or a torch side stream without CV-CUDA. Targets: gpuimage's wall per
+frame (its faster judged row) <= 0.5 x CV-CUDA's fastest matching route's (at least 2x faster);
+4K conversion >= 0.85 of the copy bandwidth. Beside them, shown only: gpuimage / torch, GPU-time
+ratios, the per-frame-wrap row.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 from _common import (
@@ -80,7 +81,7 @@ from _frames_routes import (
     nv12_frame,
     person_rois,
 )
-from _timing import Loop, Spread, gpu_per_call, wall_per_call
+from _timing import Loop, Spread, gpu_per_call, timed_in_turn, wall_per_call
 
 import gpuimage
 
@@ -90,7 +91,7 @@ GPUIMAGE: Any = gpuimage
 SLOT = (224, 224)  # (height, width) of each batch item
 FRAMES = {"1080p": (1080, 1920), "4K": (2160, 3840)}  # (height, width) of each case's frame
 DEVICE = "cuda"  # where the frames are made (tests/test_benchmarks_frames.py runs the script on "cpu")
-QUICK, FULL = Loop(calls=200, repeats=3, warmup=30, gpu_calls=50), Loop(300, 7, 30, 100)
+QUICK, FULL = Loop(calls=200, repeats=5, warmup=30, gpu_calls=50), Loop(300, 7, 30, 100)
 SPEED_TARGET, BANDWIDTH_TARGET = 0.5, 0.85
 FLOAT_TOLERANCE = 1e-3  # float32 routes of one recipe: rounding only
 CVCUDA_TOLERANCE = 3 / 255 / min(STD)  # 8-bit RGB and fixed-point BT.601: within ~3 codes
@@ -150,18 +151,29 @@ def check(row: Row, references: dict[str, torch.Tensor], tolerance: float) -> No
         row.note = f"WRONG OUTPUT: max |diff| {matched[best]:.2e} > {tolerance:.0e} (closest: {best})"
 
 
-def measure(row: Row, references: dict[str, torch.Tensor], tolerance: float, loop: Loop) -> None:
-    """Check the row's output once, then time it; an exception becomes its note."""
-    if row.op is None:
-        return
-    try:
-        check(row, references, tolerance)
-        row.wall = wall_per_call(row.op, loop)
-        row.gpu = gpu_per_call(row.op, loop, row.wall.median_us)
-    except Exception as exc:
-        row.note = f"error: {describe(exc)}"
-        with contextlib.suppress(Exception):
-            torch.cuda.synchronize()
+def measure(rows: list[Row], checks: Callable[[Row], None], loop: Loop) -> None:
+    """Check each row's output once (``checks``), then time the rows together (their samples in
+    turn), then each one's GPU time; an exception becomes the row's note."""
+    timed: list[Row] = []
+    for row in rows:
+        if row.op is None:
+            continue
+        try:
+            checks(row)
+            timed.append(row)
+        except Exception as exc:
+            failed(row, exc)
+    for row, result in zip(timed, timed_in_turn([cast(Op, each.op) for each in timed], loop), strict=True):
+        if isinstance(result, Exception):
+            failed(row, result)
+        else:
+            row.wall, row.gpu = result
+
+
+def failed(row: Row, exc: Exception) -> None:
+    row.note = f"error: {describe(exc)}"
+    with contextlib.suppress(Exception):
+        torch.cuda.synchronize()
 
 
 def row_line(row: Row | None) -> str:
@@ -304,10 +316,13 @@ def frame_rows(cv: Any, missing: str, loop: Loop) -> tuple[list[Row], str]:
         build("1080p", "gpuimage", "from_dlpack + normalize_batch(out=) per frame", per_frame_op),
     ]
     rows[-1].judged = False
-    for row in rows:
+
+    def checks(row: Row) -> None:
         is_cv = row.library == "CV-CUDA"
-        refs, tolerance = (references, CVCUDA_TOLERANCE) if is_cv else (ours_ref, FLOAT_TOLERANCE)
-        measure(row, refs, tolerance, loop)
+        check(row, *((references, CVCUDA_TOLERANCE) if is_cv else (ours_ref, FLOAT_TOLERANCE)))
+
+    measure(rows, checks, loop)
+    for row in rows:
         print(row_line(row), flush=True)
     compare_with_gpuimage(rows, nv12, rois)
     return rows, missing
@@ -352,8 +367,8 @@ def bandwidth_rows(loop: Loop) -> tuple[list[Row], dict[str, Any]]:
         build("4K", "gpuimage", "normalize(frame, 0, 1)", normalize),
         build("4K", "gpuimage", 'frame.to_image(layout="CHW", dtype="float32")', to_image),
     ]
+    measure(rows, lambda each: check(each, reference, 1e-4), loop)
     for row in rows:
-        measure(row, reference, 1e-4, loop)
         print(row_line(row), flush=True)
     best = min((row.gpu_us for row in rows if row.library == "gpuimage" and row.gpu_us), default=None)
     gbps = None if best is None else nbytes / best / 1e3

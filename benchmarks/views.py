@@ -52,7 +52,7 @@ from _common import (
     value_check,
     write_json,
 )
-from _timing import Loop, Spread, wall_per_call, wall_per_call_each, wall_per_call_interleaved
+from _timing import Loop, Spread, wall_per_call, wall_per_call_each, walls_in_turn
 
 import gpuimage
 from gpuimage import HWC, GpuImage
@@ -115,11 +115,11 @@ def run_ops(loop: Loop, cv: Any) -> tuple[dict[str, Spread], dict[str, str]]:
 
     def timed_together(rows: dict[str, Callable[[], object]]) -> None:
         """Rows compared with each other: their samples taken in turn (``_timing``)."""
-        try:
-            timings.update(zip(rows, wall_per_call_interleaved(list(rows.values()), loop), strict=True))
-        except Exception:  # time each alone, so that only the failing row says why
-            for name, op in rows.items():
-                timed(name, op)
+        for name, wall in zip(rows, walls_in_turn(list(rows.values()), loop), strict=True):
+            if isinstance(wall, Exception):
+                errors[name] = describe(wall)
+            else:
+                timings[name] = wall
 
     def timed_each(
         name: str, op: Callable[[GpuImage[HWC]], object], make: Callable[[], GpuImage[HWC]]

@@ -124,9 +124,9 @@ def test_calls_compared_with_each_other_are_sampled_in_turn(monkeypatch: pytest.
 def test_a_variant_that_fails_while_timed_is_the_only_one_with_a_note(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    conversions = module("conversions")
+    conversions, timing = module("conversions"), module("_timing")
     monkeypatch.setattr(torch.cuda, "synchronize", lambda: None)
-    monkeypatch.setattr(conversions, "gpu_per_call", lambda op, loop, wall_us: 1.0)
+    monkeypatch.setattr(timing, "gpu_per_call", lambda op, loop, wall_us: 1.0)
     reference = torch.arange(6)
     calls = {"n": 0}
 

@@ -481,6 +481,8 @@ def test_a_whole_run_with_stand_ins_prints_the_table_and_writes_the_json(
     monkeypatch.setattr(script, "COPY_BYTES", 4096)
     monkeypatch.setattr(script, "wall_per_call", lambda op, loop: (op(), script.Spread(50.0, 49.0, 51.0))[1])
     monkeypatch.setattr(script, "gpu_per_call", lambda op, loop, wall_us: (op(), 20.0)[1])
+    figures = (script.Spread(50.0, 49.0, 51.0), 20.0)
+    monkeypatch.setattr(script, "timed_in_turn", lambda ops, loop: [(op(), figures)[1] for op in ops])
     report = tmp_path / "frames.json"
     assert script.main(["--quick", "--json", str(report)]) == 0
     out = capsys.readouterr().out
@@ -519,7 +521,7 @@ def test_a_whole_run_with_stand_ins_prints_the_table_and_writes_the_json(
     assert "note" not in prepared
     assert "PreparedBatch" in stand_in.calls
     assert "of 1 targets passed." in out
-    assert results["config"] == {"calls": 200, "repeats": 3, "warmup": 30, "gpu_calls": 50}
+    assert results["config"] == {"calls": 200, "repeats": 5, "warmup": 30, "gpu_calls": 50}
     first_cv = results["timings"]["1080p | CV-CUDA cvtcolor+rccr x N+normalize (NCHW planes)"]
     assert first_cv["note"].startswith("WRONG OUTPUT")
     assert all(diff is None or diff > 1 for diff in first_cv["max_abs_diff"].values())
