@@ -9,16 +9,18 @@ shown, ``passed`` True (PASS), False (FAIL) or None (shown only, or not measurab
 from __future__ import annotations
 
 import argparse
+import contextlib
 import faulthandler
 import importlib
 import json
 import platform
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar, cast
 
 import cupy
 import torch
+from _timing import Loop, Spread, timed_in_turn
 
 import gpuimage
 
@@ -53,6 +55,44 @@ def describe(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     text = f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": ")
     return text if len(text) <= 160 else text[:157] + "..."
+
+
+class Measured(Protocol):
+    """A benchmark row: its op (None: it could not be built), and what measuring it found."""
+
+    op: Callable[[], object] | None
+    note: str  # why it has no figure, or how its output is off ("" where it ran and matched)
+    wall: Spread | None
+    gpu: float | str | None  # GPU microseconds per call, or why there is no figure
+
+
+M = TypeVar("M", bound=Measured)
+
+
+def measure_in_turn(rows: Sequence[M], check: Callable[[M], None], loop: Loop) -> None:
+    """Check each row's output once (``check`` may set its note), then time the rows together (their
+    samples in turn, ``_timing``), then each one's GPU time; an exception becomes the row's note."""
+    timed: list[M] = []
+    for row in rows:
+        if row.op is None:
+            continue
+        try:
+            check(row)
+            timed.append(row)
+        except Exception as exc:
+            failed(row, exc)
+    ops = [cast("Callable[[], object]", row.op) for row in timed]
+    for row, result in zip(timed, timed_in_turn(ops, loop), strict=True):
+        if isinstance(result, Exception):
+            failed(row, result)
+        else:
+            row.wall, row.gpu = result
+
+
+def failed(row: Measured, exc: Exception) -> None:
+    row.note = f"error: {describe(exc)}"
+    with contextlib.suppress(Exception):
+        torch.cuda.synchronize()
 
 
 def optional_module(name: str) -> tuple[Any, str]:

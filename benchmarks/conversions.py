@@ -45,6 +45,7 @@ import torch
 from _common import (
     describe,
     header,
+    measure_in_turn,
     micros,
     module_version,
     optional_module,
@@ -55,7 +56,7 @@ from _common import (
     write_json,
 )
 from _cvcuda_ops import Routes
-from _timing import Loop, Spread, timed_in_turn
+from _timing import Loop, Spread
 
 import gpuimage
 from gpuimage import GpuImage
@@ -238,31 +239,13 @@ def mismatch(output: object, reference: torch.Tensor) -> str:
 
 
 def measure(case: Case, loop: Loop) -> None:
-    """Check each variant's output once, then time the case's variants together (their samples in
-    turn), then each one's GPU time; an exception becomes the variant's note."""
-    timed: list[Variant] = []
-    for variant in case.variants:
-        if variant.op is None:
-            continue
-        try:
-            if variant.exact:
-                variant.note = mismatch(variant.op(), case.reference)
-            timed.append(variant)
-        except Exception as exc:
-            failed(variant, exc)
-    for variant, result in zip(
-        timed, timed_in_turn([cast(Op, each.op) for each in timed], loop), strict=True
-    ):
-        if isinstance(result, Exception):
-            failed(variant, result)
-        else:
-            variant.wall, variant.gpu = result
+    """Check each variant's output against torch's once (where it must match), then time them all."""
 
+    def check(variant: Variant) -> None:
+        if variant.exact:
+            variant.note = mismatch(cast(Op, variant.op)(), case.reference)
 
-def failed(variant: Variant, exc: Exception) -> None:
-    variant.note = f"error: {describe(exc)}"
-    with contextlib.suppress(Exception):
-        torch.cuda.synchronize()
+    measure_in_turn(case.variants, check, loop)
 
 
 def variant_line(case: Case | None, variant: Variant | None) -> str:

@@ -54,12 +54,13 @@ import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import torch
 from _common import (
     describe,
     header,
+    measure_in_turn,
     module_version,
     optional_module,
     parse_args,
@@ -81,7 +82,7 @@ from _frames_routes import (
     nv12_frame,
     person_rois,
 )
-from _timing import Loop, Spread, gpu_per_call, timed_in_turn, wall_per_call
+from _timing import Loop, Spread, gpu_per_call, wall_per_call
 
 import gpuimage
 
@@ -149,31 +150,6 @@ def check(row: Row, references: dict[str, torch.Tensor], tolerance: float) -> No
     best = min(matched, key=lambda name: matched[name])
     if matched[best] > tolerance:
         row.note = f"WRONG OUTPUT: max |diff| {matched[best]:.2e} > {tolerance:.0e} (closest: {best})"
-
-
-def measure(rows: list[Row], checks: Callable[[Row], None], loop: Loop) -> None:
-    """Check each row's output once (``checks``), then time the rows together (their samples in
-    turn), then each one's GPU time; an exception becomes the row's note."""
-    timed: list[Row] = []
-    for row in rows:
-        if row.op is None:
-            continue
-        try:
-            checks(row)
-            timed.append(row)
-        except Exception as exc:
-            failed(row, exc)
-    for row, result in zip(timed, timed_in_turn([cast(Op, each.op) for each in timed], loop), strict=True):
-        if isinstance(result, Exception):
-            failed(row, result)
-        else:
-            row.wall, row.gpu = result
-
-
-def failed(row: Row, exc: Exception) -> None:
-    row.note = f"error: {describe(exc)}"
-    with contextlib.suppress(Exception):
-        torch.cuda.synchronize()
 
 
 def row_line(row: Row | None) -> str:
@@ -321,7 +297,7 @@ def frame_rows(cv: Any, missing: str, loop: Loop) -> tuple[list[Row], str]:
         is_cv = row.library == "CV-CUDA"
         check(row, *((references, CVCUDA_TOLERANCE) if is_cv else (ours_ref, FLOAT_TOLERANCE)))
 
-    measure(rows, checks, loop)
+    measure_in_turn(rows, checks, loop)
     for row in rows:
         print(row_line(row), flush=True)
     compare_with_gpuimage(rows, nv12, rois)
@@ -367,7 +343,7 @@ def bandwidth_rows(loop: Loop) -> tuple[list[Row], dict[str, Any]]:
         build("4K", "gpuimage", "normalize(frame, 0, 1)", normalize),
         build("4K", "gpuimage", 'frame.to_image(layout="CHW", dtype="float32")', to_image),
     ]
-    measure(rows, lambda each: check(each, reference, 1e-4), loop)
+    measure_in_turn(rows, lambda each: check(each, reference, 1e-4), loop)
     for row in rows:
         print(row_line(row), flush=True)
     best = min((row.gpu_us for row in rows if row.library == "gpuimage" and row.gpu_us), default=None)

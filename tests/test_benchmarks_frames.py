@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import faulthandler
+import importlib
 import json
 import math
 import re
@@ -482,7 +483,8 @@ def test_a_whole_run_with_stand_ins_prints_the_table_and_writes_the_json(
     monkeypatch.setattr(script, "wall_per_call", lambda op, loop: (op(), script.Spread(50.0, 49.0, 51.0))[1])
     monkeypatch.setattr(script, "gpu_per_call", lambda op, loop, wall_us: (op(), 20.0)[1])
     figures = (script.Spread(50.0, 49.0, 51.0), 20.0)
-    monkeypatch.setattr(script, "timed_in_turn", lambda ops, loop: [(op(), figures)[1] for op in ops])
+    common = importlib.import_module("_common")  # the helper frames.py imported by bare name
+    monkeypatch.setattr(common, "timed_in_turn", lambda ops, loop: [(op(), figures)[1] for op in ops])
     report = tmp_path / "frames.json"
     assert script.main(["--quick", "--json", str(report)]) == 0
     out = capsys.readouterr().out
