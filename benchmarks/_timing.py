@@ -108,9 +108,10 @@ def timed_in_turn(
     it raised."""
     results: list[tuple[Spread, float | str] | Exception] = []
     for op, wall in zip(ops, walls_in_turn(ops, loop), strict=True):
+        if isinstance(wall, Exception):
+            results.append(wall)
+            continue
         try:
-            if isinstance(wall, Exception):
-                raise wall
             results.append((wall, gpu_per_call(op, loop, wall.median_us)))
         except Exception as exc:
             results.append(exc)
